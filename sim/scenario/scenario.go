@@ -1,0 +1,109 @@
+// Package scenario loads and validates fleetsim scenario files.
+//
+// A scenario is YAML. Decoding is strict (unknown fields are errors) and validation reports
+// every problem at once, each as "file:line: message", in the manner of k6's Validate.
+// Runtime state never lives here: a Scenario is plain configuration.
+package scenario
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fleetsim/fleetsim/sim"
+)
+
+// Embedded is the Broker value that asks for the in-process broker.
+const Embedded = "embedded"
+
+// Connection modes.
+const (
+	PerDevice = "per-device" // one MQTT connection per device
+	PerHome   = "per-home"   // one connection per home, as devices behind a hub
+	Pool      = "pool"       // a fixed pool of Connections.PoolSize connections
+)
+
+// Scenario is a validated scenario file.
+type Scenario struct {
+	File        string        // path it was loaded from, for messages
+	Name        string        // short name, used in metrics labels and client ids
+	Description string        // one paragraph shown when the run starts
+	Broker      string        // Embedded or a broker URL (tcp://, ssl://, ws://, wss://)
+	Duration    time.Duration // how long to run; 0 runs until interrupted
+	Day         time.Duration // wall time of one simulated day; 0 means real time
+	Start       time.Duration // simulated time of day when the run starts
+	Seed        uint64        // seed for every random choice
+	Homes       int           // number of homes; every group is instantiated per home
+	TopicPrefix string        // per-home prefix template, e.g. "home/{home}"
+	Connections Connections
+	Groups      []Group
+}
+
+// Connections says how devices share MQTT connections.
+type Connections struct {
+	Mode     string // PerDevice, PerHome or Pool
+	PoolSize int    // for Pool
+}
+
+// Group is one entry of the devices list: Count devices of one Kind in every home.
+type Group struct {
+	Kind     string        // kind name, a key of the kinds map
+	Name     string        // id stem: devices are Name-1, Name-2, ... (defaults to Kind)
+	Count    int           // devices per home
+	Period   time.Duration // telemetry period; 0 means none
+	QoS      byte          // QoS of the devices' publishes
+	Retained bool          // retain state publishes
+	MaxRate  float64       // publish rate limit per device, messages per second
+	Topic    string        // base topic template, e.g. "{prefix}/{kind}/{id}"
+	Params   any           // decoded params, from the kind's NewParams
+	Line     int           // line of the group in the file
+}
+
+// Defaults applied when a field is absent.
+const (
+	DefaultTopicPrefix = "home/{home}"
+	DefaultTopic       = "{prefix}/{kind}/{id}"
+	DefaultMaxRate     = 10.0
+)
+
+// Prefix expands the topic prefix template for home h.
+func (s *Scenario) Prefix(home int) string {
+	return strings.ReplaceAll(s.TopicPrefix, "{home}", strconv.Itoa(home))
+}
+
+// DeviceID is the id of the n-th device (from 1) of group g.
+func (g *Group) DeviceID(n int) string { return g.Name + "-" + strconv.Itoa(n) }
+
+// DeviceConfig returns the configuration of the n-th device (from 1) of group g in home h.
+// Clock and Shared are left for the runner to fill in.
+func (s *Scenario) DeviceConfig(g *Group, home, n int) sim.DeviceConfig {
+	id := g.DeviceID(n)
+	prefix := s.Prefix(home)
+	topic := strings.NewReplacer(
+		"{prefix}", prefix,
+		"{home}", strconv.Itoa(home),
+		"{kind}", g.Kind,
+		"{name}", g.Name,
+		"{id}", id,
+		"{n}", strconv.Itoa(n),
+	).Replace(g.Topic)
+	return sim.DeviceConfig{
+		ID:       id,
+		Kind:     g.Kind,
+		Home:     home,
+		Prefix:   prefix,
+		Topic:    topic,
+		Period:   g.Period,
+		QoS:      g.QoS,
+		Retained: g.Retained,
+	}
+}
+
+// DevicesPerHome is the number of devices in one home.
+func (s *Scenario) DevicesPerHome() int {
+	n := 0
+	for _, g := range s.Groups {
+		n += g.Count
+	}
+	return n
+}
