@@ -1,0 +1,90 @@
+package devices
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+
+	"github.com/fleetsim/fleetsim/sim"
+)
+
+// CameraParams size the camera's snapshots.
+type CameraParams struct {
+	SnapshotBytes int `yaml:"snapshot_bytes"` // random image bytes per snapshot, 0..1048576
+}
+
+func cameraKind() sim.Kind {
+	return sim.NewKind("security camera: armed while every phone is away, publishes snapshots while armed",
+		func() CameraParams { return CameraParams{SnapshotBytes: 256} }, buildCamera)
+}
+
+func buildCamera(cfg sim.DeviceConfig, p CameraParams) (sim.Device, error) {
+	if p.SnapshotBytes < 0 || p.SnapshotBytes > 1<<20 {
+		return nil, &sim.ParamError{Field: "snapshot_bytes", Err: fmt.Errorf("%d is outside 0..1048576", p.SnapshotBytes)}
+	}
+	return &camera{cfg, p.SnapshotBytes}, nil
+}
+
+type camera struct {
+	cfg   sim.DeviceConfig
+	bytes int
+}
+
+func (d *camera) Run(ctx context.Context, io sim.IO) error {
+	o := newOut(d.cfg, io)
+	set := d.cfg.Topic + "/set"
+	if err := subscribe(ctx, io, d.cfg.QoS, d.cfg.Prefix+"/phone/+/position", set); err != nil {
+		return err
+	}
+	armed, empty, phones := false, false, presence{}
+	o.state(ctx, "off", atStart, nil)
+	snapshots, stop := every(d.cfg.Period)
+	defer stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-snapshots:
+			if armed {
+				d.snapshot(ctx, o)
+			}
+		case m, ok := <-io.Inbox():
+			if !ok {
+				return nil
+			}
+			want, c := armed, onTopic(m.Topic, "")
+			var err error
+			if m.Topic == set {
+				want, err = field[bool](m.Payload, "armed")
+			} else if c, err = phones.update(m); phones.empty() != empty {
+				empty = !empty // follow presence only when it changes
+				want = empty
+			}
+			if err != nil {
+				io.Reject(m.Topic, err)
+			} else if want != armed {
+				armed = want
+				o.state(ctx, armedOff(armed), c, nil)
+			}
+		}
+	}
+}
+
+// snapshot publishes a fake image: random bytes, and now and then some motion.
+func (d *camera) snapshot(ctx context.Context, o *out) {
+	r := o.io.Rand()
+	image := make([]byte, d.bytes)
+	for i := range image {
+		image[i] = byte(r.Uint32())
+	}
+	o.publish(ctx, d.cfg.Topic+"/snapshot", false, map[string]any{
+		"motion": r.Float64() < 0.1, "bytes": d.bytes, "image": base64.StdEncoding.EncodeToString(image),
+	})
+}
+
+func armedOff(armed bool) string {
+	if armed {
+		return "armed"
+	}
+	return "off"
+}

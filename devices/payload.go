@@ -1,0 +1,246 @@
+package devices
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fleetsim/fleetsim/sim"
+)
+
+// out is what a device sends out: JSON publishes with the common envelope, state changes
+// and narration lines. Each Run makes its own, so sequence numbers start at 1 per run.
+type out struct {
+	cfg sim.DeviceConfig
+	io  sim.IO
+	seq map[string]int64 // last sequence number per topic
+}
+
+func newOut(cfg sim.DeviceConfig, io sim.IO) *out {
+	return &out{cfg: cfg, io: io, seq: map[string]int64{}}
+}
+
+// tod is the simulated time of day now.
+func (o *out) tod() time.Duration { return o.cfg.Clock.TimeOfDay(time.Now()) }
+
+// publish adds the envelope (id, seq, time, sim_time) to fields and publishes them as JSON.
+// A failed publish is the engine's to count; the device carries on.
+func (o *out) publish(ctx context.Context, topic string, retained bool, fields map[string]any) {
+	o.seq[topic]++
+	now := time.Now()
+	fields["id"] = o.cfg.ID
+	fields["seq"] = o.seq[topic]
+	fields["time"] = now.UTC().Format(time.RFC3339Nano)
+	fields["sim_time"] = sim.FormatTimeOfDay(o.cfg.Clock.TimeOfDay(now))
+	payload, err := json.Marshal(fields)
+	if err != nil { // only finite numbers, strings and bools are ever sent
+		return
+	}
+	_ = o.io.Publish(ctx, topic, payload, o.cfg.QoS, retained)
+}
+
+// cause is why a state changed: the topic of the message that did it (or "start",
+// "schedule", "timer") for the payload, and a human reason for the narration.
+type cause struct{ topic, say string }
+
+var atStart = cause{topic: "start", say: "start"}
+
+// onTopic is the cause of a change brought by a message on topic.
+func onTopic(topic, why string) cause {
+	if why == "" {
+		return cause{topic, "on " + topic}
+	}
+	return cause{topic, why + ", on " + topic}
+}
+
+// publishState publishes the device's state to {topic}/state with extra fields.
+func (o *out) publishState(ctx context.Context, word string, c cause, extra map[string]any) {
+	fields := map[string]any{"state": word, "cause": c.topic}
+	for k, v := range extra {
+		fields[k] = v
+	}
+	o.publish(ctx, o.cfg.Topic+"/state", o.cfg.Retained, fields)
+}
+
+// state records, publishes and narrates a new state.
+func (o *out) state(ctx context.Context, word string, c cause, extra map[string]any) {
+	o.io.SetState(word)
+	o.publishState(ctx, word, c, extra)
+	o.say(fmt.Sprintf("%-8s", word), c.say)
+}
+
+// say prints one narration line: "08:00 bulb-1     off      (phone-1 left home, on ...)".
+func (o *out) say(what, why string) {
+	o.io.Say(fmt.Sprintf("%s %-10s %s (%s)", sim.FormatTimeOfDay(o.tod()), o.cfg.ID, what, why))
+}
+
+// subscribe subscribes to each filter at the device's QoS. A cancelled ctx is not an error:
+// the caller's loop sees it and returns.
+func subscribe(ctx context.Context, io sim.IO, qos byte, filters ...string) error {
+	for _, f := range filters {
+		if _, err := io.Subscribe(ctx, f, qos); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("subscribe %s: %w", f, err)
+		}
+	}
+	return nil
+}
+
+// every returns a channel ticking every d, or a nil channel (never ready) when d is 0.
+func every(d time.Duration) (<-chan time.Time, func()) {
+	if d <= 0 {
+		return nil, func() {}
+	}
+	t := time.NewTicker(d)
+	return t.C, t.Stop
+}
+
+// maxPayload bounds what a device tries to parse; real control payloads are tiny.
+const maxPayload = 64 << 10
+
+// decode parses a JSON payload into v.
+func decode(payload []byte, v any) error {
+	if len(payload) > maxPayload {
+		return fmt.Errorf("payload too large (%d bytes)", len(payload))
+	}
+	if err := json.Unmarshal(payload, v); err != nil {
+		return fmt.Errorf("bad JSON: %w", err)
+	}
+	return nil
+}
+
+// field decodes a JSON object and returns its required field name, e.g. {"on": true}.
+func field[T any](payload []byte, name string) (T, error) {
+	var zero, v T
+	var obj map[string]json.RawMessage
+	if err := decode(payload, &obj); err != nil {
+		return zero, err
+	}
+	raw, ok := obj[name]
+	if !ok || string(raw) == "null" {
+		return zero, fmt.Errorf("missing %q", name)
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return zero, fmt.Errorf("field %q: %w", name, err)
+	}
+	return v, nil
+}
+
+// position is a phone's report on {prefix}/phone/{id}/position.
+type position struct {
+	ID   string `json:"id"`
+	Away *bool  `json:"away"`
+}
+
+// presence tracks which phones are away, by phone id, from their position reports.
+type presence map[string]bool
+
+// maxPhones bounds presence, so that anyone publishing positions under made-up phone ids
+// cannot grow a device's memory without limit.
+const maxPhones = 256
+
+// update records a position message and returns it as the cause of any change.
+func (p presence) update(m sim.Message) (cause, error) {
+	var pos position
+	if err := decode(m.Payload, &pos); err != nil {
+		return cause{}, err
+	}
+	if pos.Away == nil {
+		return cause{}, errors.New(`missing "away"`)
+	}
+	who := pos.ID
+	if who == "" { // the + level of {prefix}/phone/+/position
+		levels := strings.Split(m.Topic, "/")
+		who = levels[max(len(levels)-2, 0)]
+	}
+	if _, known := p[who]; !known && len(p) >= maxPhones {
+		return cause{}, fmt.Errorf("more than %d phones in one home; ignoring %q", maxPhones, who)
+	}
+	p[who] = *pos.Away
+	if *pos.Away {
+		return onTopic(m.Topic, who+" left home"), nil
+	}
+	return onTopic(m.Topic, who+" came home"), nil
+}
+
+// occupied reports whether at least one phone last said it was home.
+func (p presence) occupied() bool {
+	for _, away := range p {
+		if !away {
+			return true
+		}
+	}
+	return false
+}
+
+// empty reports whether phones have reported and all of them are away.
+func (p presence) empty() bool { return len(p) > 0 && !p.occupied() }
+
+// parseTemperature reads a sensor's {"location": "indoor"|"outdoor"|"fixed", "celsius": 19.5}.
+func parseTemperature(payload []byte) (location string, celsius float64, err error) {
+	var t struct {
+		Location *string  `json:"location"`
+		Celsius  *float64 `json:"celsius"`
+	}
+	if err := decode(payload, &t); err != nil {
+		return "", 0, err
+	}
+	switch {
+	case t.Location == nil || t.Celsius == nil:
+		return "", 0, errors.New(`want "location" and "celsius"`)
+	case *t.Location != "indoor" && *t.Location != "outdoor" && *t.Location != "fixed":
+		return "", 0, fmt.Errorf("unknown location %q", *t.Location)
+	case *t.Celsius < -100 || *t.Celsius > 100:
+		return "", 0, fmt.Errorf("%g °C is out of range", *t.Celsius)
+	}
+	return *t.Location, *t.Celsius, nil
+}
+
+// parseSetpoint reads a heater set point: {"celsius": 22} or a bare number "22".
+func parseSetpoint(payload []byte) (float64, error) {
+	if len(payload) > maxPayload {
+		return 0, fmt.Errorf("payload too large (%d bytes)", len(payload))
+	}
+	v, err := strconv.ParseFloat(strings.TrimSpace(string(payload)), 64)
+	if err != nil {
+		if v, err = field[float64](payload, "celsius"); err != nil {
+			return 0, err
+		}
+	}
+	if !validSetpoint(v) { // also catches NaN and Inf from ParseFloat
+		return 0, fmt.Errorf("set point %g °C is outside 5..35", v)
+	}
+	return v, nil
+}
+
+func validSetpoint(c float64) bool { return c >= 5 && c <= 35 }
+
+// parseClock parses a time of day "HH:MM".
+func parseClock(s string) (time.Duration, error) {
+	bad := fmt.Errorf("%q is not a time of day HH:MM", s)
+	if len(s) != 5 || s[2] != ':' {
+		return 0, bad
+	}
+	for _, c := range s[:2] + s[3:] {
+		if c < '0' || c > '9' {
+			return 0, bad
+		}
+	}
+	h, _ := strconv.Atoi(s[:2])
+	m, _ := strconv.Atoi(s[3:])
+	if h > 23 || m > 59 {
+		return 0, bad
+	}
+	return time.Duration(h)*time.Hour + time.Duration(m)*time.Minute, nil
+}
+
+// onOff is the state word of a switch.
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
+}

@@ -1,0 +1,165 @@
+package devices
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/fleetsim/fleetsim/sim"
+)
+
+// PhoneParams say when the phone's human is out and which heater set points they send.
+type PhoneParams struct {
+	Leave     string          `yaml:"leave"`  // "HH:MM": away from here...
+	Return    string          `yaml:"return"` // ...until here (may wrap past midnight)
+	Setpoints []PhoneSetpoint `yaml:"setpoints"`
+}
+
+// PhoneSetpoint is one scheduled set point: at "HH:MM" every simulated day, send celsius.
+type PhoneSetpoint struct {
+	At      string  `yaml:"at"`
+	Celsius float64 `yaml:"celsius"`
+}
+
+func phoneKind() sim.Kind {
+	return sim.NewKind("smartphone: publishes its position, leaves and comes back on schedule, sends heater set points",
+		func() PhoneParams { return PhoneParams{Leave: "08:00", Return: "18:00"} }, buildPhone)
+}
+
+type phone struct {
+	cfg         sim.DeviceConfig
+	leave, back time.Duration
+	setpoints   []setpoint
+}
+
+type setpoint struct {
+	at      time.Duration
+	celsius float64
+}
+
+func buildPhone(cfg sim.DeviceConfig, p PhoneParams) (sim.Device, error) {
+	d := &phone{cfg: cfg}
+	var err error
+	if d.leave, err = parseClock(p.Leave); err != nil {
+		return nil, &sim.ParamError{Field: "leave", Err: err}
+	}
+	if d.back, err = parseClock(p.Return); err != nil {
+		return nil, &sim.ParamError{Field: "return", Err: err}
+	}
+	if d.leave == d.back {
+		return nil, &sim.ParamError{Field: "return", Err: errors.New("equals leave")}
+	}
+	for i, s := range p.Setpoints {
+		at, err := parseClock(s.At)
+		if err != nil {
+			return nil, &sim.ParamError{Field: "setpoints", Err: fmt.Errorf("[%d].at: %w", i, err)}
+		}
+		if !validSetpoint(s.Celsius) {
+			return nil, &sim.ParamError{Field: "setpoints", Err: fmt.Errorf("[%d].celsius: %g is outside 5..35", i, s.Celsius)}
+		}
+		d.setpoints = append(d.setpoints, setpoint{at, s.Celsius})
+	}
+	return d, nil
+}
+
+// away reports whether the human is out at time of day tod: in [leave, return).
+func (d *phone) away(tod time.Duration) bool {
+	if d.leave < d.back {
+		return tod >= d.leave && tod < d.back
+	}
+	return tod >= d.leave || tod < d.back
+}
+
+// crossed reports whether time of day at was passed going from prev to now (may wrap).
+func crossed(prev, now, at time.Duration) bool {
+	if prev <= now {
+		return prev < at && at <= now
+	}
+	return prev < at || at <= now
+}
+
+func (d *phone) Run(ctx context.Context, io sim.IO) error {
+	o := newOut(d.cfg, io)
+	temps := d.cfg.Prefix + "/sensor/+/temperature"
+	setpointTopic := d.cfg.Prefix + "/heater/setpoint"
+	if err := subscribe(ctx, io, d.cfg.QoS, temps); err != nil {
+		return err
+	}
+	last := o.tod()
+	away := d.away(last)
+	o.state(ctx, homeAway(away), atStart, nil)
+	d.position(ctx, o, away)
+
+	minute := time.NewTicker(max(d.cfg.Clock.WallFor(time.Minute), 5*time.Millisecond))
+	defer minute.Stop()
+	report, stop := every(d.cfg.Period)
+	defer stop()
+	indoor, outdoor := math.NaN(), math.NaN() // NaN until a sensor reports
+	var told time.Time                        // when the human was last told the temperatures
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-report:
+			d.position(ctx, o, away)
+		case <-minute.C:
+			now := o.tod()
+			for _, s := range d.setpoints {
+				if crossed(last, now, s.at) {
+					o.publish(ctx, setpointTopic, d.cfg.Retained, map[string]any{"celsius": s.celsius})
+					o.say(fmt.Sprintf("set point %.1f °C", s.celsius), "on "+setpointTopic)
+				}
+			}
+			last = now
+			if a := d.away(now); a != away {
+				away = a
+				why := "leaves at " + sim.FormatTimeOfDay(d.leave)
+				if !away {
+					why = "returns at " + sim.FormatTimeOfDay(d.back)
+				}
+				o.state(ctx, homeAway(away), cause{"schedule", why}, nil)
+				d.position(ctx, o, away)
+			}
+		case m, ok := <-io.Inbox():
+			if !ok {
+				return nil
+			}
+			loc, c, err := parseTemperature(m.Payload)
+			if err != nil {
+				io.Reject(m.Topic, err)
+				continue
+			}
+			switch loc {
+			case "indoor":
+				indoor = c
+			case "outdoor":
+				outdoor = c
+			}
+			known := !math.IsNaN(indoor) && !math.IsNaN(outdoor)
+			if known && (told.IsZero() || time.Since(told) >= d.cfg.Clock.WallFor(time.Hour)) {
+				told = time.Now()
+				o.say(fmt.Sprintf("indoor %.1f °C, outdoor %.1f °C", indoor, outdoor), "on "+temps)
+			}
+		}
+	}
+}
+
+// position publishes where the phone is: within 50 m of home, or a few km away.
+func (d *phone) position(ctx context.Context, o *out, away bool) {
+	distance := o.io.Rand().Float64() * 50
+	if away {
+		distance = 2000 + o.io.Rand().Float64()*6000
+	}
+	o.publish(ctx, d.cfg.Topic+"/position", d.cfg.Retained, map[string]any{
+		"away": away, "distance_m": math.Round(distance*10) / 10,
+	})
+}
+
+func homeAway(away bool) string {
+	if away {
+		return "away"
+	}
+	return "home"
+}
