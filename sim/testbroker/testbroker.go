@@ -1,0 +1,296 @@
+// Package testbroker runs a real mosquitto broker for tests: on loopback, on free ports,
+// optionally with a TLS listener (certificates made by NewTestCA) and password
+// authentication, and stopped when the test ends.
+//
+// mosquitto comes from the Debian packages "mosquitto" (the broker and mosquitto_passwd)
+// and "mosquitto-clients" (mosquitto_sub, mosquitto_pub), which `make deps` installs. A
+// test that needs a missing tool is skipped, or fails under CI (CI=true); see RequireTool.
+package testbroker
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// sbinDirs are searched after $PATH: mosquitto installs the broker in /usr/sbin, which is
+// not on the PATH of ordinary users.
+var sbinDirs = []string{"/usr/sbin", "/usr/local/sbin", "/sbin"}
+
+// debPackage names the Debian package that provides each tool.
+var debPackage = map[string]string{
+	"mosquitto":        "mosquitto",
+	"mosquitto_passwd": "mosquitto",
+	"mosquitto_sub":    "mosquitto-clients",
+	"mosquitto_pub":    "mosquitto-clients",
+	"mosquitto_rr":     "mosquitto-clients",
+}
+
+// RequireTool returns the path of the executable name, looked up on $PATH and then in
+// /usr/sbin, /usr/local/sbin and /sbin. When it is missing the test is skipped, or, when
+// the environment has CI=true, fails: CI installs the tools, so there a missing one is a
+// broken setup, not an optional test.
+func RequireTool(t testing.TB, name string) string {
+	t.Helper()
+	if path, err := exec.LookPath(name); err == nil {
+		return path
+	}
+	for _, dir := range sbinDirs {
+		path := filepath.Join(dir, name)
+		if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
+			return path
+		}
+	}
+	pkg := debPackage[name]
+	if pkg == "" {
+		pkg = name
+	}
+	msg := fmt.Sprintf("%s not found on $PATH or in %s: install the Debian package %q "+
+		"(apt-get install %s) or run `make deps`", name, strings.Join(sbinDirs, ", "), pkg, pkg)
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s (CI=true, so this fails instead of skipping)", msg)
+	} else {
+		t.Skipf("skipping: %s", msg)
+	}
+	return ""
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago: it listens on port 0
+// and closes the listener. Another process may take the port before the caller binds it.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Config configures StartMosquitto. The zero value is one plain listener that allows
+// anonymous clients.
+type Config struct {
+	// TLS, if set, adds a TLS listener using these files (see NewTestCA).
+	TLS *TLSFiles
+	// RequireClientCert makes the TLS listener require a client certificate signed by
+	// TLS.CA (mutual TLS; see NewClientCert).
+	RequireClientCert bool
+	// Users, if not empty, maps user names to passwords; clients must then give one of
+	// them, on every listener (anonymous clients are refused).
+	Users map[string]string
+}
+
+// Mosquitto is a running mosquitto process.
+type Mosquitto struct {
+	Addr     string // plain listener, "127.0.0.1:port"
+	TLSAddr  string // TLS listener, "127.0.0.1:port", or "" without Config.TLS
+	ConfPath string // the generated mosquitto.conf
+	LogPath  string // mosquitto's log, and its standard output and error
+
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the process has exited
+}
+
+// URL is the plain listener's URL, "tcp://127.0.0.1:port".
+func (m *Mosquitto) URL() string { return "tcp://" + m.Addr }
+
+// TLSURL is the TLS listener's URL, "ssl://127.0.0.1:port", or "" without TLS.
+func (m *Mosquitto) TLSURL() string {
+	if m.TLSAddr == "" {
+		return ""
+	}
+	return "ssl://" + m.TLSAddr
+}
+
+// Log returns mosquitto's log so far.
+func (m *Mosquitto) Log() string {
+	b, _ := os.ReadFile(m.LogPath)
+	return string(b)
+}
+
+// startTimeout bounds the wait for mosquitto's listeners to accept connections.
+const startTimeout = 5 * time.Second
+
+// StartMosquitto starts mosquitto with a configuration written from cfg into a temporary
+// directory, waits until its listeners accept TCP connections and stops it when the test
+// ends. It skips or fails the test as RequireTool does when mosquitto is not installed, and
+// fails it, printing mosquitto's log, when mosquitto does not start within 5 seconds.
+func StartMosquitto(t testing.TB, cfg Config) *Mosquitto {
+	t.Helper()
+	bin := RequireTool(t, "mosquitto")
+	dir := t.TempDir()
+	passwd := ""
+	if len(cfg.Users) > 0 {
+		passwd = writePasswords(t, dir, cfg.Users)
+	}
+	// The ports are free when chosen but only bound when mosquitto starts; if another
+	// process takes one in between, try again with new ports.
+	const attempts = 3
+	for i := 1; ; i++ {
+		m, inUse, err := startMosquitto(t, bin, dir, passwd, cfg)
+		switch {
+		case err == nil:
+			return m
+		case inUse && i < attempts:
+			t.Logf("%v; retrying with other ports", err)
+		default:
+			t.Fatal(err)
+		}
+	}
+}
+
+// startMosquitto makes one attempt. inUse tells whether an error was a port in use.
+func startMosquitto(t testing.TB, bin, dir, passwd string, cfg Config) (m *Mosquitto, inUse bool, err error) {
+	t.Helper()
+	m = &Mosquitto{
+		Addr:     net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t))),
+		ConfPath: filepath.Join(dir, "mosquitto.conf"),
+		LogPath:  filepath.Join(dir, "mosquitto.log"),
+		exited:   make(chan struct{}),
+	}
+	if cfg.TLS != nil {
+		m.TLSAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
+	}
+	if err := os.WriteFile(m.ConfPath, []byte(m.config(cfg, passwd)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logFile, err := os.OpenFile(m.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_TRUNC, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close() // the child has its own descriptor
+
+	m.cmd = exec.Command(bin, "-c", m.ConfPath)
+	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
+	m.cmd.SysProcAttr = procAttr()
+	if err := m.cmd.Start(); err != nil {
+		return nil, false, fmt.Errorf("start %s: %w", bin, err)
+	}
+	go func() {
+		_ = m.cmd.Wait()
+		close(m.exited)
+	}()
+	t.Cleanup(m.Stop)
+
+	addrs := []string{m.Addr}
+	if m.TLSAddr != "" {
+		addrs = append(addrs, m.TLSAddr)
+	}
+	deadline := time.Now().Add(startTimeout)
+	for _, addr := range addrs {
+		for {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			select {
+			case <-m.exited:
+				log := m.Log()
+				return nil, strings.Contains(log, "Address already in use"),
+					fmt.Errorf("mosquitto exited at start (%v); config %s; log:\n%s", m.cmd.ProcessState, m.ConfPath, log)
+			case <-time.After(10 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				m.Stop()
+				return nil, false, fmt.Errorf("mosquitto not accepting on %s after %v; config %s; log:\n%s",
+					addr, startTimeout, m.ConfPath, m.Log())
+			}
+		}
+	}
+	return m, false, nil
+}
+
+// config renders mosquitto.conf (see mosquitto.conf(5), mosquitto 2.0).
+func (m *Mosquitto) config(cfg Config, passwd string) string {
+	var b strings.Builder
+	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	line("# Written by fleetsim's testbroker for one test.")
+	if os.Geteuid() == 0 {
+		// Run as root, mosquitto switches to the user "mosquitto", which cannot read
+		// this test's temporary directory.
+		line("user root")
+	}
+	line("persistence false")
+	line("log_dest file %s", m.LogPath)
+	line("log_type error")
+	line("log_type warning")
+	line("log_type notice")
+	line("log_type information")
+	line("connection_messages true")
+	line("log_timestamp_format %%Y-%%m-%%dT%%H:%%M:%%S")
+	line("set_tcp_nodelay true")
+	// A simulated fleet's subscribers may fall behind in bursts; the default of 1000
+	// queued messages per client would drop them.
+	line("max_queued_messages 100000")
+	if passwd != "" {
+		line("allow_anonymous false")
+		line("password_file %s", passwd)
+	} else {
+		line("allow_anonymous true")
+	}
+
+	host, port, _ := net.SplitHostPort(m.Addr)
+	line("listener %s %s", port, host)
+	if cfg.TLS != nil {
+		host, port, _ := net.SplitHostPort(m.TLSAddr)
+		line("listener %s %s", port, host)
+		line("cafile %s", cfg.TLS.CA)
+		line("certfile %s", cfg.TLS.Cert)
+		line("keyfile %s", cfg.TLS.Key)
+		line("require_certificate %t", cfg.RequireClientCert)
+	}
+	return b.String()
+}
+
+// writePasswords creates a mosquitto password file for users with mosquitto_passwd.
+func writePasswords(t testing.TB, dir string, users map[string]string) string {
+	t.Helper()
+	bin := RequireTool(t, "mosquitto_passwd")
+	path := filepath.Join(dir, "passwd")
+	names := make([]string, 0, len(users))
+	for name := range users {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for i, name := range names {
+		args := []string{"-b", path, name, users[name]} // -b: password on the command line
+		if i == 0 {
+			args = append([]string{"-c"}, args...) // -c: create the file
+		}
+		var out bytes.Buffer
+		cmd := exec.Command(bin, args...)
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("mosquitto_passwd for user %q: %v\n%s", name, err, out.String())
+		}
+	}
+	return path
+}
+
+// Stop stops mosquitto (SIGTERM, then SIGKILL after 5 seconds) and waits for it to exit.
+// It is called when the test ends; tests may call it earlier, for example to see clients
+// lose their connection. It is safe to call more than once.
+func (m *Mosquitto) Stop() {
+	select {
+	case <-m.exited:
+		return
+	default:
+	}
+	_ = m.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-m.exited:
+	case <-time.After(5 * time.Second):
+		_ = m.cmd.Process.Kill()
+		<-m.exited
+	}
+}
