@@ -1,0 +1,106 @@
+// Package metrics defines fleetsim's Prometheus metrics (DESIGN.md §5): prefix fleetsim_,
+// base units, bounded labels (kind, qos, state, result — never a device id or topic). The
+// caller owns the registry; nothing here touches a global one.
+package metrics
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the run's instruments. Hot paths resolve their label values once (see For).
+type Metrics struct {
+	Published       *prometheus.CounterVec // kind, qos
+	PublishedBytes  *prometheus.CounterVec // kind, qos
+	PublishFailures *prometheus.CounterVec // kind, qos
+	Received        *prometheus.CounterVec // kind, qos
+	ReceivedBytes   *prometheus.CounterVec // kind, qos
+	Rejected        *prometheus.CounterVec // kind
+	Dropped         *prometheus.CounterVec // kind
+	StateChanges    *prometheus.CounterVec // kind
+	DevicesInState  *prometheus.GaugeVec   // kind, state
+	Devices         *prometheus.GaugeVec   // kind
+	Connections     prometheus.Gauge
+	ConnectAttempts *prometheus.CounterVec // result
+	ConnectionsLost prometheus.Counter
+}
+
+// New creates the metrics and registers them on reg. scenario becomes a constant label.
+func New(reg prometheus.Registerer, scenario string) *Metrics {
+	reg = prometheus.WrapRegistererWith(prometheus.Labels{"scenario": scenario}, reg)
+	kq := []string{"kind", "qos"}
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "fleetsim", Name: name, Help: help}, labels)
+		reg.MustRegister(c)
+		return c
+	}
+	m := &Metrics{
+		Published:       counter("messages_published_total", "Messages devices published and the broker accepted (written for QoS 0, acknowledged for QoS 1 and 2).", kq...),
+		PublishedBytes:  counter("published_payload_bytes_total", "Payload bytes of published messages.", kq...),
+		PublishFailures: counter("publish_failures_total", "Publishes that failed or timed out.", kq...),
+		Received:        counter("messages_received_total", "Messages delivered to devices by their subscriptions.", kq...),
+		ReceivedBytes:   counter("received_payload_bytes_total", "Payload bytes of messages delivered to devices.", kq...),
+		Rejected:        counter("messages_rejected_total", "Received payloads a device could not use (bad JSON, wrong types, out of range).", "kind"),
+		Dropped:         counter("messages_dropped_total", "Received messages dropped because the device's inbox was full.", "kind"),
+		StateChanges:    counter("device_state_changes_total", "State changes devices made.", "kind"),
+		DevicesInState: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "fleetsim", Name: "devices_in_state",
+			Help: "Devices currently in each state."}, []string{"kind", "state"}),
+		Devices: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "fleetsim", Name: "devices",
+			Help: "Devices running."}, []string{"kind"}),
+		Connections: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "fleetsim", Name: "connections",
+			Help: "MQTT connections currently open."}),
+		ConnectAttempts: counter("connection_attempts_total", "Connection attempts by result (ok, error).", "result"),
+		ConnectionsLost: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "fleetsim", Name: "connections_lost_total",
+			Help: "Established connections that dropped."}),
+	}
+	reg.MustRegister(m.DevicesInState, m.Devices, m.Connections, m.ConnectionsLost)
+	return m
+}
+
+// Kind holds one kind's counters with labels resolved, so the per-message path does no
+// label lookups.
+type Kind struct {
+	Published, PublishedBytes, PublishFailures [3]prometheus.Counter
+	Received, ReceivedBytes                    [3]prometheus.Counter
+	Rejected, Dropped, StateChanges            prometheus.Counter
+	states                                     *prometheus.GaugeVec
+	kind                                       string
+}
+
+// For resolves the counters of one kind.
+func (m *Metrics) For(kind string) *Kind {
+	k := &Kind{
+		Rejected:     m.Rejected.WithLabelValues(kind),
+		Dropped:      m.Dropped.WithLabelValues(kind),
+		StateChanges: m.StateChanges.WithLabelValues(kind),
+		states:       m.DevicesInState,
+		kind:         kind,
+	}
+	for q := range 3 {
+		qs := strconv.Itoa(q)
+		k.Published[q] = m.Published.WithLabelValues(kind, qs)
+		k.PublishedBytes[q] = m.PublishedBytes.WithLabelValues(kind, qs)
+		k.PublishFailures[q] = m.PublishFailures.WithLabelValues(kind, qs)
+		k.Received[q] = m.Received.WithLabelValues(kind, qs)
+		k.ReceivedBytes[q] = m.ReceivedBytes.WithLabelValues(kind, qs)
+	}
+	return k
+}
+
+// StateChanged moves one device from state from (empty for none) to state to.
+func (k *Kind) StateChanged(from, to string) {
+	if from != "" {
+		k.states.WithLabelValues(k.kind, from).Dec()
+		k.StateChanges.Inc()
+	}
+	k.states.WithLabelValues(k.kind, to).Inc()
+}
+
+// BuildInfo registers fleetsim_build_info{version, goversion} = 1.
+func BuildInfo(reg prometheus.Registerer, version, goVersion string) {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "fleetsim", Name: "build_info",
+		Help: "A metric with a constant 1 value labelled by fleetsim's version and Go version."}, []string{"version", "goversion"})
+	g.WithLabelValues(version, goVersion).Set(1)
+	reg.MustRegister(g)
+}

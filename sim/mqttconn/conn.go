@@ -1,0 +1,238 @@
+// Package mqttconn owns fleetsim's MQTT connections. Many devices share one connection
+// (per home, or a pool); each connection has one Dispatcher that routes incoming messages
+// to the devices whose filters match. It wraps github.com/eclipse/paho.mqtt.golang.
+package mqttconn
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
+
+	"github.com/fleetsim/fleetsim/sim"
+)
+
+// Options are the settings every connection of a run shares.
+type Options struct {
+	Broker         string      // URL: tcp://, ssl://, ws://, wss://
+	Username       string      // empty for none
+	Password       string      // never logged
+	TLS            *tls.Config // for ssl:// and wss://; nil uses system roots
+	ConnectTimeout time.Duration
+	KeepAlive      time.Duration
+	// OnChange, optional, is told each time the connection goes up or down; lost is the
+	// error when an established connection dropped (nil when it was closed on purpose).
+	// It must not block.
+	OnChange func(up bool, lost error)
+}
+
+func (o *Options) withDefaults() {
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 10 * time.Second
+	}
+	if o.KeepAlive <= 0 {
+		o.KeepAlive = 30 * time.Second
+	}
+}
+
+// Conn is one MQTT connection, shared by the devices routed through its Dispatcher.
+type Conn struct {
+	client   mqtt.Client
+	dispatch Dispatcher
+	opts     Options
+
+	up      atomic.Bool
+	mu      sync.Mutex
+	granted map[string]byte // QoS granted per subscribed filter
+	subQoS  map[string]byte // QoS asked per filter, for resubscribing after a reconnect
+	wg      sync.WaitGroup  // resubscribe goroutines
+	closed  bool
+}
+
+// Dial connects one client with the given client id and waits for the broker's CONNACK.
+// Failures are explained in terms a user can act on (see Explain).
+func Dial(ctx context.Context, opts Options, clientID string) (*Conn, error) {
+	opts.withDefaults()
+	c := &Conn{opts: opts, granted: map[string]byte{}, subQoS: map[string]byte{}}
+	o := mqtt.NewClientOptions().
+		AddBroker(opts.Broker).
+		SetClientID(clientID).
+		SetProtocolVersion(4). // MQTT 3.1.1; no silent fallback to 3.1
+		SetCleanSession(true).
+		SetKeepAlive(opts.KeepAlive).
+		SetConnectTimeout(opts.ConnectTimeout).
+		SetWriteTimeout(opts.ConnectTimeout).
+		SetAutoReconnect(true).
+		SetMaxReconnectInterval(10 * time.Second).
+		// In-order delivery keeps per-stream order intact for the devices. It is safe
+		// only because the handler never blocks: Dispatch does non-blocking sends.
+		SetOrderMatters(true).
+		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {
+			c.dispatch.Dispatch(sim.Message{Topic: m.Topic(), Payload: m.Payload(), QoS: m.Qos(), Retained: m.Retained()})
+		}).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) { c.setUp(false, err) }).
+		SetOnConnectHandler(func(mqtt.Client) { c.onConnect() })
+	if opts.Username != "" {
+		o.SetUsername(opts.Username)
+	}
+	if opts.Password != "" {
+		o.SetPassword(opts.Password)
+	}
+	if opts.TLS != nil {
+		o.SetTLSConfig(opts.TLS)
+	}
+	c.client = mqtt.NewClient(o)
+	if err := wait(ctx, c.client.Connect(), opts.ConnectTimeout+time.Second); err != nil {
+		c.client.Disconnect(0)
+		return nil, Explain(opts.Broker, err)
+	}
+	return c, nil
+}
+
+// onConnect runs (in paho's own goroutine) after every successful connect. After a
+// reconnect with a clean session, the broker has forgotten our subscriptions: send them again.
+func (c *Conn) onConnect() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	c.setUp(true, nil)
+	if len(c.subQoS) == 0 {
+		return
+	}
+	filters := make(map[string]byte, len(c.subQoS))
+	for f, q := range c.subQoS {
+		filters[f] = q
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		// Best effort: a failure here shows as missing messages and lost-connection
+		// counts; the next reconnect tries again.
+		c.client.SubscribeMultiple(filters, nil).WaitTimeout(c.opts.ConnectTimeout)
+	}()
+}
+
+// Subscribe routes messages matching filter to r, subscribing on the broker the first time
+// the connection sees filter (or again if asked for a higher QoS). It returns the QoS the
+// broker granted.
+func (c *Conn) Subscribe(ctx context.Context, filter string, qos byte, r Receiver) (byte, error) {
+	// Route first: retained messages can arrive before the SUBACK is handled.
+	c.dispatch.Add(filter, r)
+	c.mu.Lock()
+	asked, ok := c.subQoS[filter]
+	if ok && asked >= qos {
+		g := c.granted[filter]
+		c.mu.Unlock()
+		return g, nil
+	}
+	c.subQoS[filter] = qos
+	c.mu.Unlock()
+
+	tok := c.client.Subscribe(filter, qos, nil)
+	if err := wait(ctx, tok, c.opts.ConnectTimeout); err != nil {
+		return 0, fmt.Errorf("subscribe %q: %w", filter, err)
+	}
+	g, ok := tok.(*mqtt.SubscribeToken).Result()[filter]
+	if !ok || g == 0x80 {
+		return 0, fmt.Errorf("subscribe %q: broker refused the subscription", filter)
+	}
+	c.mu.Lock()
+	c.granted[filter] = g
+	c.mu.Unlock()
+	return g, nil
+}
+
+// Publish sends one message and waits until it is complete for its QoS, ctx ends, or the
+// connect timeout passes.
+func (c *Conn) Publish(ctx context.Context, topic string, payload []byte, qos byte, retained bool) error {
+	return wait(ctx, c.client.Publish(topic, qos, retained, payload), c.opts.ConnectTimeout)
+}
+
+// Close disconnects, letting in-flight work finish for up to 250 ms, and waits for the
+// connection's own goroutines.
+func (c *Conn) Close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.client.Disconnect(250)
+	c.wg.Wait()
+	c.setUp(false, nil)
+}
+
+// setUp records a change of the connection's state and tells OnChange about real changes.
+func (c *Conn) setUp(up bool, lost error) {
+	if c.up.Swap(up) != up && c.opts.OnChange != nil {
+		c.opts.OnChange(up, lost)
+	}
+}
+
+// wait waits for a paho token, bounded by ctx and timeout.
+func wait(ctx context.Context, tok mqtt.Token, timeout time.Duration) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-tok.Done():
+		return tok.Error()
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return fmt.Errorf("no answer from the broker within %v", timeout)
+	}
+}
+
+// Explain turns a connect error into one line that names the cause and what to do.
+func Explain(broker string, err error) error {
+	var (
+		unknownCA  x509.UnknownAuthorityError
+		hostErr    x509.HostnameError
+		recordErr  tls.RecordHeaderError
+		certErr    *tls.CertificateVerificationError
+		opErr      *net.OpError
+		dnsErr     *net.DNSError
+		urlErr     *url.Error
+		cause      string
+		unverified bool
+	)
+	switch {
+	case errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword), errors.Is(err, packets.ErrorRefusedNotAuthorised):
+		// mosquitto answers a wrong password with "not authorised" (CONNACK 5), others
+		// with "bad user name or password" (4): the fix is the same.
+		cause = "the broker refused the username or password (check --username or FLEETSIM_USERNAME, and FLEETSIM_PASSWORD or --password-file)"
+	case errors.Is(err, packets.ErrorRefusedIDRejected):
+		cause = "the broker rejected the client id"
+	case errors.Is(err, packets.ErrorRefusedServerUnavailable):
+		cause = "the broker says it is unavailable"
+	case errors.As(err, &unknownCA):
+		cause, unverified = "TLS: the broker's certificate is signed by an unknown authority (give its CA with --ca-file)", true
+	case errors.As(err, &hostErr):
+		cause, unverified = fmt.Sprintf("TLS: the broker's certificate is not valid for this host (%v)", hostErr), true
+	case errors.As(err, &certErr):
+		cause, unverified = fmt.Sprintf("TLS: the broker's certificate was not accepted (%v)", certErr.Err), true
+	case errors.As(err, &recordErr):
+		cause = "TLS: the broker did not answer with TLS (is this a plain MQTT port? use tcp:// instead of ssl://)"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		cause = "connection refused (is a broker listening there?)"
+	case errors.As(err, &dnsErr):
+		cause = fmt.Sprintf("cannot resolve host %q", dnsErr.Name)
+	case errors.As(err, &opErr), errors.As(err, &urlErr):
+		cause = err.Error()
+	default:
+		cause = err.Error()
+	}
+	if unverified {
+		cause += "; --insecure-skip-verify turns verification off, for testing only"
+	}
+	return fmt.Errorf("connect %s: %s: %w", broker, cause, err)
+}
