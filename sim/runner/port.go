@@ -1,0 +1,146 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/time/rate"
+
+	"github.com/fleetsim/fleetsim/sim"
+	"github.com/fleetsim/fleetsim/sim/metrics"
+	"github.com/fleetsim/fleetsim/sim/mqttconn"
+)
+
+// inboxSize is how many messages a device may have waiting before new ones are dropped.
+const inboxSize = 64
+
+// connection is what a port needs from its MQTT connection; *mqttconn.Conn implements it.
+type connection interface {
+	Publish(ctx context.Context, topic string, payload []byte, qos byte, retained bool) error
+	Subscribe(ctx context.Context, filter string, qos byte, r mqttconn.Receiver) (byte, error)
+}
+
+// port is one device's sim.IO: its share of a connection, its rate limit, its inbox and
+// its counters.
+type port struct {
+	home    int
+	id      string
+	conn    connection
+	limit   *rate.Limiter
+	inbox   chan sim.Message
+	rng     *rand.Rand
+	metrics *metrics.Kind
+	console *console
+	stats   deviceStats
+}
+
+// deviceStats are one device's counters for the summary. The counters are written by the
+// device's goroutine and the connection's delivery goroutine, hence atomics.
+type deviceStats struct {
+	out, outBytes, in, inBytes, rejected, dropped, failed atomic.Int64
+
+	mu     sync.Mutex
+	states []string // every state the device entered, in order
+}
+
+func (p *port) Publish(ctx context.Context, topic string, payload []byte, qos byte, retained bool) error {
+	if qos > 2 {
+		return fmt.Errorf("publish %s: QoS %d is not 0, 1 or 2", topic, qos)
+	}
+	if err := p.limit.Wait(ctx); err != nil {
+		return err
+	}
+	if err := p.conn.Publish(ctx, topic, payload, qos, retained); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		p.stats.failed.Add(1)
+		p.metrics.PublishFailures[qos].Inc()
+		return fmt.Errorf("publish %s: %w", topic, err)
+	}
+	n := int64(len(payload))
+	p.stats.out.Add(1)
+	p.stats.outBytes.Add(n)
+	p.metrics.Published[qos].Inc()
+	p.metrics.PublishedBytes[qos].Add(float64(n))
+	return nil
+}
+
+func (p *port) Subscribe(ctx context.Context, filter string, qos byte) (byte, error) {
+	if qos > 2 {
+		return 0, fmt.Errorf("subscribe %s: QoS %d is not 0, 1 or 2", filter, qos)
+	}
+	return p.conn.Subscribe(ctx, filter, qos, p)
+}
+
+func (p *port) Inbox() <-chan sim.Message { return p.inbox }
+
+// Deliver is called by the connection's dispatcher; it never blocks.
+func (p *port) Deliver(m sim.Message) {
+	q := min(m.QoS, 2)
+	select {
+	case p.inbox <- m:
+		n := int64(len(m.Payload))
+		p.stats.in.Add(1)
+		p.stats.inBytes.Add(n)
+		p.metrics.Received[q].Inc()
+		p.metrics.ReceivedBytes[q].Add(float64(n))
+	default:
+		p.stats.dropped.Add(1)
+		p.metrics.Dropped.Inc()
+	}
+}
+
+func (p *port) SetState(state string) {
+	p.stats.mu.Lock()
+	prev := ""
+	if n := len(p.stats.states); n > 0 {
+		prev = p.stats.states[n-1]
+	}
+	if prev == state {
+		p.stats.mu.Unlock()
+		return
+	}
+	p.stats.states = append(p.stats.states, state)
+	p.stats.mu.Unlock()
+	p.metrics.StateChanged(prev, state)
+}
+
+func (p *port) Say(line string) { p.console.Println(line) }
+
+func (p *port) Reject(topic string, reason error) {
+	p.stats.rejected.Add(1)
+	p.metrics.Rejected.Inc()
+	p.console.Debugf("home %d %s rejected a payload on %s: %v", p.home, p.id, topic, reason)
+}
+
+func (p *port) Rand() *rand.Rand { return p.rng }
+
+// console serialises narration lines from all device goroutines.
+type console struct {
+	mu    sync.Mutex
+	w     io.Writer
+	debug io.Writer // nil: no debug lines
+}
+
+func (c *console) Println(line string) {
+	if c.w == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fmt.Fprintln(c.w, line)
+}
+
+func (c *console) Debugf(format string, args ...any) {
+	if c.debug == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fmt.Fprintf(c.debug, format+"\n", args...)
+}

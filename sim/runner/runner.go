@@ -1,0 +1,250 @@
+// Package runner runs a scenario: it builds every device, shares MQTT connections among
+// them as the scenario says, runs one goroutine per device under one owner, and stops them
+// all when the run's time is up or its context is cancelled, leaving no goroutine behind.
+package runner
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"math"
+	mrand "math/rand/v2"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/fleetsim/fleetsim/sim"
+	"github.com/fleetsim/fleetsim/sim/metrics"
+	"github.com/fleetsim/fleetsim/sim/mqttconn"
+	"github.com/fleetsim/fleetsim/sim/scenario"
+)
+
+// Config is everything a run needs. Scenario, Kinds, Conn and Metrics are required.
+type Config struct {
+	Scenario *scenario.Scenario
+	Kinds    map[string]sim.Kind
+	Conn     mqttconn.Options // Broker must be set (the embedded broker's URL if embedded)
+	Metrics  *metrics.Metrics
+	Console  io.Writer // device narration; nil for none
+	Debug    io.Writer // rejected payloads and similar detail; nil for none
+}
+
+// maxDialers bounds concurrent connection attempts, so a large per-device fleet does not
+// open thousands of sockets at the same instant.
+const maxDialers = 64
+
+// device is one built device and the port it talks through.
+type device struct {
+	dev  sim.Device
+	kind string
+	port *port
+}
+
+// Run runs the scenario until its duration passes or ctx is cancelled and returns what
+// happened. A run cut short by ctx is not an error: the summary says it was interrupted.
+// Devices that fail are reported in the summary and make Run return an error at the end;
+// the other devices keep running.
+func Run(ctx context.Context, cfg Config) (*Summary, error) {
+	s := cfg.Scenario
+	started := time.Now()
+	clock := sim.Clock{WallStart: started, Start: s.Start, Day: s.Day}
+	con := &console{w: cfg.Console, debug: cfg.Debug}
+
+	devices, nConns, err := build(cfg, clock, con)
+	if err != nil {
+		return nil, err
+	}
+	conns, err := dialAll(ctx, cfg, nConns)
+	if err != nil {
+		return nil, err
+	}
+	defer closeAll(conns)
+	for i, d := range devices {
+		d.port.conn = conns[connIndex(s, i, d.port.home)]
+	}
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	if s.Duration > 0 {
+		runCtx, stop = context.WithTimeout(runCtx, s.Duration)
+		defer stop()
+	}
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		devErrs []string
+	)
+	for _, d := range devices {
+		cfg.Metrics.Devices.WithLabelValues(d.kind).Inc()
+		wg.Go(func() {
+			defer cfg.Metrics.Devices.WithLabelValues(d.kind).Dec()
+			if err := d.dev.Run(runCtx, d.port); err != nil && runCtx.Err() == nil {
+				msg := fmt.Sprintf("home %d %s: %v", d.port.home, d.port.id, err)
+				con.Println("device stopped: " + msg)
+				mu.Lock()
+				devErrs = append(devErrs, msg)
+				mu.Unlock()
+			}
+		})
+	}
+	<-runCtx.Done()
+	wg.Wait()
+
+	sum := summarise(s, cfg.Conn.Broker, started, devices)
+	sum.Interrupted = ctx.Err() != nil
+	sum.Errors = devErrs
+	if len(devErrs) > 0 {
+		return sum, fmt.Errorf("%d device(s) stopped with errors; first: %s", len(devErrs), devErrs[0])
+	}
+	return sum, nil
+}
+
+// build makes every device of every home and its port, and says how many connections the
+// scenario's connection mode needs.
+func build(cfg Config, clock sim.Clock, con *console) ([]*device, int, error) {
+	s := cfg.Scenario
+	kindMetrics := map[string]*metrics.Kind{}
+	devices := make([]*device, 0, s.Homes*s.DevicesPerHome())
+	for home := 1; home <= s.Homes; home++ {
+		shared := sim.NewShared()
+		for gi := range s.Groups {
+			g := &s.Groups[gi]
+			kind, ok := cfg.Kinds[g.Kind]
+			if !ok {
+				return nil, 0, fmt.Errorf("%s:%d: unknown device kind %q", s.File, g.Line, g.Kind)
+			}
+			km := kindMetrics[g.Kind]
+			if km == nil {
+				km = cfg.Metrics.For(g.Kind)
+				kindMetrics[g.Kind] = km
+			}
+			for n := 1; n <= g.Count; n++ {
+				dc := s.DeviceConfig(g, home, n)
+				dc.Clock = clock
+				dc.Shared = shared
+				dev, err := kind.Build(dc, g.Params)
+				if err != nil {
+					return nil, 0, fmt.Errorf("%s:%d: home %d %s: %w", s.File, g.Line, home, dc.ID, err)
+				}
+				devices = append(devices, &device{dev: dev, kind: g.Kind, port: &port{
+					home:    home,
+					id:      dc.ID,
+					limit:   rate.NewLimiter(rate.Limit(g.MaxRate), max(1, int(math.Ceil(g.MaxRate)))),
+					inbox:   make(chan sim.Message, inboxSize),
+					rng:     mrand.New(mrand.NewPCG(s.Seed, deviceSeed(home, dc.ID))),
+					metrics: km,
+					console: con,
+				}})
+			}
+		}
+	}
+	switch s.Connections.Mode {
+	case scenario.PerDevice:
+		return devices, len(devices), nil
+	case scenario.Pool:
+		return devices, min(s.Connections.PoolSize, len(devices)), nil
+	default:
+		return devices, s.Homes, nil
+	}
+}
+
+// connIndex is the connection device i (of home) rides on.
+func connIndex(s *scenario.Scenario, i, home int) int {
+	switch s.Connections.Mode {
+	case scenario.PerDevice:
+		return i
+	case scenario.Pool:
+		return i % s.Connections.PoolSize
+	default:
+		return home - 1
+	}
+}
+
+// deviceSeed derives a device's own random stream from its identity, so one device's
+// sequence does not depend on how many others exist.
+func deviceSeed(home int, id string) uint64 {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%d/%s", home, id)
+	return h.Sum64()
+}
+
+// dialAll opens n connections, at most maxDialers at a time. If any fails, it closes the
+// ones that opened and returns the first error.
+func dialAll(ctx context.Context, cfg Config, n int) ([]*mqttconn.Conn, error) {
+	runID := make([]byte, 3)
+	_, _ = rand.Read(runID)
+	prefix := "fleetsim-" + hex.EncodeToString(runID)
+
+	opts := cfg.Conn
+	m := cfg.Metrics
+	opts.OnChange = func(up bool, lost error) {
+		if up {
+			m.Connections.Inc()
+			return
+		}
+		m.Connections.Dec()
+		if lost != nil {
+			m.ConnectionsLost.Inc()
+		}
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	conns := make([]*mqttconn.Conn, n)
+	errs := make([]error, n)
+	sem := make(chan struct{}, maxDialers)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			c, err := mqttconn.Dial(ctx, opts, fmt.Sprintf("%s-%d", prefix, i+1))
+			if err != nil {
+				m.ConnectAttempts.WithLabelValues("error").Inc()
+				errs[i] = err
+				cancel() // no point opening the rest
+				return
+			}
+			m.ConnectAttempts.WithLabelValues("ok").Inc()
+			conns[i] = c
+		})
+	}
+	wg.Wait()
+	if err := firstError(errs); err != nil {
+		closeAll(conns)
+		return nil, err
+	}
+	return conns, nil
+}
+
+// firstError prefers a real cause over the cancellations it triggered in other dialers.
+func firstError(errs []error) error {
+	var first error
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, context.Canceled) {
+			return err
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func closeAll(conns []*mqttconn.Conn) {
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		if c != nil {
+			wg.Go(c.Close)
+		}
+	}
+	wg.Wait()
+}

@@ -1,0 +1,170 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+
+	"github.com/fleetsim/fleetsim/sim"
+	"github.com/fleetsim/fleetsim/sim/broker"
+	"github.com/fleetsim/fleetsim/sim/metrics"
+	"github.com/fleetsim/fleetsim/sim/mqttconn"
+	"github.com/fleetsim/fleetsim/sim/scenario"
+)
+
+// pinger subscribes to its home's ping topics and publishes one retained ping, so every
+// device of a home sees every ping of that home whatever order they start in.
+type pinger struct {
+	cfg  sim.DeviceConfig
+	p    pingParams
+	seen map[string]bool
+}
+
+type pingParams struct {
+	Fail  bool `yaml:"fail"`  // return an error at once
+	Flood int  `yaml:"flood"` // publish this many extra messages to itself and never read
+}
+
+func (d *pinger) Run(ctx context.Context, io sim.IO) error {
+	if d.p.Fail {
+		return errors.New("broken on purpose")
+	}
+	if _, err := io.Subscribe(ctx, d.cfg.Prefix+"/ping/#", 1); err != nil {
+		return err
+	}
+	io.SetState("waiting")
+	if err := io.Publish(ctx, d.cfg.Prefix+"/ping/"+d.cfg.ID, []byte(d.cfg.ID), 1, true); err != nil {
+		return err
+	}
+	for i := range d.p.Flood {
+		if err := io.Publish(ctx, d.cfg.Prefix+"/ping/"+d.cfg.ID, []byte{byte(i)}, 0, false); err != nil {
+			return err
+		}
+	}
+	if d.p.Flood > 0 {
+		<-ctx.Done()
+		return nil
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-io.Inbox():
+			d.seen[string(m.Payload)] = true
+			io.SetState("heard-" + string(rune('0'+len(d.seen))))
+		}
+	}
+}
+
+var kinds = map[string]sim.Kind{
+	"pinger": sim.NewKind("test device", func() pingParams { return pingParams{} },
+		func(cfg sim.DeviceConfig, p pingParams) (sim.Device, error) {
+			return &pinger{cfg: cfg, p: p, seen: map[string]bool{}}, nil
+		}),
+}
+
+func testScenario(mode string, pool, homes, count int, params pingParams) *scenario.Scenario {
+	return &scenario.Scenario{
+		File: "test.yaml", Name: "test", Duration: 1500 * time.Millisecond, Seed: 1, Homes: homes,
+		TopicPrefix: "home/{home}", Connections: scenario.Connections{Mode: mode, PoolSize: pool},
+		Groups: []scenario.Group{{Kind: "pinger", Name: "pinger", Count: count, MaxRate: 1e6, Topic: scenario.DefaultTopic, Params: &params}},
+	}
+}
+
+func runOn(t *testing.T, s *scenario.Scenario) (*Summary, error, *metrics.Metrics) {
+	t.Helper()
+	b, err := broker.Start(broker.Options{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	m := metrics.New(prometheus.NewRegistry(), s.Name)
+	var console bytes.Buffer
+	sum, err := Run(context.Background(), Config{Scenario: s, Kinds: kinds, Metrics: m, Console: &console,
+		Conn: mqttconn.Options{Broker: b.URL(), ConnectTimeout: 5 * time.Second}})
+	return sum, err, m
+}
+
+func TestConnectionModesAndRouting(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	for _, c := range []struct {
+		mode      string
+		pool      int
+		wantConns float64
+	}{
+		{scenario.PerDevice, 0, 6},
+		{scenario.PerHome, 0, 2},
+		{scenario.Pool, 4, 4},
+	} {
+		t.Run(c.mode, func(t *testing.T) {
+			sum, err, m := runOn(t, testScenario(c.mode, c.pool, 2, 3, pingParams{}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := testutil.ToFloat64(m.ConnectAttempts.WithLabelValues("ok")); got != c.wantConns {
+				t.Errorf("%v connections opened, want %v", got, c.wantConns)
+			}
+			if got := testutil.ToFloat64(m.Connections); got != 0 {
+				t.Errorf("%v connections still counted open after the run", got)
+			}
+			k := sum.Kinds[0]
+			// Six devices, one ping each; each hears the three pings of its own home
+			// and none of the other home's (heard-3 below). A ping published while a
+			// device subscribes may arrive both live and retained, so In may exceed 18.
+			if k.Devices != 6 || k.Out != 6 || k.In < 18 || k.Dropped != 0 {
+				t.Errorf("summary %+v, want 6 devices, 6 out, at least 18 in, 0 dropped", k)
+			}
+			for _, d := range sum.Devices {
+				if last := d.States[len(d.States)-1]; last != "heard-3" {
+					t.Errorf("home %d %s ended in %q, want heard-3 (states %v)", d.Home, d.ID, last, d.States)
+				}
+			}
+		})
+	}
+}
+
+func TestFailingDeviceIsReportedOthersRun(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	s := testScenario(scenario.PerHome, 0, 1, 2, pingParams{})
+	s.Groups = append(s.Groups, scenario.Group{Kind: "pinger", Name: "broken", Count: 1, MaxRate: 10, Topic: scenario.DefaultTopic, Params: &pingParams{Fail: true}})
+	sum, err, _ := runOn(t, s)
+	if err == nil || !strings.Contains(err.Error(), "broken-1: broken on purpose") {
+		t.Fatalf("err = %v, want the broken device named", err)
+	}
+	if sum == nil || len(sum.Errors) != 1 || sum.Kinds[0].Out != 2 {
+		t.Fatalf("summary %+v: want one error and the two healthy devices' pings", sum)
+	}
+}
+
+func TestFullInboxDropsAndCounts(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	sum, err, m := runOn(t, testScenario(scenario.PerHome, 0, 1, 1, pingParams{Flood: 3 * inboxSize}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := sum.Kinds[0]
+	// The device never reads: its inbox holds inboxSize messages, the rest are dropped.
+	if k.In != inboxSize || k.Dropped == 0 || k.In+k.Dropped > k.Out {
+		t.Errorf("in %d, dropped %d, out %d: want in = %d and the rest dropped", k.In, k.Dropped, k.Out, inboxSize)
+	}
+	if got := testutil.ToFloat64(m.Dropped.WithLabelValues("pinger")); got != float64(k.Dropped) {
+		t.Errorf("dropped metric %v, summary %d", got, k.Dropped)
+	}
+}
+
+func TestDialFailureIsExplained(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	s := testScenario(scenario.PerDevice, 0, 1, 3, pingParams{})
+	_, err := Run(context.Background(), Config{Scenario: s, Kinds: kinds, Metrics: metrics.New(prometheus.NewRegistry(), "t"),
+		Conn: mqttconn.Options{Broker: "tcp://127.0.0.1:1", ConnectTimeout: 2 * time.Second}})
+	if err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("err = %v, want connection refused", err)
+	}
+}

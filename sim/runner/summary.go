@@ -1,0 +1,120 @@
+package runner
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/fleetsim/fleetsim/sim/scenario"
+)
+
+// Summary is what a run did, per kind and per device.
+type Summary struct {
+	Scenario    string
+	Broker      string
+	Started     time.Time
+	Elapsed     time.Duration
+	Interrupted bool // stopped by a signal before its duration
+	Kinds       []KindSummary
+	Devices     []DeviceSummary
+	Errors      []string // devices that stopped with an error
+}
+
+// KindSummary adds up the devices of one kind.
+type KindSummary struct {
+	Kind                               string
+	Devices                            int
+	Out, OutBytes, In, InBytes         int64
+	Rejected, Dropped, Failed, Changes int64
+}
+
+// DeviceSummary is one device's path through its states.
+type DeviceSummary struct {
+	Home   int
+	ID     string
+	Kind   string
+	States []string // every state entered, in order; the first is the initial state
+}
+
+// maxDeviceLines bounds the per-device part of the printed summary for large fleets.
+const maxDeviceLines = 30
+
+func summarise(s *scenario.Scenario, broker string, started time.Time, devices []*device) *Summary {
+	sum := &Summary{Scenario: s.Name, Broker: broker, Started: started, Elapsed: time.Since(started)}
+	byKind := map[string]*KindSummary{}
+	for _, d := range devices {
+		k := byKind[d.kind]
+		if k == nil {
+			k = &KindSummary{Kind: d.kind}
+			byKind[d.kind] = k
+		}
+		st := &d.port.stats
+		k.Devices++
+		k.Out += st.out.Load()
+		k.OutBytes += st.outBytes.Load()
+		k.In += st.in.Load()
+		k.InBytes += st.inBytes.Load()
+		k.Rejected += st.rejected.Load()
+		k.Dropped += st.dropped.Load()
+		k.Failed += st.failed.Load()
+		st.mu.Lock()
+		states := slices.Clone(st.states)
+		st.mu.Unlock()
+		if len(states) > 1 {
+			k.Changes += int64(len(states) - 1)
+		}
+		sum.Devices = append(sum.Devices, DeviceSummary{Home: d.port.home, ID: d.port.id, Kind: d.kind, States: states})
+	}
+	for _, k := range byKind {
+		sum.Kinds = append(sum.Kinds, *k)
+	}
+	slices.SortFunc(sum.Kinds, func(a, b KindSummary) int { return strings.Compare(a.Kind, b.Kind) })
+	return sum
+}
+
+// Print writes the summary as aligned plain text.
+func (s *Summary) Print(w io.Writer) {
+	how := "completed"
+	if s.Interrupted {
+		how = "interrupted"
+	}
+	fmt.Fprintf(w, "\nfleetsim summary: %s on %s, %s after %v\n\n", s.Scenario, s.Broker, how, s.Elapsed.Round(time.Millisecond))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "kind\tdevices\tmsgs out\tbytes out\tmsgs in\tbytes in\tstate changes\trejected\tdropped\tfailed\t")
+	var total KindSummary
+	for _, k := range s.Kinds {
+		printKind(tw, k.Kind, k)
+		total.Devices += k.Devices
+		total.Out += k.Out
+		total.OutBytes += k.OutBytes
+		total.In += k.In
+		total.InBytes += k.InBytes
+		total.Changes += k.Changes
+		total.Rejected += k.Rejected
+		total.Dropped += k.Dropped
+		total.Failed += k.Failed
+	}
+	printKind(tw, "total", total)
+	tw.Flush()
+
+	fmt.Fprintln(w, "\nstate changes per device:")
+	for i, d := range s.Devices {
+		if i == maxDeviceLines {
+			fmt.Fprintf(w, "  ... and %d more devices (see the fleetsim_device_state_changes_total metric)\n", len(s.Devices)-i)
+			break
+		}
+		changes := max(len(d.States)-1, 0)
+		fmt.Fprintf(w, "  home %d %-12s %2d  %s\n", d.Home, d.ID, changes, strings.Join(d.States, " → "))
+	}
+	for _, e := range s.Errors {
+		fmt.Fprintln(w, "error: "+e)
+	}
+}
+
+func printKind(w io.Writer, name string, k KindSummary) {
+	fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n",
+		name, k.Devices, k.Out, k.OutBytes, k.In, k.InBytes, k.Changes, k.Rejected, k.Dropped, k.Failed)
+}
