@@ -1,0 +1,47 @@
+# fleetsim — `make help` lists the targets.
+GO      ?= go
+BIN     := bin/fleetsim
+# Real programs the integration tests talk to; `make deps` installs them with apt-get.
+TOOLS   := mosquitto mosquitto_sub mosquitto_pub mosquitto_passwd
+
+.PHONY: help run build test deps vet fmt-check bench fuzz clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+run: build ## run the smart-home demo on the embedded broker (Ctrl-C stops)
+	./$(BIN) run scenarios/smart-home.yaml
+
+build: ## build bin/fleetsim
+	$(GO) build -o $(BIN) ./cmd/fleetsim
+
+test: deps fmt-check vet ## install test tools if missing, then vet and run every test with -race
+	$(GO) test -race -count=1 -timeout 10m ./...
+
+deps: ## install mosquitto and mosquitto-clients when missing (apt-get, as root)
+	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null 2>&1 || [ -x /usr/sbin/$$t ] || missing="$$missing $$t"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	echo "make deps: missing$$missing; installing mosquitto and mosquitto-clients"; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null && exit 0; \
+	fi; \
+	echo "make deps: could not install mosquitto and mosquitto-clients; install them (apt-get install mosquitto mosquitto-clients)"; \
+	if [ "$$CI" = true ]; then exit 1; fi; \
+	echo "make deps: tests that need them will be skipped"
+
+fmt-check: ## fail if gofmt would change a file
+	@out=$$(gofmt -l cmd sim devices); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet: ## go vet
+	$(GO) vet ./...
+
+bench: ## run the benchmarks
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+fuzz: ## fuzz the scenario loader and the payload decoders for 30 s each
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./sim/scenario
+	$(GO) test -run '^$$' -fuzz FuzzDevicesPayload -fuzztime 30s ./devices
+	$(GO) test -run '^$$' -fuzz FuzzMatch -fuzztime 30s ./sim/topic
+
+clean: ## remove build output
+	rm -rf bin

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/fleetsim/fleetsim/devices"
+	"github.com/fleetsim/fleetsim/sim/scenario"
+)
+
+// errHelp means help was asked for and printed: exit 0.
+var errHelp = errors.New("help printed")
+
+const mainUsage = `fleetsim runs a simulated IoT device fleet over MQTT.
+
+Usage:
+  fleetsim run [flags] SCENARIO      run a scenario (embedded broker unless --broker)
+  fleetsim validate SCENARIO...      check scenario files, reporting every problem as file:line
+  fleetsim kinds                     list the device kinds and their params with defaults
+  fleetsim version                   print the version
+  fleetsim help COMMAND              show a command's flags
+
+Examples:
+  fleetsim run scenarios/smart-home.yaml
+  mosquitto_sub -h 127.0.0.1 -t '#' -v                 # in another terminal: watch the devices
+  fleetsim run scenarios/temperature.yaml --broker tcp://127.0.0.1:1883
+  FLEETSIM_PASSWORD=... fleetsim run scenarios/encyclopedia.yaml \
+      --broker ssl://example.hivemq.cloud:8883 --username me
+
+Exit codes: 0 success; 1 the run or a check failed; 2 bad flags, arguments or scenario.
+`
+
+// run is the whole program, minus signals and os.Exit.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, mainUsage)
+		return usagef("no command given")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "run":
+		return runCommand(ctx, rest, stdout, stderr, getenv)
+	case "validate":
+		return validateCommand(rest, stdout, stderr)
+	case "kinds":
+		return kindsCommand(rest, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "fleetsim "+version())
+		return nil
+	case "help", "-h", "-help", "--help":
+		if len(rest) > 0 && rest[0] != "help" {
+			return run(ctx, []string{rest[0], "--help"}, stdout, stderr, getenv)
+		}
+		fmt.Fprint(stdout, mainUsage)
+		return errHelp
+	default:
+		fmt.Fprint(stderr, mainUsage)
+		return usagef("unknown command %q", cmd)
+	}
+}
+
+// newFlagSet returns a flag set that prints usage (with an example) to the right stream.
+func newFlagSet(name, synopsis, example string, stdout io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "Usage: fleetsim %s\n\n%s\n\nExample:\n%s\n\nFlags:\n", name, synopsis, example)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	return fs
+}
+
+// parseFlags parses flags that may come before or after the positional arguments
+// ("fleetsim run file.yaml --broker ..."), and returns the positional ones.
+func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fs.Usage()
+				return nil, errHelp
+			}
+			return nil, usagef("%s: %v (see fleetsim help %s)", fs.Name(), err, fs.Name())
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return positional, nil
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
+	}
+}
+
+func validateCommand(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("validate", "Checks scenario files without running them. Every problem is reported at once,\nas file:line: message; unknown fields are errors.",
+		"  fleetsim validate scenarios/*.yaml", stdout)
+	files, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		return usagef("validate: name at least one scenario file")
+	}
+	bad := 0
+	for _, f := range files {
+		s, err := scenario.Load(f, devices.Kinds())
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			bad++
+			continue
+		}
+		fmt.Fprintf(stdout, "%s: ok (%s: %d home(s) × %d device(s), %s connections)\n",
+			f, s.Name, s.Homes, s.DevicesPerHome(), s.Connections.Mode)
+	}
+	if bad > 0 {
+		return fmt.Errorf("%d of %d scenario file(s) have problems", bad, len(files))
+	}
+	return nil
+}
+
+func kindsCommand(args []string, stdout, _ io.Writer) error {
+	fs := newFlagSet("kinds", "Lists the device kinds a scenario may use, with their params and defaults.",
+		"  fleetsim kinds", stdout)
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	kinds := devices.Kinds()
+	names := make([]string, 0, len(kinds))
+	for n := range kinds {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		k := kinds[n]
+		fmt.Fprintf(stdout, "%s: %s\n", n, k.Doc)
+		out, err := yaml.Marshal(k.NewParams())
+		if err != nil || strings.TrimSpace(string(out)) == "{}" {
+			fmt.Fprintln(stdout, "  (no params)")
+			continue
+		}
+		fmt.Fprintln(stdout, "  params:")
+		for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+			fmt.Fprintln(stdout, "    "+line)
+		}
+	}
+	return nil
+}
+
+// version is the module version when built from a tagged module, else the VCS revision.
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	if v := info.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			return "devel-" + s.Value[:12]
+		}
+	}
+	return "devel"
+}

@@ -1,0 +1,294 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/fleetsim/fleetsim/devices"
+	"github.com/fleetsim/fleetsim/sim/broker"
+	"github.com/fleetsim/fleetsim/sim/metrics"
+	"github.com/fleetsim/fleetsim/sim/mqttconn"
+	"github.com/fleetsim/fleetsim/sim/runner"
+	"github.com/fleetsim/fleetsim/sim/scenario"
+)
+
+// runFlags are the flags of `fleetsim run`.
+type runFlags struct {
+	broker, listen, wsListen, metricsAddr string
+	duration, day, connectTimeout         time.Duration
+	seed                                  optionalUint
+	username, passwordFile                string
+	caFile, certFile, keyFile             string
+	insecure, quiet, verbose              bool
+}
+
+// optionalUint is a uint64 flag that knows whether it was set.
+type optionalUint struct {
+	set bool
+	v   uint64
+}
+
+func (o *optionalUint) String() string {
+	if !o.set {
+		return ""
+	}
+	return strconv.FormatUint(o.v, 10)
+}
+
+func (o *optionalUint) Set(s string) error {
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return errors.New("want a whole number ≥ 0")
+	}
+	o.set, o.v = true, v
+	return nil
+}
+
+const runSynopsis = `Runs a scenario. Without --broker (and with broker: embedded in the scenario) fleetsim starts
+its own MQTT broker on --listen, so any MQTT client can watch and join:
+  mosquitto_sub -h 127.0.0.1 -t '#' -v
+Devices narrate what they do on stdout; the summary follows when the run ends or on Ctrl-C
+(a second Ctrl-C stops at once). Metrics are served at http://--metrics-addr/metrics.
+
+Credentials never go on the command line: the username comes from --username or
+FLEETSIM_USERNAME, the password only from FLEETSIM_PASSWORD or --password-file.`
+
+const runExample = `  fleetsim run scenarios/smart-home.yaml
+  fleetsim run scenarios/smart-home.yaml --day 1m --duration 1m
+  fleetsim run scenarios/temperature.yaml --broker tcp://127.0.0.1:1883
+  FLEETSIM_PASSWORD=secret fleetsim run scenarios/encyclopedia.yaml \
+      --broker ssl://broker.example:8883 --username me --ca-file ca.pem`
+
+func parseRunFlags(args []string, stdout io.Writer) (*runFlags, string, error) {
+	f := &runFlags{}
+	fs := newFlagSet("run", runSynopsis, runExample, stdout)
+	fs.StringVar(&f.broker, "broker", "", "broker URL (tcp://, ssl://, ws://, wss://), or \"embedded\"; overrides the scenario's broker")
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:1883", "address of the embedded broker's MQTT listener")
+	fs.StringVar(&f.wsListen, "ws-listen", "", "address of the embedded broker's MQTT-over-WebSocket listener (off when empty)")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "127.0.0.1:9464", "address to serve /metrics on; \"off\" to disable")
+	fs.DurationVar(&f.duration, "duration", -1, "how long to run, overriding the scenario's duration (0 = until Ctrl-C)")
+	fs.DurationVar(&f.day, "day", -1, "wall time of one simulated day, overriding the scenario's day")
+	fs.Var(&f.seed, "seed", "seed for every random choice, overriding the scenario's seed")
+	fs.DurationVar(&f.connectTimeout, "connect-timeout", 10*time.Second, "how long to wait for the broker to accept a connection")
+	fs.StringVar(&f.username, "username", "", "MQTT username (default $FLEETSIM_USERNAME)")
+	fs.StringVar(&f.passwordFile, "password-file", "", "file holding the MQTT password (default: $FLEETSIM_PASSWORD)")
+	fs.StringVar(&f.caFile, "ca-file", "", "PEM file of the CA(s) that sign the broker's certificate (default: system roots)")
+	fs.StringVar(&f.certFile, "cert-file", "", "PEM client certificate, for mutual TLS (with --key-file)")
+	fs.StringVar(&f.keyFile, "key-file", "", "PEM client key, for mutual TLS (with --cert-file)")
+	fs.BoolVar(&f.insecure, "insecure-skip-verify", false, "do not verify the broker's TLS certificate (testing only)")
+	fs.BoolVar(&f.quiet, "quiet", false, "do not narrate device events")
+	fs.BoolVar(&f.verbose, "verbose", false, "also show rejected payloads and other detail on stderr")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(pos) != 1 {
+		return nil, "", usagef("run: want exactly one scenario file, got %d (see fleetsim help run)", len(pos))
+	}
+	if f.duration < -1 || f.day < -1 {
+		return nil, "", usagef("run: --duration and --day must not be negative")
+	}
+	if f.day >= 0 && f.day < time.Second && f.day != 0 {
+		return nil, "", usagef("run: --day %v is too short (at least 1s)", f.day)
+	}
+	if f.connectTimeout <= 0 {
+		return nil, "", usagef("run: --connect-timeout must be positive")
+	}
+	if (f.certFile == "") != (f.keyFile == "") {
+		return nil, "", usagef("run: --cert-file and --key-file go together")
+	}
+	return f, pos[0], nil
+}
+
+func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	f, file, err := parseRunFlags(args, stdout)
+	if err != nil {
+		return err
+	}
+	s, err := scenario.Load(file, devices.Kinds())
+	if err != nil {
+		return usageError{err}
+	}
+	applyOverrides(s, f)
+
+	connOpts, err := connectionOptions(s.Broker, f, getenv)
+	if err != nil {
+		return err
+	}
+	if s.Broker == scenario.Embedded {
+		b, err := broker.Start(broker.Options{Addr: f.listen, WSAddr: f.wsListen})
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		connOpts.Broker = b.URL()
+		host, port, _ := net.SplitHostPort(b.Addr())
+		fmt.Fprintf(stderr, "fleetsim: embedded MQTT broker on %s", b.URL())
+		if f.wsListen != "" {
+			fmt.Fprintf(stderr, " and %s", b.WSURL())
+		}
+		fmt.Fprintf(stderr, "\nfleetsim: watch it with: mosquitto_sub -h %s -p %s -t '#' -v\n", host, port)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics.BuildInfo(reg, version(), runtime.Version())
+	m := metrics.New(reg, s.Name)
+	if f.metricsAddr != "off" && f.metricsAddr != "" {
+		stopMetrics, addr, err := serveMetrics(f.metricsAddr, reg)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+		fmt.Fprintf(stderr, "fleetsim: metrics on http://%s/metrics\n", addr)
+	}
+
+	fmt.Fprintln(stderr, describe(s, connOpts.Broker))
+	cfg := runner.Config{Scenario: s, Kinds: devices.Kinds(), Conn: connOpts, Metrics: m, Console: stdout}
+	if f.quiet {
+		cfg.Console = nil
+	}
+	if f.verbose {
+		cfg.Debug = stderr
+	}
+	sum, err := runner.Run(ctx, cfg)
+	if sum != nil {
+		sum.Print(stdout)
+	}
+	return err
+}
+
+// applyOverrides puts the command line's overrides into the scenario.
+func applyOverrides(s *scenario.Scenario, f *runFlags) {
+	if f.broker != "" {
+		s.Broker = f.broker
+	}
+	if f.duration >= 0 {
+		s.Duration = f.duration
+	}
+	if f.day >= 0 {
+		s.Day = f.day
+	}
+	if f.seed.set {
+		s.Seed = f.seed.v
+	}
+}
+
+// describe is the line that says what is about to run.
+func describe(s *scenario.Scenario, broker string) string {
+	how := "until Ctrl-C"
+	if s.Duration > 0 {
+		how = "for " + s.Duration.String()
+	}
+	day := ""
+	if s.Day > 0 {
+		day = fmt.Sprintf(", a simulated day every %v", s.Day)
+	}
+	return fmt.Sprintf("fleetsim: running %s %s: %d home(s) × %d device(s), %s connections to %s%s, seed %d",
+		s.Name, how, s.Homes, s.DevicesPerHome(), s.Connections.Mode, broker, day, s.Seed)
+}
+
+// connectionOptions builds the MQTT options from the flags and the environment. The
+// password is read from FLEETSIM_PASSWORD or --password-file only.
+func connectionOptions(brokerURL string, f *runFlags, getenv func(string) string) (mqttconn.Options, error) {
+	o := mqttconn.Options{Broker: brokerURL, ConnectTimeout: f.connectTimeout, Username: f.username}
+	if o.Username == "" {
+		o.Username = getenv("FLEETSIM_USERNAME")
+	}
+	o.Password = getenv("FLEETSIM_PASSWORD")
+	if f.passwordFile != "" {
+		b, err := os.ReadFile(f.passwordFile)
+		if err != nil {
+			return o, usagef("run: --password-file: %v", err)
+		}
+		o.Password = strings.TrimRight(string(b), "\r\n")
+	}
+	if brokerURL == scenario.Embedded {
+		return o, nil
+	}
+	u, err := url.Parse(brokerURL)
+	if err != nil || u.Host == "" {
+		return o, usagef("run: broker %q is not a URL like tcp://host:1883", brokerURL)
+	}
+	secure := false
+	switch u.Scheme {
+	case "tcp", "mqtt", "ws":
+	case "ssl", "tls", "mqtts", "wss":
+		secure = true
+	default:
+		return o, usagef("run: broker %q: scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss", brokerURL, u.Scheme)
+	}
+	if secure || f.caFile != "" || f.certFile != "" || f.insecure {
+		t, err := tlsConfig(f)
+		if err != nil {
+			return o, err
+		}
+		o.TLS = t
+	}
+	return o, nil
+}
+
+// tlsConfig verifies the broker by default (TLS 1.2 at least), against --ca-file when given.
+func tlsConfig(f *runFlags) (*tls.Config, error) {
+	t := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: f.insecure}
+	if f.caFile != "" {
+		pem, err := os.ReadFile(f.caFile)
+		if err != nil {
+			return nil, usagef("run: --ca-file: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, usagef("run: --ca-file %s holds no PEM certificate", f.caFile)
+		}
+		t.RootCAs = pool
+	}
+	if f.certFile != "" {
+		cert, err := tls.LoadX509KeyPair(f.certFile, f.keyFile)
+		if err != nil {
+			return nil, usagef("run: client certificate: %v", err)
+		}
+		t.Certificates = []tls.Certificate{cert}
+	}
+	return t, nil
+}
+
+// serveMetrics serves reg on addr until stop is called. It returns the bound address.
+func serveMetrics(addr string, reg *prometheus.Registry) (stop func(), bound string, err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", fmt.Errorf("metrics: %w (use --metrics-addr to pick another address, or off)", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln) // returns http.ErrServerClosed on shutdown
+	}()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+	}, ln.Addr().String(), nil
+}
+
+var _ flag.Value = (*optionalUint)(nil)
