@@ -174,7 +174,7 @@ func run(t *testing.T, d sim.Device, f *fakeIO) {
 // seconds past, as the phone looks at its schedule once a simulated minute.
 func sleepUntil(t *testing.T, c sim.Clock, hhmm string) {
 	t.Helper()
-	tod, err := parseClock(hhmm)
+	tod, err := sim.ParseTimeOfDay(hhmm)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -218,25 +218,6 @@ func parseSetpoint(payload []byte) (float64, error) {
 
 func validSetpoint(c float64) bool { return c >= 5 && c <= 35 }
 
-// parseClock parses a time of day "HH:MM".
-func parseClock(s string) (time.Duration, error) {
-	bad := fmt.Errorf("%q is not a time of day HH:MM", s)
-	if len(s) != 5 || s[2] != ':' {
-		return 0, bad
-	}
-	for _, c := range s[:2] + s[3:] {
-		if c < '0' || c > '9' {
-			return 0, bad
-		}
-	}
-	h, _ := strconv.Atoi(s[:2])
-	m, _ := strconv.Atoi(s[3:])
-	if h > 23 || m > 59 {
-		return 0, bad
-	}
-	return time.Duration(h)*time.Hour + time.Duration(m)*time.Minute, nil
-}
-
 // onOff is the state word of a switch.
 func onOff(on bool) string {
 	if on {

@@ -42,17 +42,17 @@ type setpoint struct {
 func buildPhone(cfg sim.DeviceConfig, p PhoneParams) (sim.Device, error) {
 	d := &phone{cfg: cfg}
 	var err error
-	if d.leave, err = parseClock(p.Leave); err != nil {
+	if d.leave, err = sim.ParseTimeOfDay(p.Leave); err != nil {
 		return nil, &sim.ParamError{Field: "leave", Err: err}
 	}
-	if d.back, err = parseClock(p.Return); err != nil {
+	if d.back, err = sim.ParseTimeOfDay(p.Return); err != nil {
 		return nil, &sim.ParamError{Field: "return", Err: err}
 	}
 	if d.leave == d.back {
 		return nil, &sim.ParamError{Field: "return", Err: errors.New("equals leave")}
 	}
 	for i, s := range p.Setpoints {
-		at, err := parseClock(s.At)
+		at, err := sim.ParseTimeOfDay(s.At)
 		if err != nil {
 			return nil, &sim.ParamError{Field: "setpoints", Err: fmt.Errorf("[%d].at: %w", i, err)}
 		}

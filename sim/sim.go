@@ -12,6 +12,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -104,6 +106,21 @@ func (c Clock) WallFor(simulated time.Duration) time.Duration {
 func FormatTimeOfDay(d time.Duration) string {
 	d = d % (24 * time.Hour)
 	return fmt.Sprintf("%02d:%02d", int(d/time.Hour), int(d%time.Hour/time.Minute))
+}
+
+// ParseTimeOfDay parses "HH:MM" (00:00 to 23:59; the hour may have one digit) into the
+// duration since midnight.
+func ParseTimeOfDay(s string) (time.Duration, error) {
+	hh, mm, ok := strings.Cut(s, ":")
+	h, errH := strconv.Atoi(hh)
+	m, errM := strconv.Atoi(mm)
+	switch {
+	case !ok || len(hh) < 1 || len(hh) > 2 || len(mm) != 2 || errH != nil || errM != nil || hh[0] == '+' || hh[0] == '-' || mm[0] == '+' || mm[0] == '-':
+		return 0, fmt.Errorf("expected a time of day \"HH:MM\", got %q", s)
+	case h > 23 || m > 59:
+		return 0, fmt.Errorf("%s is out of range (00:00..23:59)", s)
+	}
+	return time.Duration(h)*time.Hour + time.Duration(m)*time.Minute, nil
 }
 
 // Shared is a small per-home store for state the devices of one home share without MQTT,

@@ -884,16 +884,20 @@ func BenchmarkParseExample(b *testing.B) {
 	}
 }
 
-func TestExpandMatchesDeviceConfig(t *testing.T) {
+func TestDeviceConfigExpandsTopics(t *testing.T) {
 	s := &Scenario{TopicPrefix: "h/{home}"}
-	for _, tmpl := range []string{
-		DefaultTopic, "{prefix}/{n}/{name}/{kind}/{home}/{id}", "{{id}}", "{", "}", "{x}/{id", "a{n}b{n}c", "{prefix}{prefix}", "",
+	for tmpl, want := range map[string]string{
+		DefaultTopic:                             "h/12/k/nm-34",
+		"{prefix}/{n}/{name}/{kind}/{home}/{id}": "h/12/34/nm/k/12/nm-34",
+		"{{id}}":                                 "{nm-34}",
+		"{x}/{id":                                "{x}/{id",
+		"a{n}b{n}c":                              "a34b34c",
+		"{prefix}{prefix}":                       "h/12h/12",
+		"":                                       "",
 	} {
 		g := &Group{Kind: "k", Name: "nm", Topic: tmpl}
-		want := s.DeviceConfig(g, 12, 34).Topic
-		got := expand(tmpl, map[string]string{"prefix": s.Prefix(12), "home": "12", "kind": "k", "name": "nm", "id": "nm-34", "n": "34"})
-		if got != want {
-			t.Errorf("expand(%q) = %q, DeviceConfig gives %q", tmpl, got, want)
+		if got := s.DeviceConfig(g, 12, 34).Topic; got != want {
+			t.Errorf("DeviceConfig topic for %q = %q, want %q", tmpl, got, want)
 		}
 	}
 }

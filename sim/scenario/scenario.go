@@ -79,14 +79,9 @@ func (g *Group) DeviceID(n int) string { return g.Name + "-" + strconv.Itoa(n) }
 func (s *Scenario) DeviceConfig(g *Group, home, n int) sim.DeviceConfig {
 	id := g.DeviceID(n)
 	prefix := s.Prefix(home)
-	topic := strings.NewReplacer(
-		"{prefix}", prefix,
-		"{home}", strconv.Itoa(home),
-		"{kind}", g.Kind,
-		"{name}", g.Name,
-		"{id}", id,
-		"{n}", strconv.Itoa(n),
-	).Replace(g.Topic)
+	topic := expand(g.Topic, map[string]string{
+		"prefix": prefix, "home": strconv.Itoa(home), "kind": g.Kind, "name": g.Name, "id": id, "n": strconv.Itoa(n),
+	})
 	return sim.DeviceConfig{
 		ID:       id,
 		Kind:     g.Kind,

@@ -90,8 +90,7 @@ func checkTopic(s string, withLen bool) string {
 }
 
 // expand fills in a template's placeholders from vals, leaving anything else as written.
-// It gives the same result as the strings.Replacer in Scenario.DeviceConfig, without
-// building one per call.
+// The runner calls it once per device, so it makes one pass and no strings.Replacer.
 func expand(tmpl string, vals map[string]string) string {
 	var b strings.Builder
 	for {

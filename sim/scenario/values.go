@@ -10,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/fleetsim/fleetsim/sim"
 )
 
 // keyValue is one entry of a mapping. key is nil for an absent field.
@@ -308,25 +310,18 @@ func (p *parser) duration(kv keyValue, path string) (time.Duration, bool) {
 
 var bigIntRe = regexp.MustCompile(`^[-+]?[0-9][0-9_]*$`)
 
-var timeOfDayRe = regexp.MustCompile(`^([0-9]{1,2}):([0-9]{2})$`)
-
 func (p *parser) timeOfDay(kv keyValue, path string) (time.Duration, bool) {
 	v := deref(kv.val)
-	var m []string
-	if v != nil && v.Kind == yaml.ScalarNode && v.ShortTag() == "!!str" {
-		m = timeOfDayRe.FindStringSubmatch(v.Value)
-	}
-	if m == nil {
+	if v == nil || v.Kind != yaml.ScalarNode || v.ShortTag() != "!!str" {
 		p.addf(kv.val.Line, "%s: expected a time of day \"HH:MM\", got %s", path, describe(v))
 		return 0, false
 	}
-	h, _ := strconv.Atoi(m[1])
-	mm, _ := strconv.Atoi(m[2])
-	if h > 23 || mm > 59 {
-		p.addf(kv.val.Line, "%s: %s is out of range (00:00..23:59)", path, v.Value)
+	d, err := sim.ParseTimeOfDay(v.Value)
+	if err != nil {
+		p.addf(kv.val.Line, "%s: %v", path, err)
 		return 0, false
 	}
-	return time.Duration(h)*time.Hour + time.Duration(mm)*time.Minute, true
+	return d, true
 }
 
 // parseURL parses a broker URL, returning the parser's complaint without the URL repeated.
