@@ -3,8 +3,10 @@
 // broker "embedded" needs nothing else installed.
 //
 // Start binds its listeners before returning, so a port of 0 works (Addr reports the real
-// one) and a port already in use is reported at once with a hint. Authentication allows
-// every client for now. The broker is tuned for fleets of many small clients (see Start).
+// one) and a port already in use is reported at once with a hint. The listeners are this
+// package's own rather than mochi's, so that accept errors are retried, silent connections
+// time out and Close cannot hang (listen.go says why). Authentication allows every client
+// for now. Per-client memory is tuned for fleets of many small clients (writesPending).
 package broker
 
 import (
@@ -104,7 +106,7 @@ func Start(opts Options) (*Broker, error) {
 	tcp.connectTimeout = connectTimeout
 	b.tcp = tcp
 	if opts.WSAddr != "" {
-		if b.ws, err = listen(opts.WSAddr, "choose another websocket address", log); err != nil {
+		if b.ws, err = listen(opts.WSAddr, "use --ws-listen", log); err != nil {
 			b.tcp.Close()
 			return nil, err
 		}
