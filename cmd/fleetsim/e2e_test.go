@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -635,5 +636,60 @@ func TestWebSocketBroker(t *testing.T) {
 	}
 	if !strings.Contains(p.stdout.String(), "Received hot on encyclopedia/temperature (QoS 1)") {
 		t.Errorf("the client did not receive its own message over %s", b.WSURL())
+	}
+}
+
+func TestMutualTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ca := testbroker.NewTestCA(t, dir, "127.0.0.1", "localhost")
+	client := testbroker.NewClientCert(t, ca, "fleetsim-test")
+	m := testbroker.StartMosquitto(t, testbroker.Config{TLS: &ca, RequireClientCert: true})
+	args := []string{"run", "scenarios/encyclopedia.yaml", "--broker", m.TLSURL(), "--ca-file", ca.CA, "--metrics-addr", "off", "--duration", "1s", "--connect-timeout", "5s"}
+
+	p := start(t, nil, append(args, "--cert-file", client.Cert, "--key-file", client.Key)...)
+	if code := p.wait(t, 15*time.Second); code != 0 {
+		t.Fatalf("with a client certificate: exit code %d, want 0", code)
+	}
+	if !strings.Contains(p.stdout.String(), "Received hot on encyclopedia/temperature (QoS 1)") {
+		t.Errorf("with a client certificate: no message received")
+	}
+	p = start(t, nil, args...)
+	if code := p.wait(t, 15*time.Second); code == 0 {
+		t.Fatalf("without a client certificate: exit code 0, want a failure")
+	}
+}
+
+// readings returns the values of the "Just published" lines in out.
+func readings(out string) []string {
+	var vs []string
+	for _, line := range strings.Split(out, "\n") {
+		if m := publishedLine.FindStringSubmatch(line); m != nil {
+			vs = append(vs, m[1])
+		}
+	}
+	return vs
+}
+
+func TestSeedMakesRunsReproducible(t *testing.T) {
+	t.Parallel()
+	run := func(seed string) []string {
+		addr := fmt.Sprintf("127.0.0.1:%d", testbroker.FreePort(t))
+		p := start(t, nil, "run", "scenarios/temperature.yaml", "--listen", addr, "--metrics-addr", "off", "--duration", "1500ms", "--seed", seed)
+		if code := p.wait(t, 15*time.Second); code != 0 {
+			t.Fatalf("seed %s: exit code %d", seed, code)
+		}
+		vs := readings(p.stdout.String())
+		if len(vs) < 2 {
+			t.Fatalf("seed %s: %d readings, want at least 2", seed, len(vs))
+		}
+		return vs[:2]
+	}
+	a, b, c := run("7"), run("7"), run("8")
+	if !slices.Equal(a, b) {
+		t.Errorf("the same seed gave different readings: %v and %v", a, b)
+	}
+	if slices.Equal(a, c) {
+		t.Errorf("seeds 7 and 8 gave the same readings %v", a)
 	}
 }

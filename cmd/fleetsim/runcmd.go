@@ -123,6 +123,11 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		return err
 	}
 	s, err := scenario.Load(file, devices.Kinds())
+	var problems *scenario.Errors
+	if errors.As(err, &problems) {
+		// One "file:line: message" per line, unprefixed, so editors can jump to them.
+		return usageError{fmt.Errorf("invalid scenario (fleetsim validate %s checks it without running):\n%w", file, err)}
+	}
 	if err != nil {
 		return usageError{err}
 	}
