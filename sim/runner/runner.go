@@ -92,8 +92,16 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 			}
 		})
 	}
-	<-runCtx.Done()
-	wg.Wait()
+	// The run ends when its time is up, when it is interrupted, or when no device is
+	// left running (all stopped with errors, or finished their work).
+	allDone := make(chan struct{})
+	go func() { wg.Wait(); close(allDone) }()
+	select {
+	case <-runCtx.Done():
+	case <-allDone:
+	}
+	stop()
+	<-allDone
 
 	sum := summarise(s, cfg.Conn.Broker, started, devices)
 	sum.Interrupted = ctx.Err() != nil

@@ -168,3 +168,17 @@ func TestDialFailureIsExplained(t *testing.T) {
 		t.Fatalf("err = %v, want connection refused", err)
 	}
 }
+
+func TestRunEndsWhenNoDeviceIsLeft(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	s := testScenario(scenario.PerHome, 0, 1, 2, pingParams{Fail: true})
+	s.Duration = 0 // would run until interrupted
+	begin := time.Now()
+	_, err, _ := runOn(t, s)
+	if err == nil || !strings.Contains(err.Error(), "2 device(s) stopped with errors") {
+		t.Fatalf("err = %v, want both devices reported", err)
+	}
+	if took := time.Since(begin); took > 5*time.Second {
+		t.Fatalf("Run took %v to notice that no device was left", took)
+	}
+}
