@@ -19,7 +19,7 @@ func (d *bulb) Run(ctx context.Context, io sim.IO) error {
 	if err := subscribe(ctx, io, d.cfg.QoS, d.cfg.Prefix+"/phone/+/position", set); err != nil {
 		return err
 	}
-	on, occupied, phones := false, false, presence{}
+	sw := newPresenceSwitch(set, "on", false)
 	o.state(ctx, "off", atStart, nil)
 	telemetry, stop := every(d.cfg.Period)
 	defer stop()
@@ -28,24 +28,15 @@ func (d *bulb) Run(ctx context.Context, io sim.IO) error {
 		case <-ctx.Done():
 			return nil
 		case <-telemetry:
-			o.publish(ctx, d.cfg.Topic+"/telemetry", false, map[string]any{"power_w": bulbWatts(on)})
+			o.publish(ctx, d.cfg.Topic+"/telemetry", false, map[string]any{"power_w": bulbWatts(sw.on)})
 		case m, ok := <-io.Inbox():
 			if !ok {
 				return nil
 			}
-			want, c := on, onTopic(m.Topic, "")
-			var err error
-			if m.Topic == set {
-				want, err = field[bool](m.Payload, "on")
-			} else if c, err = phones.update(m); phones.occupied() != occupied {
-				occupied = !occupied // follow presence only when it changes
-				want = occupied
-			}
-			if err != nil {
+			if changed, c, err := sw.apply(m); err != nil {
 				io.Reject(m.Topic, err)
-			} else if want != on {
-				on = want
-				o.state(ctx, onOff(on), c, nil)
+			} else if changed {
+				o.state(ctx, onOff(sw.on), c, nil)
 			}
 		}
 	}

@@ -36,7 +36,7 @@ func (d *camera) Run(ctx context.Context, io sim.IO) error {
 	if err := subscribe(ctx, io, d.cfg.QoS, d.cfg.Prefix+"/phone/+/position", set); err != nil {
 		return err
 	}
-	armed, empty, phones := false, false, presence{}
+	sw := newPresenceSwitch(set, "armed", true)
 	o.state(ctx, "off", atStart, nil)
 	snapshots, stop := every(d.cfg.Period)
 	defer stop()
@@ -45,26 +45,17 @@ func (d *camera) Run(ctx context.Context, io sim.IO) error {
 		case <-ctx.Done():
 			return nil
 		case <-snapshots:
-			if armed {
+			if sw.on {
 				d.snapshot(ctx, o)
 			}
 		case m, ok := <-io.Inbox():
 			if !ok {
 				return nil
 			}
-			want, c := armed, onTopic(m.Topic, "")
-			var err error
-			if m.Topic == set {
-				want, err = field[bool](m.Payload, "armed")
-			} else if c, err = phones.update(m); phones.empty() != empty {
-				empty = !empty // follow presence only when it changes
-				want = empty
-			}
-			if err != nil {
+			if changed, c, err := sw.apply(m); err != nil {
 				io.Reject(m.Topic, err)
-			} else if want != armed {
-				armed = want
-				o.state(ctx, armedOff(armed), c, nil)
+			} else if changed {
+				o.state(ctx, armedOff(sw.on), c, nil)
 			}
 		}
 	}

@@ -179,6 +179,40 @@ func (p presence) occupied() bool {
 // empty reports whether phones have reported and all of them are away.
 func (p presence) empty() bool { return len(p) > 0 && !p.occupied() }
 
+// presenceSwitch is a switch that follows the home's presence (on while occupied, or on
+// while empty) and obeys {"<field>": bool} on its /set topic until presence next changes.
+type presenceSwitch struct {
+	on, whenEmpty bool
+	field, set    string // the /set command's JSON field and topic
+	phones        presence
+	last          bool // the presence condition last seen, to follow only its changes
+}
+
+func newPresenceSwitch(setTopic, field string, whenEmpty bool) *presenceSwitch {
+	return &presenceSwitch{whenEmpty: whenEmpty, field: field, set: setTopic, phones: presence{}}
+}
+
+// apply takes in m and reports whether the switch changed, and why.
+func (s *presenceSwitch) apply(m sim.Message) (changed bool, c cause, err error) {
+	want, c := s.on, onTopic(m.Topic, "")
+	if m.Topic == s.set {
+		want, err = field[bool](m.Payload, s.field)
+	} else if c, err = s.phones.update(m); err == nil {
+		cond := s.phones.occupied()
+		if s.whenEmpty {
+			cond = s.phones.empty()
+		}
+		if cond != s.last {
+			s.last, want = cond, cond
+		}
+	}
+	if err != nil || want == s.on {
+		return false, c, err
+	}
+	s.on = want
+	return true, c, nil
+}
+
 // parseTemperature reads a sensor's {"location": "indoor"|"outdoor"|"fixed", "celsius": 19.5}.
 func parseTemperature(payload []byte) (location string, celsius float64, err error) {
 	var t struct {
