@@ -231,9 +231,10 @@ func TestHeater(t *testing.T) {
 			{indoor, `{"location":"indoor","celsius":20.6}`, "off"}, // warm enough
 			{home, `{"celsius":22}`, "on"},                          // JSON set point
 			{cfg.Topic + "/setpoint", " 18\n", "off"},               // bare number, own topic
-			{home, "40", "off"}, // out of range: rejected
-			{indoor, `{"location":"fixed","celsius":1}`, "off"}, // not the home's: ignored
-			{home, `{"celsius":4.9}`, "off"},                    // out of range: rejected
+			{home, `{"celsius":18}`, "off"},                         // the same again (a retained copy): no news
+			{home, "40", "off"},                                     // out of range: rejected
+			{indoor, `{"location":"fixed","celsius":1}`, "off"},     // not the home's: ignored
+			{home, `{"celsius":4.9}`, "off"},                        // out of range: rejected
 			{indoor, `{"location":"indoor","celsius":17}`, "on"},
 		}
 		for i, s := range steps {

@@ -122,8 +122,9 @@ func (d *heater) apply(ctx context.Context, o *out, t *thermostat, m sim.Message
 	switch {
 	case m.Topic == d.homeSetpoint || m.Topic == d.ownSetpoint:
 		sp, err := parseSetpoint(m.Payload)
-		if err != nil {
-			return cause{}, err
+		if err != nil || sp == t.Setpoint {
+			// The same set point again (a retained message seen twice) is no news.
+			return onTopic(m.Topic, ""), err
 		}
 		t.Setpoint = sp
 		what := fmt.Sprintf("set point %.1f °C", sp)

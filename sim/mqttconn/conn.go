@@ -51,19 +51,18 @@ type Conn struct {
 	dispatch Dispatcher
 	opts     Options
 
-	up      atomic.Bool
-	mu      sync.Mutex
-	granted map[string]byte // QoS granted per subscribed filter
-	subQoS  map[string]byte // QoS asked per filter, for resubscribing after a reconnect
-	wg      sync.WaitGroup  // resubscribe goroutines
-	closed  bool
+	up     atomic.Bool
+	mu     sync.Mutex
+	subQoS map[string]byte // highest QoS asked per filter, for resubscribing after a reconnect
+	wg     sync.WaitGroup  // resubscribe goroutines
+	closed bool
 }
 
 // Dial connects one client with the given client id and waits for the broker's CONNACK.
 // Failures are explained in terms a user can act on (see Explain).
 func Dial(ctx context.Context, opts Options, clientID string) (*Conn, error) {
 	opts.withDefaults()
-	c := &Conn{opts: opts, granted: map[string]byte{}, subQoS: map[string]byte{}}
+	c := &Conn{opts: opts, subQoS: map[string]byte{}}
 	o := mqtt.NewClientOptions().
 		AddBroker(opts.Broker).
 		SetClientID(clientID).
@@ -124,20 +123,17 @@ func (c *Conn) onConnect() {
 	}()
 }
 
-// Subscribe routes messages matching filter to r, subscribing on the broker the first time
-// the connection sees filter (or again if asked for a higher QoS). It returns the QoS the
-// broker granted.
+// Subscribe routes messages matching filter to r and sends SUBSCRIBE, even when another
+// device on this connection already subscribed to filter: the broker then re-sends the
+// retained messages (MQTT 3.1.1 §3.8.4), so a device joining a shared connection late still
+// sees the current state. Devices that were already routed see those retained messages
+// again, which is why device models treat a repeated state as no change. It returns the
+// QoS the broker granted.
 func (c *Conn) Subscribe(ctx context.Context, filter string, qos byte, r Receiver) (byte, error) {
 	// Route first: retained messages can arrive before the SUBACK is handled.
 	c.dispatch.Add(filter, r)
 	c.mu.Lock()
-	asked, ok := c.subQoS[filter]
-	if ok && asked >= qos {
-		g := c.granted[filter]
-		c.mu.Unlock()
-		return g, nil
-	}
-	c.subQoS[filter] = qos
+	c.subQoS[filter] = max(c.subQoS[filter], qos)
 	c.mu.Unlock()
 
 	tok := c.client.Subscribe(filter, qos, nil)
@@ -148,9 +144,6 @@ func (c *Conn) Subscribe(ctx context.Context, filter string, qos byte, r Receive
 	if !ok || g == 0x80 {
 		return 0, fmt.Errorf("subscribe %q: broker refused the subscription", filter)
 	}
-	c.mu.Lock()
-	c.granted[filter] = g
-	c.mu.Unlock()
 	return g, nil
 }
 
@@ -170,6 +163,9 @@ func (c *Conn) Close() {
 	c.wg.Wait()
 	c.setUp(false, nil)
 }
+
+// Up reports whether the connection is established now.
+func (c *Conn) Up() bool { return c.up.Load() }
 
 // setUp records a change of the connection's state and tells OnChange about real changes.
 func (c *Conn) setUp(up bool, lost error) {

@@ -26,37 +26,16 @@ type route struct {
 	to     Receiver
 }
 
-// Add routes messages matching filter to r. It reports whether the connection had no
-// route for filter yet, that is whether the caller must send SUBSCRIBE for it.
-func (d *Dispatcher) Add(filter string, r Receiver) (isNew bool) {
+// Add routes messages matching filter to r; adding the same route twice is a no-op.
+func (d *Dispatcher) Add(filter string, r Receiver) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	isNew = true
 	for _, rt := range d.routes {
-		if rt.filter == filter {
-			isNew = false
-			if rt.to == r {
-				return false
-			}
+		if rt.filter == filter && rt.to == r {
+			return
 		}
 	}
 	d.routes = append(d.routes, route{filter: filter, to: r})
-	return isNew
-}
-
-// Filters returns each distinct filter once, in the order first added.
-func (d *Dispatcher) Filters() []string {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	seen := make(map[string]bool, len(d.routes))
-	var out []string
-	for _, rt := range d.routes {
-		if !seen[rt.filter] {
-			seen[rt.filter] = true
-			out = append(out, rt.filter)
-		}
-	}
-	return out
 }
 
 // Dispatch delivers m to every receiver with a matching filter, once each, and returns how
