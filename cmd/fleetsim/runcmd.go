@@ -37,6 +37,7 @@ type runFlags struct {
 	username, passwordFile                string
 	caFile, certFile, keyFile             string
 	insecure, quiet, verbose              bool
+	progress                              time.Duration
 }
 
 // optionalUint is a uint64 flag that knows whether it was set.
@@ -93,7 +94,8 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, string, error) {
 	fs.StringVar(&f.certFile, "cert-file", "", "PEM client certificate, for mutual TLS (with --key-file)")
 	fs.StringVar(&f.keyFile, "key-file", "", "PEM client key, for mutual TLS (with --cert-file)")
 	fs.BoolVar(&f.insecure, "insecure-skip-verify", false, "do not verify the broker's TLS certificate (testing only)")
-	fs.BoolVar(&f.quiet, "quiet", false, "do not narrate device events")
+	fs.BoolVar(&f.quiet, "quiet", false, "do not narrate device events (progress lines go to stderr instead)")
+	fs.DurationVar(&f.progress, "progress", 0, "print a progress line on stderr this often (default 10s with --quiet, else off)")
 	fs.BoolVar(&f.verbose, "verbose", false, "also show rejected payloads and other detail on stderr")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
@@ -107,6 +109,9 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, string, error) {
 	}
 	if f.day >= 0 && f.day < time.Second && f.day != 0 {
 		return nil, "", usagef("run: --day %v is too short (at least 1s)", f.day)
+	}
+	if f.progress < 0 {
+		return nil, "", usagef("run: --progress must not be negative")
 	}
 	if f.connectTimeout <= 0 {
 		return nil, "", usagef("run: --connect-timeout must be positive")
@@ -169,6 +174,12 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	cfg := runner.Config{Scenario: s, Kinds: devices.Kinds(), Conn: connOpts, Metrics: m, Console: stdout}
 	if f.quiet {
 		cfg.Console = nil
+		if f.progress == 0 {
+			f.progress = 10 * time.Second
+		}
+	}
+	if f.progress > 0 {
+		cfg.Progress, cfg.ProgressEvery = stderr, f.progress
 	}
 	if f.verbose {
 		cfg.Debug = stderr

@@ -32,6 +32,9 @@ type Config struct {
 	Metrics  *metrics.Metrics
 	Console  io.Writer // device narration; nil for none
 	Debug    io.Writer // rejected payloads and similar detail; nil for none
+	// Progress, if set, gets one status line every ProgressEvery (default 10s).
+	Progress      io.Writer
+	ProgressEvery time.Duration
 }
 
 // maxDialers bounds concurrent connection attempts, so a large per-device fleet does not
@@ -91,6 +94,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 				mu.Unlock()
 			}
 		})
+	}
+	if cfg.Progress != nil {
+		wg.Go(func() { reportProgress(runCtx, cfg, started, devices, conns) })
 	}
 	// The run ends when its time is up, when it is interrupted, or when no device is
 	// left running (all stopped with errors, or finished their work).

@@ -80,6 +80,12 @@ func testScenario(mode string, pool, homes, count int, params pingParams) *scena
 
 func runOn(t *testing.T, s *scenario.Scenario) (*Summary, error, *metrics.Metrics) {
 	t.Helper()
+	return runWith(t, s, nil)
+}
+
+// runWith runs s on a fresh embedded broker; progress, if set, gets progress lines.
+func runWith(t *testing.T, s *scenario.Scenario, progress *bytes.Buffer) (*Summary, error, *metrics.Metrics) {
+	t.Helper()
 	b, err := broker.Start(broker.Options{Addr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
@@ -87,8 +93,12 @@ func runOn(t *testing.T, s *scenario.Scenario) (*Summary, error, *metrics.Metric
 	defer b.Close()
 	m := metrics.New(prometheus.NewRegistry(), s.Name)
 	var console bytes.Buffer
-	sum, err := Run(context.Background(), Config{Scenario: s, Kinds: kinds, Metrics: m, Console: &console,
-		Conn: mqttconn.Options{Broker: b.URL(), ConnectTimeout: 5 * time.Second}})
+	cfg := Config{Scenario: s, Kinds: kinds, Metrics: m, Console: &console,
+		Conn: mqttconn.Options{Broker: b.URL(), ConnectTimeout: 5 * time.Second}}
+	if progress != nil {
+		cfg.Progress, cfg.ProgressEvery = progress, 300*time.Millisecond
+	}
+	sum, err := Run(context.Background(), cfg)
 	return sum, err, m
 }
 
@@ -180,5 +190,18 @@ func TestRunEndsWhenNoDeviceIsLeft(t *testing.T) {
 	}
 	if took := time.Since(begin); took > 5*time.Second {
 		t.Fatalf("Run took %v to notice that no device was left", took)
+	}
+}
+
+func TestProgressLines(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	var progress bytes.Buffer
+	if _, err, _ := runWith(t, testScenario(scenario.PerHome, 0, 2, 3, pingParams{}), &progress); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(progress.String()), "\n")
+	// 1.5 s run, a line every 300 ms.
+	if len(lines) < 3 || !strings.Contains(lines[0], "6 devices, 2/2 connections up") || !strings.Contains(lines[0], "msg/s out") {
+		t.Fatalf("progress lines:\n%s", progress.String())
 	}
 }
