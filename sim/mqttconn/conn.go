@@ -136,16 +136,38 @@ func (c *Conn) Subscribe(ctx context.Context, filter string, qos byte, r Receive
 	c.subQoS[filter] = max(c.subQoS[filter], qos)
 	c.mu.Unlock()
 
-	tok := c.client.Subscribe(filter, qos, nil)
-	if err := wait(ctx, tok, c.opts.ConnectTimeout); err != nil {
-		return 0, fmt.Errorf("subscribe %q: %w", filter, err)
+	for attempt := 1; ; attempt++ {
+		tok := c.client.Subscribe(filter, qos, nil)
+		if err := wait(ctx, tok, c.opts.ConnectTimeout); err != nil {
+			return 0, fmt.Errorf("subscribe %q: %w", filter, err)
+		}
+		g, ok := tok.(*mqtt.SubscribeToken).Result()[filter]
+		switch {
+		case ok && g <= 2:
+			return g, nil
+		case g == codeIDInUse && attempt < maxSubscribeAttempts:
+			// mochi-mqtt v2.7.9 (server.go, processSubscribe) checks a SUBSCRIBE's packet
+			// id against its own outbound in-flight ids, a separate id space (MQTT
+			// §2.3.1), and refuses it. Paho picks a new id for the next attempt.
+			select {
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			case <-time.After(time.Duration(attempt) * 10 * time.Millisecond):
+			}
+		case !ok || g == 0x80:
+			return 0, fmt.Errorf("subscribe %q: broker refused the subscription", filter)
+		default:
+			return 0, fmt.Errorf("subscribe %q: broker refused the subscription (reason code 0x%02x)", filter, g)
+		}
 	}
-	g, ok := tok.(*mqtt.SubscribeToken).Result()[filter]
-	if !ok || g == 0x80 {
-		return 0, fmt.Errorf("subscribe %q: broker refused the subscription", filter)
-	}
-	return g, nil
 }
+
+// codeIDInUse is the SUBACK reason code "packet identifier in use" (MQTT 5 §3.9.3), which
+// some brokers also send to 3.1.1 clients; maxSubscribeAttempts bounds retrying it.
+const (
+	codeIDInUse          = 0x91
+	maxSubscribeAttempts = 10
+)
 
 // Publish sends one message and waits until it is complete for its QoS, ctx ends, or the
 // connect timeout passes.
