@@ -54,19 +54,19 @@ type device struct {
 // the other devices keep running.
 func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	s := cfg.Scenario
-	started := time.Now()
-	clock := sim.Clock{WallStart: started, Start: s.Start, Day: s.Day}
-	con := &console{w: cfg.Console, debug: cfg.Debug}
-
-	devices, nConns, err := build(cfg, clock, con)
-	if err != nil {
-		return nil, err
-	}
-	conns, err := dialAll(ctx, cfg, nConns)
+	conns, err := dialAll(ctx, cfg, connectionCount(s))
 	if err != nil {
 		return nil, err
 	}
 	defer closeAll(conns)
+	// The simulated day starts once every connection is up, however long that took.
+	started := time.Now()
+	clock := sim.Clock{WallStart: started, Start: s.Start, Day: s.Day}
+	con := &console{w: cfg.Console, debug: cfg.Debug}
+	devices, err := build(cfg, clock, con)
+	if err != nil {
+		return nil, err
+	}
 	for i, d := range devices {
 		d.port.conn = conns[connIndex(s, i, d.port.home)]
 	}
@@ -95,19 +95,24 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 			}
 		})
 	}
-	if cfg.Progress != nil {
-		wg.Go(func() { reportProgress(runCtx, cfg, started, devices, conns) })
-	}
 	// The run ends when its time is up, when it is interrupted, or when no device is
 	// left running (all stopped with errors, or finished their work).
 	allDone := make(chan struct{})
 	go func() { wg.Wait(); close(allDone) }()
+	progressDone := make(chan struct{})
+	go func() {
+		defer close(progressDone)
+		if cfg.Progress != nil {
+			reportProgress(runCtx, cfg, started, devices, conns)
+		}
+	}()
 	select {
 	case <-runCtx.Done():
 	case <-allDone:
 	}
 	stop()
 	<-allDone
+	<-progressDone
 
 	sum := summarise(s, cfg.Conn.Broker, started, devices)
 	sum.Interrupted = ctx.Err() != nil
@@ -118,9 +123,8 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	return sum, nil
 }
 
-// build makes every device of every home and its port, and says how many connections the
-// scenario's connection mode needs.
-func build(cfg Config, clock sim.Clock, con *console) ([]*device, int, error) {
+// build makes every device of every home and its port.
+func build(cfg Config, clock sim.Clock, con *console) ([]*device, error) {
 	s := cfg.Scenario
 	kindMetrics := map[string]*metrics.Kind{}
 	devices := make([]*device, 0, s.Homes*s.DevicesPerHome())
@@ -130,7 +134,7 @@ func build(cfg Config, clock sim.Clock, con *console) ([]*device, int, error) {
 			g := &s.Groups[gi]
 			kind, ok := cfg.Kinds[g.Kind]
 			if !ok {
-				return nil, 0, fmt.Errorf("%s:%d: unknown device kind %q", s.File, g.Line, g.Kind)
+				return nil, fmt.Errorf("%s:%d: unknown device kind %q", s.File, g.Line, g.Kind)
 			}
 			km := kindMetrics[g.Kind]
 			if km == nil {
@@ -143,7 +147,7 @@ func build(cfg Config, clock sim.Clock, con *console) ([]*device, int, error) {
 				dc.Shared = shared
 				dev, err := kind.Build(dc, g.Params)
 				if err != nil {
-					return nil, 0, fmt.Errorf("%s:%d: home %d %s: %w", s.File, g.Line, home, dc.ID, err)
+					return nil, fmt.Errorf("%s:%d: home %d %s: %w", s.File, g.Line, home, dc.ID, err)
 				}
 				devices = append(devices, &device{dev: dev, kind: g.Kind, port: &port{
 					home:    home,
@@ -157,13 +161,18 @@ func build(cfg Config, clock sim.Clock, con *console) ([]*device, int, error) {
 			}
 		}
 	}
+	return devices, nil
+}
+
+// connectionCount is how many connections the scenario's connection mode needs.
+func connectionCount(s *scenario.Scenario) int {
 	switch s.Connections.Mode {
 	case scenario.PerDevice:
-		return devices, len(devices), nil
+		return s.Homes * s.DevicesPerHome()
 	case scenario.Pool:
-		return devices, min(s.Connections.PoolSize, len(devices)), nil
+		return min(s.Connections.PoolSize, s.Homes*s.DevicesPerHome())
 	default:
-		return devices, s.Homes, nil
+		return s.Homes
 	}
 }
 
