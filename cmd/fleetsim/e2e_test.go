@@ -402,6 +402,8 @@ fleetsim_devices{kind="vacuum",scenario="smart-home"} 1
 		`fleetsim_device_state_changes_total\{kind="bulb",scenario="smart-home"\} [1-9]`,
 		`fleetsim_devices_in_state\{kind="heater",scenario="smart-home",state="on"\} 1`,
 		`fleetsim_build_info\{goversion="go[^"]+",version="[^"]+"\} 1`,
+		`fleetsim_broker_clients [1-9]`, // the embedded broker's own view
+		`fleetsim_broker_messages_sent_total [1-9]`,
 		`go_goroutines `,
 		`process_resident_memory_bytes `,
 	} {

@@ -142,12 +142,17 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	if err != nil {
 		return err
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics.BuildInfo(reg, version(), runtime.Version())
+	m := metrics.New(reg, s.Name)
 	if s.Broker == scenario.Embedded {
 		b, err := broker.Start(broker.Options{Addr: f.listen, WSAddr: f.wsListen})
 		if err != nil {
 			return err
 		}
 		defer b.Close()
+		metrics.RegisterBroker(reg, b.Stats)
 		connOpts.Broker = b.URL()
 		host, port, _ := net.SplitHostPort(b.Addr())
 		fmt.Fprintf(stderr, "fleetsim: embedded MQTT broker on %s", b.URL())
@@ -157,10 +162,6 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		fmt.Fprintf(stderr, "\nfleetsim: watch it with: mosquitto_sub -h %s -p %s -t '#' -v\n", host, port)
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics.BuildInfo(reg, version(), runtime.Version())
-	m := metrics.New(reg, s.Name)
 	if f.metricsAddr != "off" && f.metricsAddr != "" {
 		stopMetrics, addr, err := serveMetrics(f.metricsAddr, reg)
 		if err != nil {

@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/fleetsim/fleetsim/sim/broker"
 )
 
 func TestMetricsFollowConventionsAndCount(t *testing.T) {
@@ -48,5 +50,30 @@ fleetsim_published_payload_bytes_total{kind="bulb",qos="2",scenario="smart-home"
 	}
 	if got := testutil.ToFloat64(m.Received.WithLabelValues("bulb", "0")); got != 1 {
 		t.Errorf("received{bulb,0} = %v, want 1", got)
+	}
+}
+
+func TestBrokerMetricsReadStatsAtScrape(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	stats := broker.Stats{ClientsConnected: 3, MessagesDropped: 2, InflightDropped: 1, BytesSent: 4096}
+	RegisterBroker(reg, func() broker.Stats { return stats })
+	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+		t.Fatalf("lint: %v %v", err, problems)
+	}
+	stats.ClientsConnected = 5 // read again at the next scrape
+	want := `
+# HELP fleetsim_broker_clients Clients connected to the embedded broker.
+# TYPE fleetsim_broker_clients gauge
+fleetsim_broker_clients 5
+# HELP fleetsim_broker_messages_dropped_total Messages the embedded broker dropped: a subscriber's queue was full or it had too many unacknowledged.
+# TYPE fleetsim_broker_messages_dropped_total counter
+fleetsim_broker_messages_dropped_total 3
+# HELP fleetsim_broker_sent_bytes_total Bytes the embedded broker sent.
+# TYPE fleetsim_broker_sent_bytes_total counter
+fleetsim_broker_sent_bytes_total 4096
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"fleetsim_broker_clients", "fleetsim_broker_messages_dropped_total", "fleetsim_broker_sent_bytes_total"); err != nil {
+		t.Error(err)
 	}
 }
