@@ -35,7 +35,9 @@ Examples:
   FLEETSIM_PASSWORD=... fleetsim run scenarios/encyclopedia.yaml \
       --broker ssl://example.hivemq.cloud:8883 --username me
 
-Exit codes: 0 success; 1 the run or a check failed; 2 bad flags, arguments or scenario.
+Exit codes: 0 success; 1 the run or a check failed; 2 bad flags, arguments or scenario;
+3 broker unreachable (after retrying for --connect-retry-for); 4 credentials refused;
+5 TLS failed (untrusted certificate, wrong host name, not a TLS port).
 `
 
 // run is the whole program, minus signals and os.Exit.

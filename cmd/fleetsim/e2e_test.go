@@ -524,19 +524,25 @@ func TestEncyclopediaOverTLSWithPassword(t *testing.T) {
 			t.Fatalf("exit code %d, want 0", code)
 		}
 	})
+	// A certificate for another host name, and mosquitto's plain port spoken to in TLS.
+	otherCA := testbroker.NewTestCA(t, t.TempDir(), "broker.example")
+	other := testbroker.StartMosquitto(t, testbroker.Config{TLS: &otherCA})
 	for _, c := range []struct {
 		name string
 		env  []string
 		args []string
+		code int
 		want string
 	}{
-		{"wrong password", []string{"FLEETSIM_PASSWORD=wrong", "FLEETSIM_USERNAME=alice"}, []string{"--ca-file", ca.CA}, "username or password"},
-		{"unknown CA", []string{"FLEETSIM_PASSWORD=" + password}, []string{"--username", "alice"}, "unknown authority"},
+		{"wrong password", []string{"FLEETSIM_PASSWORD=wrong", "FLEETSIM_USERNAME=alice"}, []string{"--ca-file", ca.CA}, 4, "username or password"},
+		{"unknown CA", []string{"FLEETSIM_PASSWORD=" + password}, []string{"--username", "alice"}, 5, "unknown authority"},
+		{"wrong host name", nil, []string{"--ca-file", otherCA.CA, "--broker", other.TLSURL()}, 5, "not valid for this host"},
+		{"TLS to a plain port", nil, []string{"--ca-file", ca.CA, "--broker", "ssl://" + m.Addr}, 5, "did not answer with TLS"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p, code, took := run(t, c.env, c.args...)
-			if code == 0 {
-				t.Fatal("exit code 0, want non-zero")
+			if code != c.code {
+				t.Fatalf("exit code %d, want %d", code, c.code)
 			}
 			if took > 10*time.Second {
 				t.Errorf("took %v to fail, want seconds", took)
@@ -566,7 +572,7 @@ func TestBadInputExitCodes(t *testing.T) {
 		{"invalid scenario", []string{"run", bad}, 2, "bad.yaml:2:"},
 		{"validate reports every problem", []string{"validate", bad}, 1, "bad.yaml:5:"},
 		{"unknown command", []string{"fly"}, 2, "unknown command"},
-		{"refused connection", []string{"run", "scenarios/temperature.yaml", "--broker", fmt.Sprintf("tcp://127.0.0.1:%d", testbroker.FreePort(t)), "--metrics-addr", "off"}, 1, "connection refused"},
+		{"unreachable broker, after retrying", []string{"run", "scenarios/temperature.yaml", "--broker", fmt.Sprintf("tcp://127.0.0.1:%d", testbroker.FreePort(t)), "--metrics-addr", "off", "--connect-retry-for", "1s"}, 3, "connection refused"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p := start(t, nil, c.args...)

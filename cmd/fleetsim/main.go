@@ -14,6 +14,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/fleetsim/fleetsim/sim/mqttconn"
 )
 
 func main() {
@@ -68,8 +70,15 @@ func exitCode(err error, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stderr, "fleetsim: "+err.Error())
 	var u usageError
-	if errors.As(err, &u) {
+	switch {
+	case errors.As(err, &u):
 		return 2
+	case errors.Is(err, mqttconn.ErrUnreachable):
+		return 3
+	case errors.Is(err, mqttconn.ErrAuth):
+		return 4
+	case errors.Is(err, mqttconn.ErrTLS):
+		return 5
 	}
 	return 1
 }

@@ -33,6 +33,7 @@ import (
 type runFlags struct {
 	broker, listen, wsListen, metricsAddr string
 	duration, day, connectTimeout         time.Duration
+	connectRetryFor                       time.Duration
 	seed                                  optionalUint
 	username, passwordFile                string
 	caFile, certFile, keyFile             string
@@ -87,7 +88,8 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, string, error) {
 	fs.DurationVar(&f.duration, "duration", -1, "how long to run, overriding the scenario's duration (0 = until Ctrl-C)")
 	fs.DurationVar(&f.day, "day", -1, "wall time of one simulated day, overriding the scenario's day")
 	fs.Var(&f.seed, "seed", "seed for every random choice, overriding the scenario's seed")
-	fs.DurationVar(&f.connectTimeout, "connect-timeout", 10*time.Second, "how long to wait for the broker to accept a connection")
+	fs.DurationVar(&f.connectTimeout, "connect-timeout", 10*time.Second, "how long one connection attempt may take")
+	fs.DurationVar(&f.connectRetryFor, "connect-retry-for", 15*time.Second, "how long to keep retrying, with backoff, a broker that cannot be reached at the start (0: try once)")
 	fs.StringVar(&f.username, "username", "", "MQTT username (default $FLEETSIM_USERNAME)")
 	fs.StringVar(&f.passwordFile, "password-file", "", "file holding the MQTT password (default: $FLEETSIM_PASSWORD)")
 	fs.StringVar(&f.caFile, "ca-file", "", "PEM file of the CA(s) that sign the broker's certificate (default: system roots)")
@@ -115,6 +117,9 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, string, error) {
 	}
 	if f.connectTimeout <= 0 {
 		return nil, "", usagef("run: --connect-timeout must be positive")
+	}
+	if f.connectRetryFor < 0 {
+		return nil, "", usagef("run: --connect-retry-for must not be negative")
 	}
 	if (f.certFile == "") != (f.keyFile == "") {
 		return nil, "", usagef("run: --cert-file and --key-file go together")
@@ -225,7 +230,7 @@ func describe(s *scenario.Scenario, broker string) string {
 // connectionOptions builds the MQTT options from the flags and the environment. The
 // password is read from FLEETSIM_PASSWORD or --password-file only.
 func connectionOptions(brokerURL string, f *runFlags, getenv func(string) string) (mqttconn.Options, error) {
-	o := mqttconn.Options{Broker: brokerURL, ConnectTimeout: f.connectTimeout, Username: f.username}
+	o := mqttconn.Options{Broker: brokerURL, ConnectTimeout: f.connectTimeout, RetryFor: f.connectRetryFor, Username: f.username}
 	if o.Username == "" {
 		o.Username = getenv("FLEETSIM_USERNAME")
 	}

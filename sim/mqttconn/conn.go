@@ -9,8 +9,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
-	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -24,12 +25,16 @@ import (
 
 // Options are the settings every connection of a run shares.
 type Options struct {
-	Broker         string      // URL: tcp://, ssl://, ws://, wss://
-	Username       string      // empty for none
-	Password       string      // never logged
-	TLS            *tls.Config // for ssl:// and wss://; nil uses system roots
-	ConnectTimeout time.Duration
-	KeepAlive      time.Duration
+	Broker         string        // URL: tcp://, ssl://, ws://, wss://
+	Username       string        // empty for none
+	Password       string        // never logged
+	TLS            *tls.Config   // for ssl:// and wss://; nil uses system roots
+	ConnectTimeout time.Duration // per attempt
+	// RetryFor is how long Dial keeps retrying a broker it cannot reach (refused, timed
+	// out, unresolvable), with exponential backoff and jitter. Refusals that retrying
+	// cannot fix (credentials, TLS) fail at once. 0 means one attempt.
+	RetryFor  time.Duration
+	KeepAlive time.Duration
 	// OnChange, optional, is told each time the connection goes up or down; lost is the
 	// error when an established connection dropped (nil when it was closed on purpose).
 	// It must not block.
@@ -91,11 +96,31 @@ func Dial(ctx context.Context, opts Options, clientID string) (*Conn, error) {
 		o.SetTLSConfig(opts.TLS)
 	}
 	c.client = mqtt.NewClient(o)
-	if err := wait(ctx, c.client.Connect(), opts.ConnectTimeout+time.Second); err != nil {
+	deadline := time.Now().Add(opts.RetryFor)
+	for attempt := 0; ; attempt++ {
+		err := wait(ctx, c.client.Connect(), opts.ConnectTimeout+time.Second)
+		if err == nil {
+			return c, nil
+		}
 		c.client.Disconnect(0)
-		return nil, Explain(opts.Broker, err)
+		err = Explain(opts.Broker, err)
+		pause := backoff(attempt)
+		if ctx.Err() != nil || !errors.Is(err, ErrUnreachable) || time.Now().Add(pause).After(deadline) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(pause):
+		}
 	}
-	return c, nil
+}
+
+// backoff is the pause before retry number attempt+1: exponential from 100 ms, capped at
+// 5 s, with full jitter so that many clients retrying at once spread out.
+func backoff(attempt int) time.Duration {
+	ceiling := min(100*time.Millisecond<<min(attempt, 6), 5*time.Second)
+	return time.Duration(rand.Int64N(int64(ceiling))) + time.Millisecond
 }
 
 // onConnect runs (in paho's own goroutine) after every successful connect. After a
@@ -210,47 +235,81 @@ func wait(ctx context.Context, tok mqtt.Token, timeout time.Duration) error {
 	}
 }
 
+// Connect failures fall in three classes, checked with errors.Is on Dial's error; the
+// CLI maps each to its own exit code.
+var (
+	ErrUnreachable = errors.New("broker unreachable")             // refused, timed out, unresolvable: may pass
+	ErrAuth        = errors.New("broker refused the credentials") // username, password, client id
+	ErrTLS         = errors.New("TLS handshake failed")           // certificate not trusted, wrong host, not TLS
+)
+
+// connectError is a connect failure: one line for the user, a class for the exit code,
+// and the underlying error.
+type connectError struct {
+	msg   string
+	class error
+	err   error
+}
+
+func (e *connectError) Error() string   { return e.msg }
+func (e *connectError) Unwrap() []error { return []error{e.class, e.err} }
+
 // Explain turns a connect error into one line that names the cause and what to do.
 func Explain(broker string, err error) error {
 	var (
-		unknownCA  x509.UnknownAuthorityError
-		hostErr    x509.HostnameError
-		recordErr  tls.RecordHeaderError
-		certErr    *tls.CertificateVerificationError
-		opErr      *net.OpError
-		dnsErr     *net.DNSError
-		urlErr     *url.Error
-		cause      string
-		unverified bool
+		unknownCA x509.UnknownAuthorityError
+		hostErr   x509.HostnameError
+		recordErr tls.RecordHeaderError
+		certErr   *tls.CertificateVerificationError
+		dnsErr    *net.DNSError
+		netErr    net.Error
+		cause     string
+		class     error
 	)
 	switch {
 	case errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword), errors.Is(err, packets.ErrorRefusedNotAuthorised):
 		// mosquitto answers a wrong password with "not authorised" (CONNACK 5), others
 		// with "bad user name or password" (4): the fix is the same.
-		cause = "the broker refused the username or password (check --username or FLEETSIM_USERNAME, and FLEETSIM_PASSWORD or --password-file)"
+		cause, class = "the broker refused the username or password (check --username or FLEETSIM_USERNAME, and FLEETSIM_PASSWORD or --password-file)", ErrAuth
 	case errors.Is(err, packets.ErrorRefusedIDRejected):
-		cause = "the broker rejected the client id"
+		cause, class = "the broker rejected the client id", ErrAuth
 	case errors.Is(err, packets.ErrorRefusedServerUnavailable):
-		cause = "the broker says it is unavailable"
+		cause, class = "the broker says it is unavailable", ErrUnreachable
 	case errors.As(err, &unknownCA):
-		cause, unverified = "TLS: the broker's certificate is signed by an unknown authority (give its CA with --ca-file)", true
+		cause, class = "TLS: the broker's certificate is signed by an unknown authority (give its CA with --ca-file)", ErrTLS
 	case errors.As(err, &hostErr):
-		cause, unverified = fmt.Sprintf("TLS: the broker's certificate is not valid for this host (%v)", hostErr), true
+		cause, class = fmt.Sprintf("TLS: the broker's certificate is not valid for this host (%v)", hostErr), ErrTLS
 	case errors.As(err, &certErr):
-		cause, unverified = fmt.Sprintf("TLS: the broker's certificate was not accepted (%v)", certErr.Err), true
-	case errors.As(err, &recordErr):
-		cause = "TLS: the broker did not answer with TLS (is this a plain MQTT port? use tcp:// instead of ssl://)"
+		cause, class = fmt.Sprintf("TLS: the broker's certificate was not accepted (%v)", certErr.Err), ErrTLS
+	case errors.As(err, &recordErr), secure(broker) && errors.Is(err, syscall.ECONNRESET):
+		// A plain MQTT listener answers a TLS hello with bytes that are not TLS, or (as
+		// mosquitto does) by resetting the connection.
+		cause, class = "TLS: the broker did not answer with TLS (is this a plain MQTT port? use tcp:// instead of ssl://)", ErrTLS
 	case errors.Is(err, syscall.ECONNREFUSED):
-		cause = "connection refused (is a broker listening there?)"
+		cause, class = "connection refused (is a broker listening there?)", ErrUnreachable
 	case errors.As(err, &dnsErr):
-		cause = fmt.Sprintf("cannot resolve host %q", dnsErr.Name)
-	case errors.As(err, &opErr), errors.As(err, &urlErr):
-		cause = err.Error()
+		cause, class = fmt.Sprintf("cannot resolve host %q", dnsErr.Name), ErrUnreachable
+	case errors.As(err, &netErr) && netErr.Timeout(), strings.HasPrefix(err.Error(), "no answer from the broker"):
+		cause, class = "no answer in time (check the address, or raise --connect-timeout on a slow link)", ErrUnreachable
 	default:
-		cause = err.Error()
+		class = ErrUnreachable
 	}
-	if unverified {
+	if class == ErrTLS && !errors.As(err, &recordErr) && !errors.Is(err, syscall.ECONNRESET) {
 		cause += "; --insecure-skip-verify turns verification off, for testing only"
 	}
-	return fmt.Errorf("connect %s: %s: %w", broker, cause, err)
+	msg := fmt.Sprintf("connect %s: %v", broker, err)
+	if cause != "" {
+		msg = fmt.Sprintf("connect %s: %s: %v", broker, cause, err)
+	}
+	return &connectError{msg: msg, class: class, err: err}
+}
+
+// secure reports whether broker is a URL for MQTT over TLS.
+func secure(broker string) bool {
+	for _, scheme := range []string{"ssl://", "tls://", "mqtts://", "wss://"} {
+		if strings.HasPrefix(broker, scheme) {
+			return true
+		}
+	}
+	return false
 }

@@ -1,0 +1,75 @@
+package mqttconn
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.mqtt.golang/packets"
+	"go.uber.org/goleak"
+
+	"github.com/fleetsim/fleetsim/sim/broker"
+	"github.com/fleetsim/fleetsim/sim/testbroker"
+)
+
+func TestDialRetriesUntilTheBrokerIsUp(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", testbroker.FreePort(t))
+	late := make(chan *broker.Broker, 1)
+	go func() {
+		time.Sleep(700 * time.Millisecond)
+		b, err := broker.Start(broker.Options{Addr: addr})
+		if err != nil {
+			t.Error(err)
+		}
+		late <- b
+	}()
+	c, err := Dial(context.Background(), Options{Broker: "tcp://" + addr, ConnectTimeout: time.Second, RetryFor: 10 * time.Second}, "late")
+	b := <-late
+	if b != nil {
+		defer b.Close()
+	}
+	if err != nil {
+		t.Fatalf("Dial gave up on a broker that came up after 700 ms: %v", err)
+	}
+	c.Close()
+}
+
+func TestDialGivesUpWithinItsDeadline(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", testbroker.FreePort(t))
+	begin := time.Now()
+	_, err := Dial(context.Background(), Options{Broker: "tcp://" + addr, ConnectTimeout: time.Second, RetryFor: 500 * time.Millisecond}, "never")
+	if !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("err = %v, want ErrUnreachable", err)
+	}
+	if took := time.Since(begin); took > 3*time.Second {
+		t.Fatalf("took %v to give up with a 500 ms deadline", took)
+	}
+}
+
+func TestExplainClassifies(t *testing.T) {
+	for _, c := range []struct {
+		err   error
+		class error
+		says  string
+	}{
+		{packets.ErrorRefusedBadUsernameOrPassword, ErrAuth, "username or password"},
+		{fmt.Errorf("%w : extra", packets.ErrorRefusedNotAuthorised), ErrAuth, "username or password"},
+		{x509.UnknownAuthorityError{}, ErrTLS, "--ca-file"},
+		{x509.HostnameError{Host: "example"}, ErrTLS, "not valid for this host"},
+		{errors.New("no answer from the broker within 1s"), ErrUnreachable, "no answer in time"},
+	} {
+		err := Explain("ssl://b:8883", c.err)
+		if !errors.Is(err, c.class) || !errors.Is(err, c.err) {
+			t.Errorf("Explain(%v) = %v: want class %v and the cause kept", c.err, err, c.class)
+		}
+		if msg := err.Error(); !strings.Contains(msg, c.says) || !strings.Contains(msg, "connect ssl://b:8883") {
+			t.Errorf("Explain(%v) says %q, want it to mention %q", c.err, msg, c.says)
+		}
+	}
+}
