@@ -24,6 +24,7 @@ type Metrics struct {
 	Connections     prometheus.Gauge
 	ConnectAttempts *prometheus.CounterVec // result
 	ConnectionsLost prometheus.Counter
+	Links           *Links // shaped links, per profile
 }
 
 // New creates the metrics and registers them on reg. scenario becomes a constant label.
@@ -54,7 +55,8 @@ func New(reg prometheus.Registerer, scenario string) *Metrics {
 		ConnectionsLost: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "fleetsim", Name: "connections_lost_total",
 			Help: "Established connections that dropped."}),
 	}
-	reg.MustRegister(m.DevicesInState, m.Devices, m.Connections, m.ConnectionsLost)
+	m.Links = newLinks()
+	reg.MustRegister(m.DevicesInState, m.Devices, m.Connections, m.ConnectionsLost, m.Links)
 	return m
 }
 

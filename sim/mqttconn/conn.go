@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,10 +26,14 @@ import (
 
 // Options are the settings every connection of a run shares.
 type Options struct {
-	Broker         string        // URL: tcp://, ssl://, ws://, wss://
-	Username       string        // empty for none
-	Password       string        // never logged
-	TLS            *tls.Config   // for ssl:// and wss://; nil uses system roots
+	Broker   string      // URL: tcp://, ssl://, ws://, wss://
+	Username string      // empty for none
+	Password string      // never logged
+	TLS      *tls.Config // for ssl:// and wss://; nil uses system roots
+	// NetDial, if set, opens the network connection, for instance through a shaped link
+	// (sim/link); TLS is layered on top of it here so its bytes are shaped too. It serves
+	// tcp:// and ssl:// brokers.
+	NetDial        func(ctx context.Context, network, addr string) (net.Conn, error)
 	ConnectTimeout time.Duration // per attempt
 	// RetryFor is how long Dial keeps retrying a broker it cannot reach (refused, timed
 	// out, unresolvable), with exponential backoff and jitter. Refusals that retrying
@@ -95,6 +100,11 @@ func Dial(ctx context.Context, opts Options, clientID string) (*Conn, error) {
 	if opts.TLS != nil {
 		o.SetTLSConfig(opts.TLS)
 	}
+	if opts.NetDial != nil {
+		o.SetCustomOpenConnectionFn(func(u *url.URL, co mqtt.ClientOptions) (net.Conn, error) {
+			return dialVia(opts.NetDial, u, co.TLSConfig, opts.ConnectTimeout)
+		})
+	}
 	c.client = mqtt.NewClient(o)
 	deadline := time.Now().Add(opts.RetryFor)
 	for attempt := 0; ; attempt++ {
@@ -113,6 +123,37 @@ func Dial(ctx context.Context, opts Options, clientID string) (*Conn, error) {
 			return nil, err
 		case <-time.After(pause):
 		}
+	}
+}
+
+// dialVia opens a connection to u with dial, adding TLS for ssl:// URLs.
+func dialVia(dial func(ctx context.Context, network, addr string) (net.Conn, error), u *url.URL, tlsConf *tls.Config, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	conn, err := dial(ctx, "tcp", u.Host)
+	if err != nil {
+		return nil, err
+	}
+	switch u.Scheme {
+	case "tcp", "mqtt":
+		return conn, nil
+	case "ssl", "tls", "mqtts":
+		conf := &tls.Config{MinVersion: tls.VersionTLS12}
+		if tlsConf != nil {
+			conf = tlsConf.Clone()
+		}
+		if conf.ServerName == "" {
+			conf.ServerName = u.Hostname()
+		}
+		tc := tls.Client(conn, conf)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		return tc, nil
+	default:
+		conn.Close()
+		return nil, fmt.Errorf("a shaped link carries tcp:// and ssl:// brokers, not %s://", u.Scheme)
 	}
 }
 

@@ -13,12 +13,14 @@ import (
 	"io"
 	"math"
 	mrand "math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
 
 	"github.com/fleetsim/fleetsim/sim"
+	"github.com/fleetsim/fleetsim/sim/link"
 	"github.com/fleetsim/fleetsim/sim/metrics"
 	"github.com/fleetsim/fleetsim/sim/mqttconn"
 	"github.com/fleetsim/fleetsim/sim/scenario"
@@ -54,7 +56,9 @@ type device struct {
 // the other devices keep running.
 func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	s := cfg.Scenario
-	conns, err := dialAll(ctx, cfg, connectionCount(s))
+	links := makeLinks(s, cfg.Metrics)
+	defer closeLinks(links) // after the connections over them
+	conns, err := dialAll(ctx, cfg, connectionCount(s), links)
 	if err != nil {
 		return nil, err
 	}
@@ -115,6 +119,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	<-progressDone
 
 	sum := summarise(s, cfg.Conn.Broker, started, devices)
+	sum.Links = summariseLinks(s, cfg.Metrics.Links.Totals(), sum.Elapsed)
 	sum.Interrupted = ctx.Err() != nil
 	sum.Errors = devErrs
 	if len(devErrs) > 0 {
@@ -188,6 +193,41 @@ func connIndex(s *scenario.Scenario, i, home int) int {
 	}
 }
 
+// makeLinks gives each device of a group with a link its own shaped link, indexed like
+// the per-device connections (the loader allows links only with per-device connections).
+// Devices without a link get nil.
+func makeLinks(s *scenario.Scenario, m *metrics.Metrics) []*link.Link {
+	var links []*link.Link
+	for home := 1; home <= s.Homes; home++ {
+		for gi := range s.Groups {
+			g := &s.Groups[gi]
+			for n := 1; n <= g.Count; n++ {
+				if g.Link == nil {
+					links = append(links, nil)
+					continue
+				}
+				// Its own stream, apart from the device's, for jitter and outages.
+				rng := mrand.New(mrand.NewPCG(s.Seed, deviceSeed(home, g.DeviceID(n)+"/link")))
+				l := link.NewLink(*g.Link, rng)
+				m.Links.Add(g.Link.Name, l.Stats)
+				links = append(links, l)
+			}
+		}
+	}
+	if slices.IndexFunc(links, func(l *link.Link) bool { return l != nil }) < 0 {
+		return nil
+	}
+	return links
+}
+
+func closeLinks(links []*link.Link) {
+	for _, l := range links {
+		if l != nil {
+			l.Close()
+		}
+	}
+}
+
 // deviceSeed derives a device's own random stream from its identity, so one device's
 // sequence does not depend on how many others exist.
 func deviceSeed(home int, id string) uint64 {
@@ -198,7 +238,7 @@ func deviceSeed(home int, id string) uint64 {
 
 // dialAll opens n connections, at most maxDialers at a time. If any fails, it closes the
 // ones that opened and returns the first error.
-func dialAll(ctx context.Context, cfg Config, n int) ([]*mqttconn.Conn, error) {
+func dialAll(ctx context.Context, cfg Config, n int, links []*link.Link) ([]*mqttconn.Conn, error) {
 	runID := make([]byte, 3)
 	_, _ = rand.Read(runID)
 	prefix := "fleetsim-" + hex.EncodeToString(runID)
@@ -226,7 +266,11 @@ func dialAll(ctx context.Context, cfg Config, n int) ([]*mqttconn.Conn, error) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			c, err := mqttconn.Dial(ctx, opts, fmt.Sprintf("%s-%d", prefix, i+1))
+			o := opts
+			if i < len(links) && links[i] != nil {
+				o.NetDial = links[i].Dial
+			}
+			c, err := mqttconn.Dial(ctx, o, fmt.Sprintf("%s-%d", prefix, i+1))
 			if err != nil {
 				m.ConnectAttempts.WithLabelValues("error").Inc()
 				errs[i] = err

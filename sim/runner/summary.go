@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/fleetsim/fleetsim/sim/metrics"
 	"github.com/fleetsim/fleetsim/sim/scenario"
 )
 
@@ -20,7 +21,19 @@ type Summary struct {
 	Interrupted bool // stopped by a signal before its duration
 	Kinds       []KindSummary
 	Devices     []DeviceSummary
-	Errors      []string // devices that stopped with an error
+	Links       []LinkSummary // shaped links per profile; empty when none
+	Errors      []string      // devices that stopped with an error
+}
+
+// LinkSummary compares what one profile's links were meant to carry with what they did.
+type LinkSummary struct {
+	Profile                string
+	Links                  int
+	UpRate, DownRate       float64 // configured bytes/s per link; 0 = unlimited
+	BytesUp, BytesDown     int64
+	AchievedUp, AchievedDn float64 // average bytes/s per link over the run
+	WaitUp                 time.Duration
+	Outages                int64
 }
 
 // KindSummary adds up the devices of one kind.
@@ -109,9 +122,45 @@ func (s *Summary) Print(w io.Writer) {
 		changes := max(len(d.States)-1, 0)
 		fmt.Fprintf(w, "  home %d %-12s %2d  %s\n", d.Home, d.ID, changes, strings.Join(d.States, " → "))
 	}
+	if len(s.Links) > 0 {
+		fmt.Fprintln(w, "\nshaped links (per link: configured rate, average achieved over the run):")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "profile\tlinks\tup B/s set\tup B/s used\tdown B/s set\tdown B/s used\tbytes up\tbytes down\twaited up\toutages\t")
+		for _, l := range s.Links {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%.0f\t%d\t%d\t%v\t%d\t\n", l.Profile, l.Links, rateText(l.UpRate), l.AchievedUp,
+				rateText(l.DownRate), l.AchievedDn, l.BytesUp, l.BytesDown, l.WaitUp.Round(time.Millisecond), l.Outages)
+		}
+		tw.Flush()
+	}
 	for _, e := range s.Errors {
 		fmt.Fprintln(w, "error: "+e)
 	}
+}
+
+func rateText(r float64) string {
+	if r == 0 {
+		return "unlimited"
+	}
+	return fmt.Sprintf("%.0f", r)
+}
+
+// summariseLinks pairs each profile's totals with its configured rates.
+func summariseLinks(s *scenario.Scenario, totals map[string]metrics.LinkTotals, elapsed time.Duration) []LinkSummary {
+	var out []LinkSummary
+	for _, g := range s.Groups {
+		if g.Link == nil || slices.ContainsFunc(out, func(l LinkSummary) bool { return l.Profile == g.Link.Name }) {
+			continue
+		}
+		t := totals[g.Link.Name]
+		perLink := float64(t.Links) * max(elapsed.Seconds(), 1e-9)
+		out = append(out, LinkSummary{
+			Profile: g.Link.Name, Links: t.Links, UpRate: g.Link.UpBytesPerSec, DownRate: g.Link.DownBytesPerSec,
+			BytesUp: t.BytesUp, BytesDown: t.BytesDown,
+			AchievedUp: float64(t.BytesUp) / perLink, AchievedDn: float64(t.BytesDown) / perLink,
+			WaitUp: time.Duration(t.WaitUp * float64(time.Second)), Outages: t.Outages,
+		})
+	}
+	return out
 }
 
 func printKind(w io.Writer, name string, k KindSummary) {

@@ -250,7 +250,7 @@ func countNodes(n *yaml.Node) int {
 // Field names, in the order they are documented.
 var (
 	topFields   = []string{"name", "description", "broker", "duration", "day", "start", "seed", "homes", "topic_prefix", "connections", "devices"}
-	groupFields = []string{"kind", "name", "count", "period", "qos", "retained", "max_rate", "topic", "params"}
+	groupFields = []string{"kind", "name", "count", "period", "qos", "retained", "max_rate", "topic", "link", "params"}
 )
 
 // groupState is what the loader knows about one group while validating.
@@ -262,6 +262,7 @@ type groupState struct {
 	topicNode  *yaml.Node // value of topic, if given
 	paramsKey  *yaml.Node // key node of params, if given
 	paramsNode *yaml.Node // value of params (dereferenced), if given and not null
+	linkLine   int        // line of link, if given
 	kind       sim.Kind
 	kindOK     bool
 }
@@ -381,6 +382,11 @@ func (p *parser) scenario(root *yaml.Node) *Scenario {
 		return s
 	}
 	p.checkGroups(s, groups, homesOK, prefixOK, f)
+	for _, gs := range groups {
+		if gs.linkLine > 0 && s.Connections.Mode != PerDevice {
+			p.addf(gs.linkLine, "%s.link: a link shapes one device's connection; it needs connections: per-device, not %s", gs.where, s.Connections.Mode)
+		}
+	}
 
 	s.Groups = make([]Group, 0, len(groups))
 	for _, gs := range groups {
@@ -587,6 +593,10 @@ func (p *parser) group(s *Scenario, i int, item *yaml.Node) *groupState {
 			gs.g.Topic = v
 			gs.topicNode = kv.val
 		}
+	}
+	if kv, ok := f["link"]; ok && !isNull(kv.val) {
+		gs.linkLine = kv.val.Line
+		gs.g.Link = p.link(kv, w+".link")
 	}
 	if kv, ok := f["params"]; ok {
 		gs.paramsKey = kv.key

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fleetsim/fleetsim/sim"
+	"github.com/fleetsim/fleetsim/sim/link"
 )
 
 // Embedded is the Broker value that asks for the in-process broker.
@@ -55,6 +56,7 @@ type Group struct {
 	Retained bool          // retain state publishes
 	MaxRate  float64       // publish rate limit per device, messages per second
 	Topic    string        // base topic template, e.g. "{prefix}/{kind}/{id}"
+	Link     *link.Profile // the network each device's connection goes over; nil: unshaped
 	Params   any           // decoded params, from the kind's NewParams
 	Line     int           // line of the group in the file
 }
