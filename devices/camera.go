@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"time"
 
 	"github.com/fleetsim/fleetsim/sim"
 )
@@ -68,9 +69,15 @@ func (d *camera) snapshot(ctx context.Context, o *out) {
 	for i := range image {
 		image[i] = byte(r.Uint32())
 	}
+	began := time.Now()
 	o.publish(ctx, d.cfg.Topic+"/snapshot", false, map[string]any{
 		"motion": r.Float64() < 0.1, "bytes": d.bytes, "image": base64.StdEncoding.EncodeToString(image),
 	})
+	// On a slow link a snapshot takes longer to send than the camera takes to shoot the
+	// next: say so, as a user watching the camera's feed fall behind would notice.
+	if took := time.Since(began); d.cfg.Period > 0 && took > d.cfg.Period && ctx.Err() == nil {
+		o.say(fmt.Sprintf("snapshot of %d bytes took %v to send, longer than the %v between shots", d.bytes, took.Round(100*time.Millisecond), d.cfg.Period), "on "+d.cfg.Topic+"/snapshot")
+	}
 }
 
 func armedOff(armed bool) string {

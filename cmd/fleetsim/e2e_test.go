@@ -701,3 +701,48 @@ func TestSeedMakesRunsReproducible(t *testing.T) {
 		t.Errorf("seeds 7 and 8 gave the same readings %v", a)
 	}
 }
+
+func TestConstrainedLinks(t *testing.T) {
+	t.Parallel()
+	addr := fmt.Sprintf("127.0.0.1:%d", testbroker.FreePort(t))
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testbroker.FreePort(t))
+	p := start(t, nil, "run", "scenarios/constrained.yaml", "--duration", "14s", "--listen", addr, "--metrics-addr", metricsAddr)
+	r := newRecorder()
+	pahoObserver(t, "tcp://"+addr, r)
+	// Sensor readings over NB-IoT (QoS 1) keep arriving while the camera's uplink is full.
+	r.waitFor(t, 12*time.Second, "a snapshot", func(m observed) bool { return strings.HasSuffix(m.topic, "/snapshot") })
+	snapAt := time.Now()
+	r.waitFor(t, 8*time.Second, "a sensor reading after the camera started sending", func(m observed) bool {
+		return m.at.After(snapAt) && strings.HasSuffix(m.topic, "/temperature")
+	})
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, re := range []string{
+		`fleetsim_link_bytes_total\{direction="up",profile="wifi-congested",scenario="constrained"\} [1-9]`,
+		`fleetsim_link_bytes_total\{direction="up",profile="nb-iot",scenario="constrained"\} [1-9]`,
+		`fleetsim_link_wait_seconds_total\{direction="up",profile="wifi-congested",scenario="constrained"\} [0-9.e+-]*[1-9]`,
+	} {
+		if !regexp.MustCompile(re).Match(body) {
+			t.Errorf("metrics lack %s", re)
+		}
+	}
+	if code := p.wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("exit code %d, want 0", code)
+	}
+	out := p.stdout.String()
+	if !strings.Contains(out, "snapshot of 16384 bytes took") {
+		t.Errorf("the console does not show snapshots queueing behind the slow link")
+	}
+	// The congested uplink never carried more than its 8000 B/s.
+	m := regexp.MustCompile(`(?m)^\s*wifi-congested\s+1\s+8000\s+(\d+)\s`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no wifi-congested row in the links summary")
+	}
+	if used, _ := strconv.Atoi(m[1]); used <= 0 || used > 8000*102/100 {
+		t.Errorf("wifi-congested carried %d B/s on average, want (0, 8160]", used)
+	}
+}
