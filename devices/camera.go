@@ -32,34 +32,11 @@ type camera struct {
 }
 
 func (d *camera) Run(ctx context.Context, io sim.IO) error {
-	o := newOut(d.cfg, io)
-	set := d.cfg.Topic + "/set"
-	if err := subscribe(ctx, io, d.cfg.QoS, d.cfg.Prefix+"/phone/+/position", set); err != nil {
-		return err
-	}
-	sw := newPresenceSwitch(set, "armed", true)
-	o.state(ctx, "off", atStart, nil)
-	snapshots, stop := every(d.cfg.Period)
-	defer stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-snapshots:
-			if sw.on {
-				d.snapshot(ctx, o)
-			}
-		case m, ok := <-io.Inbox():
-			if !ok {
-				return nil
-			}
-			if changed, c, err := sw.apply(m); err != nil {
-				io.Reject(m.Topic, err)
-			} else if changed {
-				o.state(ctx, armedOff(sw.on), c, nil)
-			}
+	return runPresenceSwitch(ctx, io, d.cfg, "armed", true, armedOff, func(o *out, armed bool) {
+		if armed {
+			d.snapshot(ctx, o)
 		}
-	}
+	})
 }
 
 // snapshot publishes a fake image: random bytes, and now and then some motion.

@@ -213,6 +213,39 @@ func (s *presenceSwitch) apply(m sim.Message) (changed bool, c cause, err error)
 	return true, c, nil
 }
 
+// runPresenceSwitch runs a device that is a presenceSwitch (the bulb, the camera): it
+// subscribes to the home's phone positions and its own /set topic, publishes its state as
+// word(on) on every change, and calls tick every period.
+func runPresenceSwitch(ctx context.Context, io sim.IO, cfg sim.DeviceConfig, field string, whenEmpty bool,
+	word func(on bool) string, tick func(o *out, on bool)) error {
+	o := newOut(cfg, io)
+	set := cfg.Topic + "/set"
+	if err := subscribe(ctx, io, cfg.QoS, cfg.Prefix+"/phone/+/position", set); err != nil {
+		return err
+	}
+	sw := newPresenceSwitch(set, field, whenEmpty)
+	o.state(ctx, word(false), atStart, nil)
+	ticks, stop := every(cfg.Period)
+	defer stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticks:
+			tick(o, sw.on)
+		case m, ok := <-io.Inbox():
+			if !ok {
+				return nil
+			}
+			if changed, c, err := sw.apply(m); err != nil {
+				io.Reject(m.Topic, err)
+			} else if changed {
+				o.state(ctx, word(sw.on), c, nil)
+			}
+		}
+	}
+}
+
 // parseTemperature reads a sensor's {"location": "indoor"|"outdoor"|"fixed", "celsius": 19.5}.
 func parseTemperature(payload []byte) (location string, celsius float64, err error) {
 	var t struct {
