@@ -746,3 +746,78 @@ func TestConstrainedLinks(t *testing.T) {
 		t.Errorf("wifi-congested carried %d B/s on average, want (0, 8160]", used)
 	}
 }
+
+func TestClassroomBrokerUsers(t *testing.T) {
+	t.Parallel()
+	users := filepath.Join(t.TempDir(), "class.txt")
+	if err := os.WriteFile(users, []byte("# the class\nalice:pw1\n\nteach:pw2:teacher\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", testbroker.FreePort(t))
+	p := start(t, nil, "run", "scenarios/smart-home.yaml", "--day", "24s", "--duration", "6s",
+		"--listen", addr, "--metrics-addr", "off", "--broker-users", users)
+
+	// login connects as user, retrying until fleetsim's broker is up.
+	login := func(id, user, password string, r *recorder) mqtt.Client {
+		opts := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).
+			SetUsername(user).SetPassword(password).SetAutoReconnect(false)
+		if r != nil {
+			opts.SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) { r.add(m.Topic(), string(m.Payload())) })
+		}
+		c := mqtt.NewClient(opts)
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			tok := c.Connect()
+			if tok.WaitTimeout(2*time.Second) && tok.Error() == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("cannot connect to %s as %s: %v", addr, user, tok.Error())
+			}
+		}
+		t.Cleanup(func() { c.Disconnect(100) })
+		return c
+	}
+	r := newRecorder()
+	teacher := login("e2e-teacher", "teach", "pw2", r)
+	if tok := teacher.Subscribe("#", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	alice := login("e2e-alice", "alice", "pw1", nil)
+	publish := func(topic string, qos byte, payload string) {
+		if tok := alice.Publish(topic, qos, false, payload); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish %s: %v", topic, tok.Error())
+		}
+	}
+	// The devices run with fleetsim's own credentials: the heater reports its state.
+	r.waitFor(t, 10*time.Second, "heater state", isState("heater"))
+	// A forged state (QoS 0, so the broker drops it rather than disconnecting alice), then
+	// a set point on the same connection: once the heater obeys the set point, the forged
+	// state would have been delivered already.
+	publish("home/1/bulb/bulb-1/state", 0, `{"state":"hacked"}`)
+	publish("home/1/heater/setpoint", 1, "30")
+	r.waitFor(t, 5*time.Second, "heater set point 30 from alice", func(m observed) bool {
+		s := state{}
+		return isState("heater")(m) && json.Unmarshal([]byte(m.payload), &s) == nil && s.Setpoint != nil && *s.Setpoint == 30
+	})
+	time.Sleep(300 * time.Millisecond)
+	for _, m := range r.all() {
+		if strings.Contains(m.payload, "hacked") {
+			t.Errorf("the teacher saw alice's forged %s %s", m.topic, m.payload)
+		}
+	}
+
+	if code := p.wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("exit code %d, want 0", code)
+	}
+	out, errOut := p.stdout.String(), p.stderr.String()
+	for _, pw := range []string{"pw1", "pw2"} {
+		if strings.Contains(out, pw) || strings.Contains(errOut, pw) {
+			t.Errorf("a password (%s) was printed", pw)
+		}
+	}
+	for _, want := range []string{"alice (student)", "teach (teacher)", "students/<name>/#"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q", want)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +37,8 @@ type runFlags struct {
 	connectRetryFor                       time.Duration
 	seed                                  optionalUint
 	username, passwordFile                string
+	brokerUsers                           string
+	allowAnonymous                        bool
 	caFile, certFile, keyFile             string
 	insecure, quiet, verbose              bool
 	progress                              time.Duration
@@ -92,6 +95,8 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, string, error) {
 	fs.DurationVar(&f.connectRetryFor, "connect-retry-for", 15*time.Second, "how long to keep retrying, with backoff, a broker that cannot be reached at the start (0: try once)")
 	fs.StringVar(&f.username, "username", "", "MQTT username (default $FLEETSIM_USERNAME)")
 	fs.StringVar(&f.passwordFile, "password-file", "", "file holding the MQTT password (default: $FLEETSIM_PASSWORD)")
+	fs.StringVar(&f.brokerUsers, "broker-users", "", "file of the embedded broker's users, one name:password or name:password:teacher a line; students may write only students/<name>/# and device command topics")
+	fs.BoolVar(&f.allowAnonymous, "allow-anonymous", false, "let the embedded broker accept anyone without --broker-users even when --listen or --ws-listen is not loopback")
 	fs.StringVar(&f.caFile, "ca-file", "", "PEM file of the CA(s) that sign the broker's certificate (default: system roots)")
 	fs.StringVar(&f.certFile, "cert-file", "", "PEM client certificate, for mutual TLS (with --key-file)")
 	fs.StringVar(&f.keyFile, "key-file", "", "PEM client key, for mutual TLS (with --cert-file)")
@@ -151,20 +156,37 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics.BuildInfo(reg, version(), runtime.Version())
 	m := metrics.New(reg, s.Name)
+	var users map[string]broker.User
+	if f.brokerUsers != "" {
+		if s.Broker != scenario.Embedded {
+			return usagef("run: --broker-users is for the embedded broker, but the broker is %s", s.Broker)
+		}
+		if users, err = readUsers(f.brokerUsers); err != nil {
+			return err
+		}
+	}
 	if s.Broker == scenario.Embedded {
-		b, err := broker.Start(broker.Options{Addr: f.listen, WSAddr: f.wsListen})
+		b, err := broker.Start(broker.Options{Addr: f.listen, WSAddr: f.wsListen, Users: users, AllowAnonymousOffLoopback: f.allowAnonymous})
 		if err != nil {
 			return err
 		}
 		defer b.Close()
 		metrics.RegisterBroker(reg, b.Stats)
 		connOpts.Broker = b.URL()
+		if user, password := b.InternalCredentials(); user != "" {
+			connOpts.Username, connOpts.Password = user, password
+			fmt.Fprintln(stderr, describeUsers(users))
+		}
 		host, port, _ := net.SplitHostPort(b.Addr())
 		fmt.Fprintf(stderr, "fleetsim: embedded MQTT broker on %s", b.URL())
 		if f.wsListen != "" {
 			fmt.Fprintf(stderr, " and %s", b.WSURL())
 		}
-		fmt.Fprintf(stderr, "\nfleetsim: watch it with: mosquitto_sub -h %s -p %s -t '#' -v\n", host, port)
+		login := ""
+		if users != nil {
+			login = " -u NAME -P PASSWORD"
+		}
+		fmt.Fprintf(stderr, "\nfleetsim: watch it with: mosquitto_sub -h %s -p %s%s -t '#' -v\n", host, port, login)
 	}
 
 	if f.metricsAddr != "off" && f.metricsAddr != "" {
@@ -195,6 +217,71 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		sum.Print(stdout)
 	}
 	return err
+}
+
+// readUsers reads a --broker-users file: lines "name:password" or "name:password:teacher",
+// with blank lines and lines starting with '#' ignored. A password may hold ':' but not end
+// in ":teacher". Errors name file:line and never quote a password.
+func readUsers(file string) (map[string]broker.User, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, usagef("run: --broker-users: %v", err)
+	}
+	users := map[string]broker.User{}
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimRight(line, "\r")
+		if t := strings.TrimSpace(line); t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		name, password, ok := strings.Cut(line, ":")
+		if !ok {
+			return nil, usagef("%s:%d: want name:password or name:password:teacher", file, i+1)
+		}
+		var u broker.User
+		if p, isTeacher := strings.CutSuffix(password, ":teacher"); isTeacher {
+			password, u.Teacher = p, true
+		}
+		if err := broker.ValidUsername(name); err != nil {
+			return nil, usagef("%s:%d: %v", file, i+1, err)
+		}
+		if password == "" {
+			return nil, usagef("%s:%d: user %s has an empty password", file, i+1, name)
+		}
+		if _, dup := users[name]; dup {
+			return nil, usagef("%s:%d: user %s is listed twice", file, i+1, name)
+		}
+		u.Password = password
+		users[name] = u
+	}
+	if len(users) == 0 {
+		return nil, usagef("run: --broker-users %s lists no users", file)
+	}
+	return users, nil
+}
+
+// describeUsers says who may log in to the embedded broker and what students may write,
+// without passwords.
+func describeUsers(users map[string]broker.User) string {
+	names := make([]string, 0, len(users))
+	for name := range users {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	b.WriteString("fleetsim: embedded broker users:")
+	for i, name := range names {
+		role := "student"
+		if users[name].Teacher {
+			role = "teacher"
+		}
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, " %s (%s)", name, role)
+	}
+	fmt.Fprintf(&b, "\nfleetsim: everyone may read every topic; teachers may write any topic, students only students/<name>/# and device command topics (%s)",
+		strings.Join(broker.CommandFilters, ", "))
+	return b.String()
 }
 
 // applyOverrides puts the command line's overrides into the scenario.

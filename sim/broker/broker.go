@@ -5,8 +5,10 @@
 // Start binds its listeners before returning, so a port of 0 works (Addr reports the real
 // one) and a port already in use is reported at once with a hint. The listeners are this
 // package's own rather than mochi's, so that accept errors are retried, silent connections
-// time out and Close cannot hang (listen.go says why). Authentication allows every client
-// for now. Per-client memory is tuned for fleets of many small clients (writesPending).
+// time out and Close cannot hang (listen.go says why). Without Options.Users every client
+// may connect and publish anywhere, which Start allows only on loopback unless
+// Options.AllowAnonymousOffLoopback; with users, auth.go checks logins and topic ACLs.
+// Per-client memory is tuned for fleets of many small clients (writesPending).
 package broker
 
 import (
@@ -63,6 +65,12 @@ type Options struct {
 	// Logger receives mochi's logs. nil keeps warnings and errors, written to stderr,
 	// and discards mochi's per-client and lifecycle Info and Debug lines.
 	Logger *slog.Logger
+	// Users are the accounts clients must log in with, by username; nil or empty lets
+	// anyone connect and publish anywhere. See auth.go for what students may write.
+	Users map[string]User
+	// AllowAnonymousOffLoopback lets Start listen on a non-loopback address without
+	// Users; otherwise that is an error.
+	AllowAnonymousOffLoopback bool
 }
 
 // Broker is a running embedded broker. Close it when done.
@@ -70,6 +78,10 @@ type Broker struct {
 	srv *mqtt.Server
 	tcp *acceptListener
 	ws  *acceptListener // nil without a websocket listener
+
+	// internalUser and internalPassword are fleetsim's own account when Options.Users is
+	// set (see InternalCredentials); never logged.
+	internalUser, internalPassword string
 
 	closeOnce sync.Once
 }
@@ -86,6 +98,10 @@ func Start(opts Options) (*Broker, error) {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	log = log.With("component", "embedded-broker")
+	hook, internalUser, internalPassword, err := authFor(opts, addr)
+	if err != nil {
+		return nil, err
+	}
 
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumClientWritesPending = writesPending
@@ -94,11 +110,11 @@ func Start(opts Options) (*Broker, error) {
 		Logger:                 log,
 		SysTopicResendInterval: sysInterval,
 	})
-	if err := srv.AddHook(new(allowAll), nil); err != nil {
+	if err := srv.AddHook(hook, nil); err != nil {
 		return nil, fmt.Errorf("embedded broker: %w", err)
 	}
 
-	b := &Broker{srv: srv}
+	b := &Broker{srv: srv, internalUser: internalUser, internalPassword: internalPassword}
 	tcp, err := listen(addr, "use --listen", log)
 	if err != nil {
 		return nil, err
