@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/fleetsim/fleetsim/devices"
+	"github.com/fleetsim/fleetsim/sim/link"
 	"github.com/fleetsim/fleetsim/sim/scenario"
 )
 
@@ -24,7 +26,7 @@ const mainUsage = `fleetsim runs a simulated IoT device fleet over MQTT.
 Usage:
   fleetsim run [flags] SCENARIO      run a scenario (embedded broker unless --broker)
   fleetsim validate SCENARIO...      check scenario files, reporting every problem as file:line
-  fleetsim kinds                     list the device kinds and their params with defaults
+  fleetsim kinds                     list the device kinds (params, defaults) and link profiles
   fleetsim version                   print the version
   fleetsim help COMMAND              show a command's flags
 
@@ -155,7 +157,30 @@ func kindsCommand(args []string, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "    "+line)
 		}
 	}
+	fmt.Fprintln(stdout, "\nlink profiles (a device group's link:, with connections: per-device):")
+	profiles := link.Profiles()
+	for _, name := range slices.Sorted(maps.Keys(profiles)) {
+		p := profiles[name]
+		outage := "no outages"
+		if p.OutageEvery > 0 {
+			outage = fmt.Sprintf("down %v about every %v", p.OutageFor, p.OutageEvery)
+		}
+		fmt.Fprintf(stdout, "  %-10s up %s, down %s, latency %v + jitter %v, %s\n",
+			name, bytesPerSec(p.UpBytesPerSec), bytesPerSec(p.DownBytesPerSec), p.Latency, p.Jitter, outage)
+	}
 	return nil
+}
+
+func bytesPerSec(r float64) string {
+	switch {
+	case r == 0:
+		return "unlimited"
+	case r >= 1e6:
+		return fmt.Sprintf("%.4g MB/s", r/1e6)
+	case r >= 1e3:
+		return fmt.Sprintf("%.4g kB/s", r/1e3)
+	}
+	return fmt.Sprintf("%.0f B/s", r)
 }
 
 // version is the module version when built from a tagged module, else the VCS revision.

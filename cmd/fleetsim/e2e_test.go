@@ -516,6 +516,27 @@ func TestEncyclopediaOverTLSWithPassword(t *testing.T) {
 			}
 		}
 	})
+	t.Run("password not in metrics", func(t *testing.T) {
+		metricsAddr := fmt.Sprintf("127.0.0.1:%d", testbroker.FreePort(t))
+		p := start(t, []string{"FLEETSIM_PASSWORD=" + password}, "run", "scenarios/encyclopedia.yaml", "--broker", m.TLSURL(),
+			"--ca-file", ca.CA, "--username", "alice", "--duration", "3s", "--metrics-addr", metricsAddr)
+		var body []byte
+		for deadline := time.Now().Add(5 * time.Second); len(body) == 0 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			if resp, err := http.Get("http://" + metricsAddr + "/metrics"); err == nil {
+				body, _ = io.ReadAll(resp.Body)
+				resp.Body.Close()
+			}
+		}
+		if !bytes.Contains(body, []byte("fleetsim_connections")) {
+			t.Fatalf("could not scrape the metrics during the run")
+		}
+		if bytes.Contains(body, []byte(password)) {
+			t.Errorf("the password appears in the metrics")
+		}
+		if code := p.wait(t, 15*time.Second); code != 0 {
+			t.Fatalf("exit code %d, want 0", code)
+		}
+	})
 	t.Run("password file", func(t *testing.T) {
 		f := filepath.Join(t.TempDir(), "password")
 		os.WriteFile(f, []byte(password+"\n"), 0o600)
@@ -597,6 +618,15 @@ func TestHelpAndValidateScenarios(t *testing.T) {
 			t.Errorf("%v: help has no example:\n%s", args, p.stdout)
 		}
 	}
+	p := start(t, nil, "kinds")
+	if code := p.wait(t, 10*time.Second); code != 0 {
+		t.Errorf("kinds: exit code %d", code)
+	}
+	for _, want := range []string{"heater:", "cold_below: 10", "link profiles", "nb-iot ", "satellite "} {
+		if !strings.Contains(p.stdout.String(), want) {
+			t.Errorf("fleetsim kinds does not list %q", want)
+		}
+	}
 	files, _ := filepath.Glob("../../scenarios/*.yaml")
 	if len(files) < 3 {
 		t.Fatalf("found %d scenarios", len(files))
@@ -604,7 +634,7 @@ func TestHelpAndValidateScenarios(t *testing.T) {
 	for i := range files {
 		files[i] = strings.TrimPrefix(files[i], "../../")
 	}
-	p := start(t, nil, append([]string{"validate"}, files...)...)
+	p = start(t, nil, append([]string{"validate"}, files...)...)
 	if code := p.wait(t, 10*time.Second); code != 0 {
 		t.Errorf("validate scenarios/*.yaml: exit code %d\n%s", code, p.stderr)
 	}
