@@ -2,7 +2,6 @@ package devices
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/fleetsim/fleetsim/sim"
+	"github.com/fleetsim/fleetsim/sim/topic"
 )
 
 // ClientParams are what a generic MQTT client does, like the seed's Python examples.
@@ -55,16 +55,20 @@ func buildClient(cfg sim.DeviceConfig, p ClientParams) (sim.Device, error) {
 	for i := range d.subs {
 		s := &d.subs[i]
 		s.Filter = expand(s.Filter)
-		if err := checkFilter(s.Filter, s.QoS); err != nil {
+		err := checkQoS(s.QoS)
+		if err == nil {
+			err = topic.ValidFilter(s.Filter)
+		}
+		if err != nil {
 			return nil, &sim.ParamError{Field: "subscribe", Err: fmt.Errorf("[%d]: %w", i, err)}
 		}
 	}
 	for i, pub := range p.Publish {
 		pub.Topic = expand(pub.Topic)
 		s := sender{ClientPublish: pub}
-		err := checkFilter(pub.Topic, pub.QoS)
-		if err == nil && strings.ContainsAny(pub.Topic, "+#") {
-			err = fmt.Errorf("topic %q has a wildcard", pub.Topic)
+		err := checkQoS(pub.QoS)
+		if err == nil {
+			err = topic.ValidName(pub.Topic)
 		}
 		if err == nil && pub.Every != "" {
 			if s.period, err = time.ParseDuration(pub.Every); err == nil && s.period < 0 {
@@ -82,19 +86,10 @@ func buildClient(cfg sim.DeviceConfig, p ClientParams) (sim.Device, error) {
 	return d, nil
 }
 
-// checkFilter checks a topic or filter loosely: not empty, wildcards as whole levels, # last.
-func checkFilter(f string, qos int) error {
+// checkQoS checks a QoS level given in params.
+func checkQoS(qos int) error {
 	if qos < 0 || qos > 2 {
 		return fmt.Errorf("qos %d is not 0, 1 or 2", qos)
-	}
-	if f == "" {
-		return errors.New("empty topic")
-	}
-	levels := strings.Split(f, "/")
-	for i, l := range levels {
-		if (strings.Contains(l, "+") && l != "+") || (strings.Contains(l, "#") && (l != "#" || i != len(levels)-1)) {
-			return fmt.Errorf("bad wildcard in %q", f)
-		}
 	}
 	return nil
 }
