@@ -23,8 +23,9 @@
 //	B                        sensor (plain format): a bare number, as the seed's TEMPERATURE
 //
 // Phones are heard on P/phone/+/position and sensors on P/sensor/+/temperature. Every JSON
-// payload a device publishes carries the envelope "id", "seq" (per device and topic, from 1),
-// "time" (wall, RFC 3339) and "sim_time" ("HH:MM"). The "cause" of a state is the topic of
+// payload a device publishes carries the envelope "id", "time" (wall, RFC 3339) and
+// "sim_time" ("HH:MM"); the engine adds the measurement fields "pub" (stream id), "seq"
+// (per device and topic, from 1) and "sent_ns" (intended send time, Unix ns). The "cause" of a state is the topic of
 // the message that changed it, or "start", "schedule" (phone) or "timer" (vacuum).
 //
 // # Behaviour

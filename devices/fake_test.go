@@ -23,6 +23,7 @@ type fakeIO struct {
 	bus                         *bus
 	pubs                        []sim.Message
 	subs, states, says, rejects []string
+	scheduled                   []string // topics of publishes made with PublishAt
 }
 
 func newFake() *fakeIO {
@@ -34,6 +35,11 @@ func (f *fakeIO) Publish(_ context.Context, topic string, payload []byte, qos by
 	f.record(func() { f.pubs = append(f.pubs, m) })
 	f.bus.publish(m)
 	return nil
+}
+
+func (f *fakeIO) PublishAt(ctx context.Context, due time.Time, topic string, payload []byte, qos byte, retained bool) error {
+	f.record(func() { f.scheduled = append(f.scheduled, topic) })
+	return f.Publish(ctx, topic, payload, qos, retained)
 }
 
 func (f *fakeIO) Subscribe(_ context.Context, filter string, qos byte) (byte, error) {

@@ -96,7 +96,8 @@ func (d *heater) Run(ctx context.Context, io sim.IO) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-telemetry:
+		case due := <-telemetry:
+			o.due = due
 			o.publish(ctx, d.cfg.Topic+"/telemetry", false, map[string]any{"power_w": t.watts()})
 		case m, ok := <-io.Inbox():
 			if !ok {

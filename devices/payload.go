@@ -17,27 +17,33 @@ import (
 type out struct {
 	cfg sim.DeviceConfig
 	io  sim.IO
-	seq map[string]int64 // last sequence number per topic
+	// due, when set, is when the next publish was scheduled (a period's tick): the engine
+	// measures its latency from then (sim.IO.PublishAt). publish uses it once.
+	due time.Time
 }
 
 func newOut(cfg sim.DeviceConfig, io sim.IO) *out {
-	return &out{cfg: cfg, io: io, seq: map[string]int64{}}
+	return &out{cfg: cfg, io: io}
 }
 
 // tod is the simulated time of day now.
 func (o *out) tod() time.Duration { return o.cfg.Clock.TimeOfDay(time.Now()) }
 
-// publish adds the envelope (id, seq, time, sim_time) to fields and publishes them as JSON.
-// A failed publish is the engine's to count; the device carries on.
+// publish adds the envelope (id, time, sim_time) to fields and publishes them as JSON; the
+// engine adds the measurement fields (pub, seq, sent_ns). A failed publish is the engine's
+// to count; the device carries on.
 func (o *out) publish(ctx context.Context, topic string, retained bool, fields map[string]any) {
-	o.seq[topic]++
 	now := time.Now()
 	fields["id"] = o.cfg.ID
-	fields["seq"] = o.seq[topic]
 	fields["time"] = now.UTC().Format(time.RFC3339Nano)
 	fields["sim_time"] = sim.FormatTimeOfDay(o.cfg.Clock.TimeOfDay(now))
 	payload, err := json.Marshal(fields)
 	if err != nil { // only finite numbers, strings and bools are ever sent
+		return
+	}
+	if due := o.due; !due.IsZero() {
+		o.due = time.Time{}
+		_ = o.io.PublishAt(ctx, due, topic, payload, o.cfg.QoS, retained)
 		return
 	}
 	_ = o.io.Publish(ctx, topic, payload, o.cfg.QoS, retained)
@@ -231,7 +237,8 @@ func runPresenceSwitch(ctx context.Context, io sim.IO, cfg sim.DeviceConfig, fie
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-ticks:
+		case due := <-ticks:
+			o.due = due
 			tick(o, sw.on)
 		case m, ok := <-io.Inbox():
 			if !ok {

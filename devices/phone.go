@@ -102,7 +102,8 @@ func (d *phone) Run(ctx context.Context, io sim.IO) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-report:
+		case due := <-report:
+			o.due = due
 			d.position(ctx, o, away)
 		case <-minute.C:
 			now := o.tod()

@@ -56,14 +56,15 @@ func (d *sensor) Run(ctx context.Context, io sim.IO) error {
 		}
 		return d.p.Celsius + io.Rand().Float64()*d.p.Spread
 	}
-	publish := func() {
+	publish := func(due time.Time) {
 		v := read()
 		if d.p.Format == "plain" { // as the seed's Mosquitto example
 			s := strconv.FormatFloat(v, 'f', -1, 64)
-			_ = io.Publish(ctx, d.cfg.Topic, []byte(s), d.cfg.QoS, false)
+			_ = io.PublishAt(ctx, due, d.cfg.Topic, []byte(s), d.cfg.QoS, false)
 			io.Say("Just published " + s + " to topic " + d.cfg.Topic)
 			return
 		}
+		o.due = due
 		o.publish(ctx, d.cfg.Topic+"/temperature", false, map[string]any{
 			"location": d.p.Location, "celsius": math.Round(v*100) / 100,
 		})
@@ -71,15 +72,15 @@ func (d *sensor) Run(ctx context.Context, io sim.IO) error {
 	// A sensor's only state is that it reads; it publishes readings, not a state topic,
 	// so the seed's plain TEMPERATURE example carries nothing else.
 	io.SetState("reading")
-	publish()
+	publish(time.Now())
 	readings, stop := every(d.cfg.Period)
 	defer stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-readings:
-			publish()
+		case due := <-readings:
+			publish(due)
 		case m, ok := <-io.Inbox(): // subscribes to nothing, but drains whatever comes
 			if !ok {
 				return nil

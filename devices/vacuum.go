@@ -79,8 +79,9 @@ func (d *vacuum) Run(ctx context.Context, io sim.IO) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-status:
+		case due := <-status:
 			settle()
+			o.due = due
 			o.publish(ctx, d.cfg.Topic+"/status", false, map[string]any{
 				"battery_pct": math.Round(battery*10) / 10, "state": state,
 			})

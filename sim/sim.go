@@ -30,7 +30,16 @@ type IO interface {
 	// Publish sends payload to topic and returns once the publish is complete for its QoS
 	// (written for QoS 0, acknowledged for QoS 1 and 2) or failed. It respects the
 	// device's publish rate limit, so it may wait.
+	//
+	// The engine measures what it can: a JSON object gets the measurement fields (publisher
+	// id, sequence number, send time) added, a payload from Reserve gets them in its
+	// reserved header, and anything else (plain text) goes out as it is, unmeasured.
 	Publish(ctx context.Context, topic string, payload []byte, qos byte, retained bool) error
+	// PublishAt is Publish for a send that was due at due, on the device's schedule (the
+	// open model, DESIGN.md §4): latency is measured from due, not from when the send got
+	// out, so a stalled client or broker shows in the numbers, and a send that leaves late
+	// is counted as late.
+	PublishAt(ctx context.Context, due time.Time, topic string, payload []byte, qos byte, retained bool) error
 	// Subscribe adds a topic filter; matching messages arrive on Inbox. It returns the QoS
 	// the broker granted.
 	Subscribe(ctx context.Context, filter string, qos byte) (granted byte, err error)
@@ -47,6 +56,27 @@ type IO interface {
 	// Rand is the device's own random source, seeded from the run's seed.
 	Rand() *rand.Rand
 }
+
+// HeaderRoom is how many bytes at the start of a payload from Reserve the engine keeps for
+// its binary measurement header.
+const HeaderRoom = 23
+
+// reservedMark is the first byte of a reserved header (the binary header's magic and
+// version), which tells the engine to fill the header in.
+const reservedMark = 0xF1
+
+// Reserve returns a payload of size bytes (at least HeaderRoom) whose first HeaderRoom bytes
+// are reserved for the engine's measurement header; the device may fill the rest. It is how
+// load generators send compact, measured payloads of an exact size.
+func Reserve(size int) []byte {
+	p := make([]byte, max(size, HeaderRoom))
+	p[0] = reservedMark
+	return p
+}
+
+// Reserved reports whether payload came from Reserve (its header room is still unfilled or
+// holds a header).
+func Reserved(payload []byte) bool { return len(payload) >= HeaderRoom && payload[0] == reservedMark }
 
 // Message is one MQTT message delivered to a device.
 type Message struct {

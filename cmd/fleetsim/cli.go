@@ -39,7 +39,8 @@ Examples:
 
 Exit codes: 0 success; 1 the run or a check failed; 2 bad flags, arguments or scenario;
 3 broker unreachable (after retrying for --connect-retry-for); 4 credentials refused;
-5 TLS failed (untrusted certificate, wrong host name, not a TLS port).
+5 TLS failed (untrusted certificate, wrong host name, not a TLS port); 99 a threshold
+was crossed (the report says which).
 `
 
 // run is the whole program, minus signals and os.Exit.

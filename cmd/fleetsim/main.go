@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/fleetsim/fleetsim/sim/mqttconn"
+	"github.com/fleetsim/fleetsim/sim/runner"
 )
 
 func main() {
@@ -25,34 +26,60 @@ func main() {
 	os.Exit(exitCode(err, os.Stderr))
 }
 
-// signalContext returns a context cancelled by the first SIGINT or SIGTERM; a second one
-// exits at once. stop releases the signal handler and its goroutine.
+// signalContext returns a context cancelled by the first SIGINT or SIGTERM: the run stops
+// starting new work and gives what is in flight a grace period. A second signal cancels
+// the grace period (hardContext): the run ends at once and still writes its summary and
+// report. A third exits at once. stop releases the signal handler and its goroutine.
 func signalContext(stderr io.Writer) (ctx context.Context, stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	sigs := make(chan os.Signal, 2)
+	hard, cutHard := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), hardKey{}, hard))
+	sigs := make(chan os.Signal, 3)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() {
-		select {
-		case <-sigs:
-			fmt.Fprintln(stderr, "\nfleetsim: stopping and writing the summary (Ctrl-C again to stop at once)")
-			cancel()
-		case <-done:
-			return
-		}
-		select {
-		case <-sigs:
-			fmt.Fprintln(stderr, "fleetsim: stopped at once")
-			os.Exit(130)
-		case <-done:
+		for i := 0; ; i++ {
+			select {
+			case <-sigs:
+			case <-done:
+				return
+			}
+			switch i {
+			case 0:
+				fmt.Fprintln(stderr, "\nfleetsim: stopping: waiting for messages in flight, then the summary (Ctrl-C again to skip the wait)")
+				cancel()
+			case 1:
+				fmt.Fprintln(stderr, "fleetsim: not waiting; writing the summary (Ctrl-C again to quit at once)")
+				cutHard()
+			default:
+				fmt.Fprintln(stderr, "fleetsim: stopped at once")
+				os.Exit(130)
+			}
 		}
 	}()
 	return ctx, func() {
 		signal.Stop(sigs)
 		close(done)
 		cancel()
+		cutHard()
 	}
 }
+
+// hardKey holds, in the context signalContext returns, the context that a second signal
+// cancels.
+type hardKey struct{}
+
+// hardContext returns the context that ends a run's grace period early (never, if ctx did
+// not come from signalContext).
+func hardContext(ctx context.Context) context.Context {
+	if hard, ok := ctx.Value(hardKey{}).(context.Context); ok {
+		return hard
+	}
+	return context.Background()
+}
+
+// exitThresholds is the exit code of a run that crossed a threshold: 99, as k6 uses, so a
+// CI job can tell "the broker missed its targets" from "fleetsim could not run".
+const exitThresholds = 99
 
 // usageError is a mistake in how fleetsim was called: bad flags, a bad argument, an
 // invalid scenario. It exits with code 2.
@@ -79,6 +106,8 @@ func exitCode(err error, stderr io.Writer) int {
 		return 4
 	case errors.Is(err, mqttconn.ErrTLS):
 		return 5
+	case errors.Is(err, runner.ErrThresholds):
+		return exitThresholds
 	}
 	return 1
 }

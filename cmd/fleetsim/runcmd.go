@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/fleetsim/fleetsim/devices"
 	"github.com/fleetsim/fleetsim/sim/broker"
+	"github.com/fleetsim/fleetsim/sim/measure"
 	"github.com/fleetsim/fleetsim/sim/metrics"
 	"github.com/fleetsim/fleetsim/sim/mqttconn"
 	"github.com/fleetsim/fleetsim/sim/runner"
@@ -41,8 +43,16 @@ type runFlags struct {
 	allowAnonymous                        bool
 	caFile, certFile, keyFile             string
 	insecure, quiet, verbose              bool
-	progress                              time.Duration
+	progress, grace                       time.Duration
+	report                                string
+	thresholds                            stringList
 }
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, " ") }
+func (l *stringList) Set(s string) error { *l = append(*l, s); return nil }
 
 // optionalUint is a uint64 flag that knows whether it was set.
 type optionalUint struct {
@@ -77,6 +87,8 @@ FLEETSIM_USERNAME, the password only from FLEETSIM_PASSWORD or --password-file.`
 
 const runExample = `  fleetsim run scenarios/smart-home.yaml
   fleetsim run scenarios/smart-home.yaml --day 1m --duration 1m
+  fleetsim run scenarios/broker-load.yaml --broker tcp://127.0.0.1:1883 --quiet \
+      --threshold 'latency_p99<50ms' --threshold 'loss==0' --report out.json
   fleetsim run scenarios/temperature.yaml --broker tcp://127.0.0.1:1883
   FLEETSIM_PASSWORD=secret fleetsim run scenarios/encyclopedia.yaml \
       --broker ssl://broker.example:8883 --username me --ca-file ca.pem`
@@ -104,6 +116,9 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, string, error) {
 	fs.BoolVar(&f.quiet, "quiet", false, "do not narrate device events (progress lines go to stderr instead)")
 	fs.DurationVar(&f.progress, "progress", 0, "print a progress line on stderr this often (default 10s with --quiet, else off)")
 	fs.BoolVar(&f.verbose, "verbose", false, "also show rejected payloads and other detail on stderr")
+	fs.StringVar(&f.report, "report", "", "write the end-of-run report as JSON to this file (\"-\" for stdout); see README, \"The JSON report\"")
+	fs.Var(&f.thresholds, "threshold", "a pass/fail condition on the result, e.g. 'latency_p99<50ms' or 'loss==0' (repeatable; added to the scenario's thresholds); exit code 99 when one fails")
+	fs.DurationVar(&f.grace, "grace", runner.DefaultGrace, "when the run stops, how long to wait for publishes in flight and messages on their way before counting what is missing as lost")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return nil, "", err
@@ -119,6 +134,14 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, string, error) {
 	}
 	if f.progress < 0 {
 		return nil, "", usagef("run: --progress must not be negative")
+	}
+	if f.grace <= 0 {
+		return nil, "", usagef("run: --grace must be positive")
+	}
+	for _, t := range f.thresholds {
+		if _, err := measure.Parse(t); err != nil {
+			return nil, "", usagef("run: --threshold: %v", err)
+		}
 	}
 	if f.connectTimeout <= 0 {
 		return nil, "", usagef("run: --connect-timeout must be positive")
@@ -199,7 +222,13 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	}
 
 	fmt.Fprintln(stderr, describe(s, connOpts.Broker))
-	cfg := runner.Config{Scenario: s, Kinds: devices.Kinds(), Conn: connOpts, Metrics: m, Console: stdout}
+	thresholds := append([]measure.Threshold(nil), s.Thresholds...)
+	for _, t := range f.thresholds {
+		th, _ := measure.Parse(t) // checked with the flags
+		thresholds = append(thresholds, th)
+	}
+	cfg := runner.Config{Scenario: s, Kinds: devices.Kinds(), Conn: connOpts, Metrics: m, Console: stdout,
+		Grace: f.grace, Hard: hardContext(ctx), Thresholds: thresholds}
 	if f.quiet {
 		cfg.Console = nil
 		if f.progress == 0 {
@@ -215,8 +244,37 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	sum, err := runner.Run(ctx, cfg)
 	if sum != nil {
 		sum.Print(stdout)
+		if f.report != "" {
+			if rerr := writeReport(f.report, sum, stdout); rerr != nil {
+				return errors.Join(err, rerr)
+			}
+		}
 	}
 	return err
+}
+
+// writeReport writes the JSON report to file ("-" for w), replacing the file only once the
+// whole report is written, so a failed write never leaves half a report behind.
+func writeReport(file string, sum *runner.Summary, w io.Writer) error {
+	if file == "-" {
+		return sum.WriteJSON(w)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(file), ".fleetsim-report-*")
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
+	if err := sum.WriteJSON(tmp); err != nil {
+		tmp.Close()
+		return fmt.Errorf("report %s: %w", file, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("report %s: %w", file, err)
+	}
+	if err := os.Rename(tmp.Name(), file); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	return nil
 }
 
 // readUsers reads a --broker-users file: lines "name:password" or "name:password:teacher",

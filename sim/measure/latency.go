@@ -124,17 +124,23 @@ func (r *Recorder) Merged() *hdrhistogram.Histogram {
 }
 
 // Snapshot summarises everything recorded so far.
-func (r *Recorder) Snapshot() Percentiles {
+func (r *Recorder) Snapshot() Percentiles { return Combined(r) }
+
+// Combined summarises everything recorded so far by several Recorders together, as if one
+// had recorded it all (for a report's totals across kinds, say).
+func Combined(rs ...*Recorder) Percentiles {
 	h := newHistogram()
 	var p Percentiles
 	var sum float64
 	mn, mx := int64(math.MaxInt64), int64(0)
-	r.each(func(l *Local) {
-		h.Merge(l.h)
-		sum += l.sum
-		mn, mx = min(mn, l.min), max(mx, l.max)
-		p.OutOfRange += l.outOfRange
-	})
+	for _, r := range rs {
+		r.each(func(l *Local) {
+			h.Merge(l.h)
+			sum += l.sum
+			mn, mx = min(mn, l.min), max(mx, l.max)
+			p.OutOfRange += l.outOfRange
+		})
+	}
 	p.Count = h.TotalCount()
 	if p.Count == 0 {
 		return p

@@ -186,3 +186,22 @@ func BenchmarkRecorderSnapshot(b *testing.B) {
 		rec.Snapshot()
 	}
 }
+
+func TestCombinedIsOneRecorderOfEverything(t *testing.T) {
+	a, b, all := NewRecorder(), NewRecorder(), NewRecorder()
+	for i := 1; i <= 1000; i++ {
+		d := time.Duration(i) * time.Millisecond
+		if i%3 == 0 {
+			a.Record(d)
+		} else {
+			b.Record(d)
+		}
+		all.Record(d)
+	}
+	if got, want := Combined(a, b), all.Snapshot(); got != want {
+		t.Errorf("Combined(a, b) = %+v, want %+v", got, want)
+	}
+	if got := Combined(); got.Count != 0 {
+		t.Errorf("Combined() of nothing = %+v, want zero", got)
+	}
+}

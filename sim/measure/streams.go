@@ -86,7 +86,9 @@ func (t *Totals) add(s *stream) {
 //
 // Sequence numbers start at 1 in every stream (0 is Invalid), so a stream whose first
 // messages never arrive shows them as lost. A receiver must therefore subscribe before its
-// publishers start, or the messages it was never meant to see count as lost.
+// publishers start, or the messages it was never meant to see count as lost. A Tracker made
+// by NewJoinTracker instead starts each stream at the first seq it receives, for receivers
+// that join streams already running; FinishWith then settles the streams' tails.
 //
 // Loss is final only at the end. A seq above max+1 opens a gap: the seqs between count as
 // Missing; one that arrives later becomes OutOfOrder (and Delivered), not a Duplicate. A
@@ -103,6 +105,7 @@ func (t *Totals) add(s *stream) {
 // duplicate, so a restart in a stream's first Window messages shows as duplicates.
 type Tracker struct {
 	shards [trackerShards]trackerShard
+	join   bool // a stream starts at its first received seq
 }
 
 const trackerShards = 64 // a power of two
@@ -127,6 +130,15 @@ func (t *Tracker) shard(k StreamKey) *trackerShard {
 	return &t.shards[(uint64(k)*0x9E3779B97F4A7C15)>>(64-6)]
 }
 
+// NewJoinTracker returns an empty Tracker whose streams begin at the first seq received:
+// the seqs before it are not expected (the receiver was not there yet), and one of them
+// arriving later counts as a Duplicate if within the window, TooLate below it.
+func NewJoinTracker() *Tracker {
+	t := NewTracker()
+	t.join = true
+	return t
+}
+
 // Observe records that the message with seq arrived on stream k and says what it was.
 // It does not allocate except the first time a stream is seen.
 func (t *Tracker) Observe(k StreamKey, seq uint64) Outcome {
@@ -136,6 +148,9 @@ func (t *Tracker) Observe(k StreamKey, seq uint64) Outcome {
 	if s == nil {
 		s = new(stream)
 		sh.streams[k] = s
+		if t.join && seq > 1 {
+			s.joinAt(seq)
+		}
 	}
 	o := s.observe(seq)
 	sh.mu.Unlock()
@@ -168,6 +183,26 @@ func (t *Tracker) Finish() Totals {
 	return tot
 }
 
+// FinishWith is Finish for streams whose publishers say how far they got: last returns the
+// highest seq the publisher of a stream sent (0 if unknown), and every seq above what the
+// stream received, up to it, is Lost too. This counts the tail that Finish cannot see: the
+// messages a publisher sent after the last one that arrived. The publisher is the low 32
+// bits of the StreamKey (see Key).
+func (t *Tracker) FinishWith(last func(publisher uint32) uint64) Totals {
+	tot := t.Finish()
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		for k, s := range sh.streams {
+			if l := last(uint32(k)); l > s.max {
+				tot.Lost += l - s.max
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return tot
+}
+
 // stream is one stream's state. bits has the bit for seq q at q%Window set iff q was
 // received, for q in (max-Window, max]; every other bit is clear.
 type stream struct {
@@ -181,6 +216,14 @@ type stream struct {
 func (s *stream) has(q uint64) bool { return s.bits[q/64%(Window/64)]&(1<<(q%64)) != 0 }
 func (s *stream) set(q uint64)      { s.bits[q/64%(Window/64)] |= 1 << (q % 64) }
 func (s *stream) clear(q uint64)    { s.bits[q/64%(Window/64)] &^= 1 << (q % 64) }
+
+// joinAt makes a new stream begin just before seq: every seq below it counts as received.
+func (s *stream) joinAt(seq uint64) {
+	s.max = seq - 1
+	for q := max(1, int64(seq)-Window+1); q < int64(seq); q++ {
+		s.set(uint64(q))
+	}
+}
 
 func (s *stream) observe(seq uint64) Outcome {
 	switch {

@@ -351,3 +351,57 @@ func BenchmarkTrackerObserveParallel(b *testing.B) {
 		}
 	})
 }
+
+func TestJoinTrackerStartsAtFirstSeq(t *testing.T) {
+	tr := NewJoinTracker()
+	k := Key(1, 2)
+	// Joined at 500: 1..499 are not expected; 503 opens a gap of two, 502 fills one.
+	for _, seq := range []uint64{500, 501, 503, 502} {
+		tr.Observe(k, seq)
+	}
+	if o := tr.Observe(k, 10); o != Duplicate {
+		t.Errorf("seq 10 after joining at 500: %v, want duplicate", o)
+	}
+	// Far past the window, the joined stream behaves like any other.
+	for seq := uint64(504); seq <= 3050; seq++ {
+		if seq%100 == 0 {
+			continue // 25 lost
+		}
+		tr.Observe(k, seq)
+	}
+	got := tr.Finish()
+	if got.Lost != 25 || got.Delivered != 4+2547-25 || got.OutOfOrder != 1 || got.Duplicates != 1 {
+		t.Errorf("totals %+v, want lost 25, delivered %d, one out of order, one duplicate", got, 4+2547-25)
+	}
+	// The plain tracker counts the seqs before the first as missing.
+	plain := NewTracker()
+	plain.Observe(k, 500)
+	if got := plain.Finish().Lost; got != 499 {
+		t.Errorf("plain tracker whose first seq is 500: lost %d, want 499", got)
+	}
+}
+
+func TestFinishWithCountsTheTail(t *testing.T) {
+	tr := NewJoinTracker()
+	for seq := uint64(1); seq <= 10; seq++ {
+		tr.Observe(Key(1, 7), seq)
+		tr.Observe(Key(2, 7), seq)
+		tr.Observe(Key(1, 8), seq)
+	}
+	last := func(pub uint32) uint64 {
+		switch pub {
+		case 7:
+			return 13 // 11, 12, 13 never arrived at either receiver
+		case 8:
+			return 10
+		}
+		return 0
+	}
+	got := tr.FinishWith(last)
+	if got.Lost != 6 || got.Delivered != 30 {
+		t.Errorf("totals %+v, want 6 lost (3 per receiver of publisher 7), 30 delivered", got)
+	}
+	if again := tr.FinishWith(last); again != got {
+		t.Errorf("FinishWith changed state: %+v then %+v", got, again)
+	}
+}

@@ -5,6 +5,7 @@ package metrics
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -25,7 +26,29 @@ type Metrics struct {
 	ConnectAttempts *prometheus.CounterVec // result
 	ConnectionsLost prometheus.Counter
 	Links           *Links // shaped links, per profile
+
+	// Measurement (DESIGN.md §4).
+	Latency         *prometheus.HistogramVec // kind (of the receiver), qos: intended send → receive
+	PublishAck      *prometheus.HistogramVec // kind, qos (1, 2): publish → acknowledgement
+	ScheduleLag     *prometheus.HistogramVec // kind: due → sent, for scheduled sends
+	PublishLate     *prometheus.CounterVec   // kind: scheduled sends that left late
+	PublishInFlight prometheus.Gauge         // publishes waiting for the connection or an ack
+	Unmeasured      *prometheus.CounterVec   // kind, direction: payloads without a measurement header
+	Forged          *prometheus.CounterVec   // kind: measurement headers that no publisher of this run sent
+	Accounting      *Accounting              // end-to-end loss, duplicates, reordering
 }
+
+// Histogram layout: native histograms with a bucket growth factor of 1.1 (about 5 %
+// resolution), capped at 160 buckets, and classic buckets beside them for Prometheus
+// servers that do not scrape native histograms.
+const (
+	nativeFactor     = 1.1
+	nativeMaxBuckets = 160
+)
+
+// latencyBuckets are the classic buckets of the latency histograms, in seconds: 100 µs to
+// 30 s, enough to tell loopback from a satellite hop.
+var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
 
 // New creates the metrics and registers them on reg. scenario becomes a constant label.
 func New(reg prometheus.Registerer, scenario string) *Metrics {
@@ -55,8 +78,28 @@ func New(reg prometheus.Registerer, scenario string) *Metrics {
 		ConnectionsLost: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "fleetsim", Name: "connections_lost_total",
 			Help: "Established connections that dropped."}),
 	}
+	histogram := func(name, help string, labels ...string) *prometheus.HistogramVec {
+		h := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "fleetsim", Name: name, Help: help,
+			Buckets:                         latencyBuckets,
+			NativeHistogramBucketFactor:     nativeFactor,
+			NativeHistogramMaxBucketNumber:  nativeMaxBuckets,
+			NativeHistogramMinResetDuration: time.Hour,
+		}, labels)
+		reg.MustRegister(h)
+		return h
+	}
+	m.Latency = histogram("message_latency_seconds", "End-to-end latency of measured messages, from the intended send time to delivery, by receiving kind.", kq...)
+	m.PublishAck = histogram("publish_ack_seconds", "Time from sending a QoS 1 or 2 publish to its acknowledgement.", kq...)
+	m.ScheduleLag = histogram("schedule_lag_seconds", "How long after its due time a scheduled send went out.", "kind")
+	m.PublishLate = counter("publish_late_total", "Scheduled sends that went out more than 10ms after their due time.", "kind")
+	m.PublishInFlight = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "fleetsim", Name: "publish_in_flight",
+		Help: "Publishes sent and not yet complete (the generator's publish backlog)."})
+	m.Unmeasured = counter("messages_unmeasured_total", "Payloads without a measurement header (plain text), by direction (out, in).", "kind", "direction")
+	m.Forged = counter("messages_forged_total", "Received measurement headers that no publisher of this run sent (forged or from another run).", "kind")
 	m.Links = newLinks()
-	reg.MustRegister(m.DevicesInState, m.Devices, m.Connections, m.ConnectionsLost, m.Links)
+	m.Accounting = newAccounting()
+	reg.MustRegister(m.DevicesInState, m.Devices, m.Connections, m.ConnectionsLost, m.Links, m.PublishInFlight, m.Accounting)
 	return m
 }
 
@@ -66,6 +109,10 @@ type Kind struct {
 	Published, PublishedBytes, PublishFailures [3]prometheus.Counter
 	Received, ReceivedBytes                    [3]prometheus.Counter
 	Rejected, Dropped, StateChanges            prometheus.Counter
+	Latency, PublishAck                        [3]prometheus.Observer
+	ScheduleLag                                prometheus.Observer
+	PublishLate, UnmeasuredOut, UnmeasuredIn   prometheus.Counter
+	Forged                                     prometheus.Counter
 	states                                     *prometheus.GaugeVec
 	kind                                       string
 }
@@ -73,11 +120,16 @@ type Kind struct {
 // For resolves the counters of one kind.
 func (m *Metrics) For(kind string) *Kind {
 	k := &Kind{
-		Rejected:     m.Rejected.WithLabelValues(kind),
-		Dropped:      m.Dropped.WithLabelValues(kind),
-		StateChanges: m.StateChanges.WithLabelValues(kind),
-		states:       m.DevicesInState,
-		kind:         kind,
+		Rejected:      m.Rejected.WithLabelValues(kind),
+		Dropped:       m.Dropped.WithLabelValues(kind),
+		StateChanges:  m.StateChanges.WithLabelValues(kind),
+		ScheduleLag:   m.ScheduleLag.WithLabelValues(kind),
+		PublishLate:   m.PublishLate.WithLabelValues(kind),
+		UnmeasuredOut: m.Unmeasured.WithLabelValues(kind, "out"),
+		UnmeasuredIn:  m.Unmeasured.WithLabelValues(kind, "in"),
+		Forged:        m.Forged.WithLabelValues(kind),
+		states:        m.DevicesInState,
+		kind:          kind,
 	}
 	for q := range 3 {
 		qs := strconv.Itoa(q)
@@ -86,6 +138,10 @@ func (m *Metrics) For(kind string) *Kind {
 		k.PublishFailures[q] = m.PublishFailures.WithLabelValues(kind, qs)
 		k.Received[q] = m.Received.WithLabelValues(kind, qs)
 		k.ReceivedBytes[q] = m.ReceivedBytes.WithLabelValues(kind, qs)
+		k.Latency[q] = m.Latency.WithLabelValues(kind, qs)
+		if q > 0 {
+			k.PublishAck[q] = m.PublishAck.WithLabelValues(kind, qs)
+		}
 	}
 	return k
 }

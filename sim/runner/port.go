@@ -7,10 +7,12 @@ import (
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/time/rate"
 
 	"github.com/fleetsim/fleetsim/sim"
+	"github.com/fleetsim/fleetsim/sim/measure"
 	"github.com/fleetsim/fleetsim/sim/metrics"
 	"github.com/fleetsim/fleetsim/sim/mqttconn"
 )
@@ -36,6 +38,13 @@ type port struct {
 	metrics *metrics.Kind
 	console *console
 	stats   deviceStats
+
+	meas     *measurement
+	km       *kindMeasure
+	rcv      uint32                // receiver id in stream keys
+	streams  map[string]*outStream // measured publisher streams by topic; the device's goroutine only
+	flight   context.Context       // bounds publishes in flight; outlives the device's ctx by the grace period
+	inFlight *atomic.Int64         // the run's publishes in flight
 }
 
 // deviceStats are one device's counters for the summary. The counters are written by the
@@ -48,19 +57,63 @@ type deviceStats struct {
 }
 
 func (p *port) Publish(ctx context.Context, topic string, payload []byte, qos byte, retained bool) error {
+	return p.publish(ctx, time.Time{}, topic, payload, qos, retained)
+}
+
+func (p *port) PublishAt(ctx context.Context, due time.Time, topic string, payload []byte, qos byte, retained bool) error {
+	return p.publish(ctx, due, topic, payload, qos, retained)
+}
+
+// publish stamps the payload's measurement header, sends it and counts the outcome. The
+// device's ctx only bounds the wait for the rate limit: once a publish is sent it is given
+// until the run's grace period ends to complete, so that stopping a run does not turn the
+// publishes in flight into losses.
+func (p *port) publish(ctx context.Context, due time.Time, topic string, payload []byte, qos byte, retained bool) error {
 	if qos > 2 {
 		return fmt.Errorf("publish %s: QoS %d is not 0, 1 or 2", topic, qos)
 	}
 	if err := p.limit.Wait(ctx); err != nil {
 		return err
 	}
-	if err := p.conn.Publish(ctx, topic, payload, qos, retained); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
+	now := time.Now()
+	sent := now
+	if !due.IsZero() {
+		sent = due
+		lag := max(now.Sub(due), 0)
+		p.km.lag.Record(lag)
+		p.km.scheduled.Add(1)
+		p.metrics.ScheduleLag.Observe(lag.Seconds())
+		if lag > LateAfter {
+			p.km.late.Add(1)
+			p.metrics.PublishLate.Inc()
 		}
+	}
+	out := payload
+	if measurable(payload) {
+		st := p.streams[topic]
+		if st == nil {
+			st = p.meas.newStream(topic)
+			p.streams[topic] = st
+		}
+		seq := st.last.Load() + 1
+		out = stamp(payload, measure.Header{ID: st.id, Seq: seq, Sent: sent.UnixNano()})
+		st.last.Store(seq)
+	} else {
+		p.km.unmeasuredOut.Add(1)
+		p.metrics.UnmeasuredOut.Inc()
+	}
+	p.inFlight.Add(1)
+	err := p.conn.Publish(p.flight, topic, out, qos, retained)
+	p.inFlight.Add(-1)
+	if err != nil {
 		p.stats.failed.Add(1)
 		p.metrics.PublishFailures[qos].Inc()
 		return fmt.Errorf("publish %s: %w", topic, err)
+	}
+	if qos > 0 {
+		d := time.Since(now)
+		p.km.ack[qos].Record(d)
+		p.metrics.PublishAck[qos].Observe(d.Seconds())
 	}
 	n := int64(len(payload))
 	p.stats.out.Add(1)
@@ -81,6 +134,7 @@ func (p *port) Inbox() <-chan sim.Message { return p.inbox }
 
 // Deliver is called by the connection's dispatcher; it never blocks.
 func (p *port) Deliver(m sim.Message) {
+	p.meas.received(p.km, p.rcv, m, time.Now())
 	q := min(m.QoS, 2)
 	select {
 	case p.inbox <- m:

@@ -15,12 +15,14 @@ import (
 	mrand "math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
 
 	"github.com/fleetsim/fleetsim/sim"
 	"github.com/fleetsim/fleetsim/sim/link"
+	"github.com/fleetsim/fleetsim/sim/measure"
 	"github.com/fleetsim/fleetsim/sim/metrics"
 	"github.com/fleetsim/fleetsim/sim/mqttconn"
 	"github.com/fleetsim/fleetsim/sim/scenario"
@@ -37,7 +39,26 @@ type Config struct {
 	// Progress, if set, gets one status line every ProgressEvery (default 10s).
 	Progress      io.Writer
 	ProgressEvery time.Duration
+	// Grace is how long a stopping run waits for publishes in flight to complete and for
+	// messages on their way to arrive before it counts what is missing as lost (default
+	// DefaultGrace). A second interrupt (cancelling Hard) cuts it short.
+	Grace time.Duration
+	// Hard, if set, cancels the grace period: the run then ends at once.
+	Hard context.Context
+	// Thresholds are checked at the end (Summary.Thresholds); a crossed one makes Run
+	// return ErrThresholds.
+	Thresholds []measure.Threshold
 }
+
+// ErrThresholds is returned (wrapped) by Run when a threshold was crossed.
+var ErrThresholds = errors.New("thresholds crossed")
+
+// DefaultGrace is the default Config.Grace.
+const DefaultGrace = 5 * time.Second
+
+// quietFor is how long deliveries must stay still, once nothing is in flight, for the
+// drain at the end of a run to stop before its grace period is over.
+const quietFor = 300 * time.Millisecond
 
 // maxDialers bounds concurrent connection attempts, so a large per-device fleet does not
 // open thousands of sockets at the same instant.
@@ -67,9 +88,24 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	started := time.Now()
 	clock := sim.Clock{WallStart: started, Start: s.Start, Day: s.Day}
 	con := &console{w: cfg.Console, debug: cfg.Debug}
-	devices, err := build(cfg, clock, con)
+	// Publishes in flight get the grace period to finish after the devices are told to
+	// stop (k6's two contexts: stop new work, then cut work in flight).
+	hard := cfg.Hard
+	if hard == nil {
+		hard = context.Background()
+	}
+	flight, cutFlight := context.WithCancel(hard)
+	defer cutFlight()
+	meas := newMeasurement()
+	gen := startGenerator()
+	var inFlight atomic.Int64
+	devices, err := build(cfg, clock, con, meas)
 	if err != nil {
 		return nil, err
+	}
+	for _, d := range devices {
+		d.port.flight = flight
+		d.port.inFlight = &inFlight
 	}
 	for i, d := range devices {
 		d.port.conn = conns[connIndex(s, i, d.port.home)]
@@ -110,26 +146,93 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 			reportProgress(runCtx, cfg, started, devices, conns)
 		}
 	}()
+	samplerDone := make(chan struct{})
+	go func() {
+		defer close(samplerDone)
+		gen.MaxInFlight = sampleMax(runCtx, &inFlight)
+	}()
 	select {
 	case <-runCtx.Done():
 	case <-allDone:
 	}
 	stop()
+	stopped := time.Now()
+	grace := cfg.Grace
+	if grace <= 0 {
+		grace = DefaultGrace
+	}
+	graceTimer := time.AfterFunc(grace, cutFlight)
+	defer graceTimer.Stop()
 	<-allDone
 	<-progressDone
+	<-samplerDone
+	drain(flight, devices, &inFlight)
+	cutFlight()
 
 	sum := summarise(s, cfg.Conn.Broker, started, devices)
+	sum.Elapsed = stopped.Sub(started)
+	sum.Measured = summariseMeasurement(meas, gen, sum.Elapsed, devices)
 	sum.Links = summariseLinks(s, cfg.Metrics.Links.Totals(), sum.Elapsed)
 	sum.Interrupted = ctx.Err() != nil
 	sum.Errors = devErrs
+	passed := sum.CheckThresholds(cfg.Thresholds)
 	if len(devErrs) > 0 {
 		return sum, fmt.Errorf("%d device(s) stopped with errors; first: %s", len(devErrs), devErrs[0])
+	}
+	if !passed {
+		failed := 0
+		for _, t := range sum.Thresholds {
+			if !t.OK {
+				failed++
+			}
+		}
+		return sum, fmt.Errorf("%w: %d of %d", ErrThresholds, failed, len(sum.Thresholds))
 	}
 	return sum, nil
 }
 
+// sampleMax returns the highest value v held at its samples, every 100 ms until ctx ends.
+func sampleMax(ctx context.Context, v *atomic.Int64) int64 {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	var peak int64
+	for {
+		peak = max(peak, v.Load())
+		select {
+		case <-ctx.Done():
+			return peak
+		case <-t.C:
+		}
+	}
+}
+
+// drain waits, until ctx ends, for the publishes in flight to complete and then for
+// deliveries to stay still for quietFor: the messages on their way when the devices
+// stopped get their chance to arrive before what is missing counts as lost.
+func drain(ctx context.Context, devices []*device, inFlight *atomic.Int64) {
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	last, lastChange := int64(-1), time.Now()
+	for {
+		var in int64
+		for _, d := range devices {
+			in += d.port.stats.in.Load() + d.port.stats.dropped.Load()
+		}
+		if in != last || inFlight.Load() > 0 {
+			last, lastChange = in, time.Now()
+		} else if time.Since(lastChange) >= quietFor {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
 // build makes every device of every home and its port.
-func build(cfg Config, clock sim.Clock, con *console) ([]*device, error) {
+func build(cfg Config, clock sim.Clock, con *console, meas *measurement) ([]*device, error) {
 	s := cfg.Scenario
 	kindMetrics := map[string]*metrics.Kind{}
 	devices := make([]*device, 0, s.Homes*s.DevicesPerHome())
@@ -146,6 +249,7 @@ func build(cfg Config, clock sim.Clock, con *console) ([]*device, error) {
 				km = cfg.Metrics.For(g.Kind)
 				kindMetrics[g.Kind] = km
 			}
+			kmeas := meas.kind(g.Kind, km, cfg.Metrics)
 			for n := 1; n <= g.Count; n++ {
 				dc := s.DeviceConfig(g, home, n)
 				dc.Clock = clock
@@ -162,6 +266,10 @@ func build(cfg Config, clock sim.Clock, con *console) ([]*device, error) {
 					rng:     mrand.New(mrand.NewPCG(s.Seed, deviceSeed(home, dc.ID))),
 					metrics: km,
 					console: con,
+					meas:    meas,
+					km:      kmeas,
+					rcv:     meas.receiverID(),
+					streams: map[string]*outStream{},
 				}})
 			}
 		}

@@ -23,6 +23,8 @@ type Summary struct {
 	Devices     []DeviceSummary
 	Links       []LinkSummary // shaped links per profile; empty when none
 	Errors      []string      // devices that stopped with an error
+	Measured    Measured      // end-to-end accounting and the generator's own health
+	Thresholds  []ThresholdResult
 }
 
 // LinkSummary compares what one profile's links were meant to carry with what they did.
@@ -131,6 +133,17 @@ func (s *Summary) Print(w io.Writer) {
 				rateText(l.DownRate), l.AchievedDn, l.BytesUp, l.BytesDown, l.WaitUp.Round(time.Millisecond), l.Outages)
 		}
 		tw.Flush()
+	}
+	s.Measured.print(w)
+	if len(s.Thresholds) > 0 {
+		fmt.Fprintln(w, "\nthresholds:")
+		for _, t := range s.Thresholds {
+			mark := "ok    "
+			if !t.OK {
+				mark = "FAILED"
+			}
+			fmt.Fprintf(w, "  %s %-24s %s\n", mark, t.Threshold, t.Detail)
+		}
 	}
 	for _, e := range s.Errors {
 		fmt.Fprintln(w, "error: "+e)

@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/fleetsim/fleetsim/sim"
+	"github.com/fleetsim/fleetsim/sim/measure"
 )
 
 // Limits enforced by the loader.
@@ -249,7 +250,7 @@ func countNodes(n *yaml.Node) int {
 
 // Field names, in the order they are documented.
 var (
-	topFields   = []string{"name", "description", "broker", "duration", "day", "start", "seed", "homes", "topic_prefix", "connections", "devices"}
+	topFields   = []string{"name", "description", "broker", "duration", "day", "start", "seed", "homes", "topic_prefix", "connections", "thresholds", "devices"}
 	groupFields = []string{"kind", "name", "count", "period", "qos", "retained", "max_rate", "topic", "link", "params"}
 )
 
@@ -334,6 +335,9 @@ func (p *parser) scenario(root *yaml.Node) *Scenario {
 			s.Seed = v
 		}
 	}
+	if kv, ok := f["thresholds"]; ok && !isNull(kv.val) {
+		s.Thresholds = p.thresholds(kv)
+	}
 	homesOK := true
 	if kv, ok := f["homes"]; ok && !isNull(kv.val) {
 		v, ok := p.intRange(kv, "homes", 1, MaxHomes)
@@ -409,6 +413,31 @@ const minDay = 1e9 // 1s, as a time.Duration
 
 // missing reports a required field that is absent (at the mapping's line) or null (at its
 // own line).
+// thresholds reads a list of k6-style thresholds ("latency_p99<50ms"), each checked where
+// it stands.
+func (p *parser) thresholds(kv keyValue) []measure.Threshold {
+	seq := deref(kv.val)
+	if seq == nil || seq.Kind != yaml.SequenceNode {
+		p.addf(kv.val.Line, "thresholds: expected a list such as [\"latency_p99<50ms\", \"loss==0\"], got %s", describe(seq))
+		return nil
+	}
+	var out []measure.Threshold
+	for i, item := range seq.Content {
+		n := deref(item)
+		if n == nil || n.Kind != yaml.ScalarNode {
+			p.addf(item.Line, "thresholds[%d]: expected a threshold such as \"loss==0\", got %s", i, describe(n))
+			continue
+		}
+		t, err := measure.Parse(n.Value)
+		if err != nil {
+			p.addf(n.Line, "thresholds[%d]: %v", i, err)
+			continue
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
 func (p *parser) missing(kv keyValue, m *yaml.Node, path, field, hint string) {
 	if kv.key != nil {
 		p.addf(max(kv.key.Line, 1), "%s: a value is required%s", strings.TrimPrefix(path+"."+field, "."), hint)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fleetsim/fleetsim/sim"
+	"github.com/fleetsim/fleetsim/sim/measure"
 )
 
 // doc joins lines into a file, so tests can count lines by eye.
@@ -52,6 +53,26 @@ func TestParseErrors(t *testing.T) {
 			want: []string{`bad.yaml:3: a second YAML document starts here; a scenario file holds exactly one`},
 		},
 		{
+			name: "bad thresholds",
+			file: doc(
+				"name: x",
+				"devices: [{kind: lamp}]",
+				"thresholds:",
+				"  - latency_p99<50ms",
+				"  - latency_p98<50ms",
+				"  - [loss, 0]",
+			),
+			want: []string{
+				`bad.yaml:5: thresholds[1]: threshold "latency_p98<50ms": unknown metric "latency_p98"; known metrics: ` + strings.Join(measure.KnownMetrics(), ", "),
+				`bad.yaml:6: thresholds[2]: expected a threshold such as "loss==0", got a list`,
+			},
+		},
+		{
+			name: "thresholds not a list",
+			file: doc("name: x", "devices: [{kind: lamp}]", "thresholds: loss==0"),
+			want: []string{`bad.yaml:3: thresholds: expected a list such as ["latency_p99<50ms", "loss==0"], got "loss==0"`},
+		},
+		{
 			name: "top level is not a mapping",
 			file: doc("- kind: lamp"),
 			want: []string{`bad.yaml:1: expected a mapping of scenario fields (name, devices, ...) at the top level, got a list`},
@@ -77,7 +98,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "unknown top-level field far from any",
 			file: doc("name: x", "colour: red", "devices: [{kind: lamp}]"),
-			want: []string{`bad.yaml:2: unknown field "colour" at the top level; known fields: name, description, broker, duration, day, start, seed, homes, topic_prefix, connections, devices`},
+			want: []string{`bad.yaml:2: unknown field "colour" at the top level; known fields: name, description, broker, duration, day, start, seed, homes, topic_prefix, connections, thresholds, devices`},
 		},
 		{
 			name: "duplicate top-level field",

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fleetsim/fleetsim/sim"
 	"github.com/fleetsim/fleetsim/sim/link"
+	"github.com/fleetsim/fleetsim/sim/measure"
 )
 
 // Embedded is the Broker value that asks for the in-process broker.
@@ -37,6 +38,7 @@ type Scenario struct {
 	Homes       int           // number of homes; every group is instantiated per home
 	TopicPrefix string        // per-home prefix template, e.g. "home/{home}"
 	Connections Connections
+	Thresholds  []measure.Threshold // pass/fail conditions on the run's result
 	Groups      []Group
 }
 

@@ -1,0 +1,175 @@
+package runner
+
+import (
+	"bytes"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fleetsim/fleetsim/sim"
+	"github.com/fleetsim/fleetsim/sim/measure"
+	"github.com/fleetsim/fleetsim/sim/metrics"
+)
+
+// LateAfter is how far behind its due time a scheduled send may leave before it counts as
+// late (fleetsim_publish_late_total). It matches the scale bar's schedule lag p99 of 10 ms.
+const LateAfter = 10 * time.Millisecond
+
+// measurement is the run's end-to-end accounting (DESIGN.md §4). Every measured publish
+// carries a header (publisher stream id, seq, intended send time); every receiving port
+// feeds what arrives into its kind's Trackers and latency Recorders.
+//
+// A stream is what one device publishes on one topic, so a receiver that subscribes to
+// only some of a device's topics sees no gaps. Receivers start counting a stream at the
+// first message they get from it (measure.NewJoinTracker): a device that subscribes after
+// a publisher started is not charged with what it was never there for. At the end,
+// FinishWith counts as lost every seq a publisher sent after the last one that arrived.
+type measurement struct {
+	mu      sync.RWMutex
+	streams []*outStream // by publisher id - 1
+	kinds   map[string]*kindMeasure
+	nextRcv atomic.Uint32
+}
+
+func newMeasurement() *measurement {
+	return &measurement{kinds: map[string]*kindMeasure{}}
+}
+
+// outStream is one publisher stream: one device's publishes on one topic.
+type outStream struct {
+	id    uint32
+	topic string
+	last  atomic.Uint64 // highest seq sent (stored before the send, so a receiver never sees more)
+}
+
+// kindMeasure is what the receivers (and publishers) of one kind measured.
+type kindMeasure struct {
+	kind                                                           string
+	tracker                                                        [3]*measure.Tracker  // by QoS of the delivered message
+	latency                                                        [3]*measure.Recorder // intended send → delivery
+	ack                                                            [3]*measure.Recorder // QoS 1 and 2: publish → acknowledgement
+	lag                                                            *measure.Recorder    // scheduled sends: due → sent
+	late, scheduled, unmeasuredOut, unmeasuredIn, forged, retained atomic.Int64
+	metrics                                                        *metrics.Kind
+}
+
+// kind returns the measurement of one kind, creating it (and its scrape-time metrics).
+func (m *measurement) kind(name string, km *metrics.Kind, mm *metrics.Metrics) *kindMeasure {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if k := m.kinds[name]; k != nil {
+		return k
+	}
+	k := &kindMeasure{kind: name, lag: measure.NewRecorder(), metrics: km}
+	for q := range 3 {
+		k.tracker[q] = measure.NewJoinTracker()
+		k.latency[q] = measure.NewRecorder()
+		if q > 0 {
+			k.ack[q] = measure.NewRecorder()
+		}
+		mm.Accounting.Add(name, byte(q), k.tracker[q].Snapshot)
+	}
+	m.kinds[name] = k
+	return k
+}
+
+// receiverID gives each receiving port its own id for stream keys.
+func (m *measurement) receiverID() uint32 { return m.nextRcv.Add(1) }
+
+// newStream registers a publisher stream.
+func (m *measurement) newStream(topic string) *outStream {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := &outStream{id: uint32(len(m.streams) + 1), topic: topic}
+	m.streams = append(m.streams, s)
+	return s
+}
+
+// stream returns publisher stream id, or nil if there is none.
+func (m *measurement) stream(id uint32) *outStream {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if id == 0 || int(id) > len(m.streams) {
+		return nil
+	}
+	return m.streams[id-1]
+}
+
+// lastSeq is the highest seq publisher stream id sent, for Tracker.FinishWith.
+func (m *measurement) lastSeq(id uint32) uint64 {
+	if s := m.stream(id); s != nil {
+		return s.last.Load()
+	}
+	return 0
+}
+
+// measurable reports whether the engine can put a measurement header in payload: a JSON
+// object, or a payload from sim.Reserve. Anything else (plain text) goes out unmeasured.
+func measurable(payload []byte) bool {
+	return sim.Reserved(payload) || (len(payload) >= 2 && payload[0] == '{')
+}
+
+// stamp returns a measurable payload with header h in it: a JSON object gets the header's
+// fields first, a reserved payload the binary header in its room. The device's slice is
+// never written to: the client may still hold a publish after Publish returns (a timed-out
+// QoS 1 publish stays in its store), so the device must be free to reuse its buffer.
+func stamp(payload []byte, h measure.Header) []byte {
+	if sim.Reserved(payload) {
+		out := make([]byte, 0, len(payload))
+		out = measure.AppendHeader(out, h)
+		return append(out, payload[measure.HeaderSize:]...)
+	}
+	body := bytes.TrimSpace(payload[1:])
+	out := make([]byte, 0, len(payload)+64)
+	out = append(out, '{')
+	out = measure.AppendJSONFields(out, h)
+	if len(body) > 0 && body[0] != '}' {
+		out = append(out, ',')
+	}
+	return append(out, body...)
+}
+
+// readHeader finds the measurement header in a received payload; false when it has none
+// (plain text, or a JSON object without the fields) or it is malformed.
+func readHeader(payload []byte) (measure.Header, bool) {
+	if len(payload) == 0 {
+		return measure.Header{}, false
+	}
+	if payload[0] == '{' {
+		h, err := measure.ParseJSONHeader(payload)
+		return h, err == nil
+	}
+	h, _, err := measure.ParseHeader(payload)
+	return h, err == nil
+}
+
+// received accounts for one message delivered to receiver rcv of kind k, at now. Retained
+// messages are old news re-sent on subscribe and are not measured. A header is believed
+// only if a publisher of this run sent that stream on that topic and has reached that seq:
+// anyone can publish to a device's command topics, and a forged header must not move the
+// numbers.
+func (m *measurement) received(k *kindMeasure, rcv uint32, msg sim.Message, now time.Time) {
+	if msg.Retained {
+		k.retained.Add(1)
+		return
+	}
+	h, ok := readHeader(msg.Payload)
+	if !ok {
+		k.unmeasuredIn.Add(1)
+		k.metrics.UnmeasuredIn.Inc()
+		return
+	}
+	s := m.stream(h.ID)
+	if s == nil || s.topic != msg.Topic || h.Seq > s.last.Load() || h.Sent > now.UnixNano() {
+		k.forged.Add(1)
+		k.metrics.Forged.Inc()
+		return
+	}
+	q := min(msg.QoS, 2)
+	switch k.tracker[q].Observe(measure.Key(rcv, h.ID), h.Seq) {
+	case measure.InOrder, measure.AfterGap, measure.OutOfOrder, measure.Restart:
+		d := now.Sub(time.Unix(0, h.Sent))
+		k.latency[q].Record(d)
+		k.metrics.Latency[q].Observe(d.Seconds())
+	}
+}

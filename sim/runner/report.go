@@ -1,0 +1,435 @@
+package runner
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"io"
+	"runtime"
+	"slices"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/fleetsim/fleetsim/sim/measure"
+)
+
+// Measured is the end-to-end accounting of a run: what the receivers got of what was
+// published, how late, and whether the generator kept up.
+type Measured struct {
+	ByKind []MeasuredKind // per receiving kind and QoS, sorted; only classes that saw something
+	All    MeasuredKind   // every receiver together (Kind "all", QoS -1)
+
+	Scheduled int64               // sends made on a schedule (PublishAt)
+	Late      int64               // of those, sent more than LateAfter after their due time
+	Lag       measure.Percentiles // due → sent, for scheduled sends
+	Ack       measure.Percentiles // QoS 1 and 2: publish → acknowledgement
+
+	UnmeasuredOut, UnmeasuredIn int64 // payloads without a header (plain text)
+	Forged                      int64 // received headers no publisher of the run sent
+	Retained                    int64 // retained messages received (old news, not measured)
+	Generator                   Generator
+}
+
+// MeasuredKind is what the receivers of one kind got at one QoS.
+type MeasuredKind struct {
+	Kind    string
+	QoS     int
+	Totals  measure.Totals
+	Latency measure.Percentiles // intended send → delivery
+}
+
+// Generator is fleetsim watching itself, to tell when the generator rather than the broker
+// was the limit.
+type Generator struct {
+	CPU            time.Duration // user + system CPU time of the process during the run
+	Cores          int           // GOMAXPROCS
+	Utilisation    float64       // CPU / (elapsed × cores), 0..1
+	GCCycles       uint32
+	GCPause        time.Duration
+	MaxInFlight    int64 // most publishes in flight at once (sampled every 100 ms)
+	InboxDropped   int64 // messages fleetsim's own devices could not take in time
+	Bottleneck     bool
+	BottleneckWhy  []string
+	startCPU       time.Duration
+	startGC        uint32
+	startGCPauseNs uint64
+}
+
+// Generator-bound when any of these is crossed.
+const (
+	maxUtilisation = 0.9  // of the cores fleetsim may use
+	maxLateRatio   = 0.01 // of scheduled sends
+)
+
+func startGenerator() Generator {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return Generator{Cores: runtime.GOMAXPROCS(0), startCPU: cpuTime(), startGC: ms.NumGC, startGCPauseNs: ms.PauseTotalNs}
+}
+
+// cpuTime is the process's user + system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// finish fills in g at the end of a run of elapsed and judges whether the generator was the
+// bottleneck.
+func (g *Generator) finish(elapsed time.Duration, m *Measured) {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	g.CPU = cpuTime() - g.startCPU
+	g.GCCycles = ms.NumGC - g.startGC
+	g.GCPause = time.Duration(ms.PauseTotalNs - g.startGCPauseNs)
+	if elapsed > 0 && g.Cores > 0 {
+		g.Utilisation = g.CPU.Seconds() / (elapsed.Seconds() * float64(g.Cores))
+	}
+	why := func(format string, args ...any) {
+		g.BottleneckWhy = append(g.BottleneckWhy, fmt.Sprintf(format, args...))
+	}
+	if g.Utilisation > maxUtilisation {
+		why("fleetsim used %.0f%% of its %d cores", 100*g.Utilisation, g.Cores)
+	}
+	if m.Lag.Count > 0 && m.Lag.P99 > LateAfter {
+		why("schedule lag p99 %v is above %v", m.Lag.P99.Round(time.Microsecond), LateAfter)
+	}
+	if m.Scheduled > 0 && float64(m.Late) > maxLateRatio*float64(m.Scheduled) {
+		why("%d of %d scheduled sends left late", m.Late, m.Scheduled)
+	}
+	if g.InboxDropped > 0 {
+		why("fleetsim's devices dropped %d received messages they could not take in time", g.InboxDropped)
+	}
+	g.Bottleneck = len(g.BottleneckWhy) > 0
+}
+
+// summariseMeasurement settles the accounting once the run has drained.
+func summariseMeasurement(m *measurement, gen Generator, elapsed time.Duration, devices []*device) Measured {
+	var out Measured
+	m.mu.RLock()
+	kinds := make([]*kindMeasure, 0, len(m.kinds))
+	for _, k := range m.kinds {
+		kinds = append(kinds, k)
+	}
+	m.mu.RUnlock()
+	var lat, lag, ack []*measure.Recorder
+	for _, k := range kinds {
+		for q := range 3 {
+			t := k.tracker[q].FinishWith(m.lastSeq)
+			p := k.latency[q].Snapshot()
+			lat = append(lat, k.latency[q])
+			if q > 0 {
+				ack = append(ack, k.ack[q])
+			}
+			if t.Streams == 0 && p.Count == 0 {
+				continue
+			}
+			out.ByKind = append(out.ByKind, MeasuredKind{Kind: k.kind, QoS: q, Totals: t, Latency: p})
+			out.All.Totals = addTotals(out.All.Totals, t)
+		}
+		lag = append(lag, k.lag)
+		out.Scheduled += k.scheduled.Load()
+		out.Late += k.late.Load()
+		out.UnmeasuredOut += k.unmeasuredOut.Load()
+		out.UnmeasuredIn += k.unmeasuredIn.Load()
+		out.Forged += k.forged.Load()
+		out.Retained += k.retained.Load()
+	}
+	slices.SortFunc(out.ByKind, func(a, b MeasuredKind) int { return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.QoS, b.QoS)) })
+	out.All.Kind, out.All.QoS = "all", -1
+	out.All.Latency = measure.Combined(lat...)
+	out.Lag = measure.Combined(lag...)
+	out.Ack = measure.Combined(ack...)
+	for _, d := range devices {
+		gen.InboxDropped += d.port.stats.dropped.Load()
+	}
+	gen.finish(elapsed, &out)
+	out.Generator = gen
+	return out
+}
+
+func addTotals(a, b measure.Totals) measure.Totals {
+	a.Streams += b.Streams
+	a.Delivered += b.Delivered
+	a.OutOfOrder += b.OutOfOrder
+	a.Duplicates += b.Duplicates
+	a.Gaps += b.Gaps
+	a.Missing += b.Missing
+	a.Lost += b.Lost
+	a.TooLate += b.TooLate
+	a.Restarts += b.Restarts
+	a.Invalid += b.Invalid
+	return a
+}
+
+// Values are the run's results under the names thresholds use (measure.KnownMetrics).
+func (s *Summary) Values() map[string]float64 {
+	v := measure.Values(s.Measured.All.Latency, s.Measured.All.Totals, s.Elapsed)
+	v[measure.MetricLateSends] = float64(s.Measured.Late)
+	return v
+}
+
+// CheckThresholds evaluates ts against the run and records the verdicts in the summary. It
+// reports whether all passed.
+func (s *Summary) CheckThresholds(ts []measure.Threshold) bool {
+	values := s.Values()
+	s.Thresholds = s.Thresholds[:0]
+	pass := true
+	for _, t := range ts {
+		ok, detail := t.Check(values)
+		pass = pass && ok
+		s.Thresholds = append(s.Thresholds, ThresholdResult{Threshold: t.String(), OK: ok, Detail: detail})
+	}
+	return pass
+}
+
+// ThresholdResult is one threshold's verdict.
+type ThresholdResult struct {
+	Threshold string
+	OK        bool
+	Detail    string
+}
+
+// printMeasured writes the measurement part of the summary.
+func (m *Measured) print(w io.Writer) {
+	if len(m.ByKind) == 0 && m.Scheduled == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nend to end (by receiving kind; latency from the intended send time):")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "kind\tqos\tdelivered\tlost\tdup\treordered\tp50\tp90\tp99\tp99.9\tmax\t")
+	row := func(k MeasuredKind, name, qos string) {
+		l := k.Latency
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t\n", name, qos, k.Totals.Delivered, k.Totals.Lost,
+			k.Totals.Duplicates, k.Totals.OutOfOrder, dur(l.P50, l.Count), dur(l.P90, l.Count), dur(l.P99, l.Count), dur(l.P999, l.Count), dur(l.Max, l.Count))
+	}
+	for _, k := range m.ByKind {
+		row(k, k.Kind, fmt.Sprint(k.QoS))
+	}
+	row(m.All, "all", "")
+	tw.Flush()
+	if m.Scheduled > 0 {
+		fmt.Fprintf(w, "scheduled sends: %d, late (> %v): %d, lag p50 %s p99 %s max %s\n", m.Scheduled, LateAfter, m.Late,
+			dur(m.Lag.P50, m.Lag.Count), dur(m.Lag.P99, m.Lag.Count), dur(m.Lag.Max, m.Lag.Count))
+	}
+	if m.Ack.Count > 0 {
+		fmt.Fprintf(w, "publish acknowledgements (QoS 1, 2): p50 %s p99 %s max %s\n", dur(m.Ack.P50, 1), dur(m.Ack.P99, 1), dur(m.Ack.Max, 1))
+	}
+	if m.UnmeasuredOut+m.UnmeasuredIn+m.Forged > 0 {
+		fmt.Fprintf(w, "not measured: %d sent and %d received plain-text payloads; %d forged headers ignored\n", m.UnmeasuredOut, m.UnmeasuredIn, m.Forged)
+	}
+	g := m.Generator
+	fmt.Fprintf(w, "generator: %.1f CPU-seconds (%.0f%% of %d cores), %d GC cycles (%v paused), at most %d publishes in flight\n",
+		g.CPU.Seconds(), 100*g.Utilisation, g.Cores, g.GCCycles, g.GCPause.Round(time.Microsecond), g.MaxInFlight)
+	for _, why := range g.BottleneckWhy {
+		fmt.Fprintln(w, "warning: the generator may have been the bottleneck: "+why)
+	}
+}
+
+// dur prints a latency, or "-" when nothing was recorded.
+func dur(d time.Duration, count int64) string {
+	if count == 0 {
+		return "-"
+	}
+	switch {
+	case d >= time.Second:
+		return d.Round(time.Millisecond).String()
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond).String()
+	default:
+		return d.Round(time.Microsecond).String()
+	}
+}
+
+// ReportSchema names the JSON report's format; it changes only when a field changes meaning
+// or goes away (new fields may be added within a version).
+const ReportSchema = "fleetsim.report/v1"
+
+// WriteJSON writes the machine-readable report (README.md, "The JSON report", documents its
+// fields).
+func (s *Summary) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(s.report())
+}
+
+type jsonReport struct {
+	Schema         string          `json:"schema"`
+	Scenario       string          `json:"scenario"`
+	Broker         string          `json:"broker"`
+	Started        time.Time       `json:"started"`
+	ElapsedSeconds float64         `json:"elapsed_seconds"`
+	Interrupted    bool            `json:"interrupted"`
+	Passed         bool            `json:"passed"`
+	Totals         jsonTotals      `json:"totals"`
+	Latency        jsonLatency     `json:"latency_seconds"`
+	ByKind         []jsonByKind    `json:"by_kind"`
+	Publishing     jsonPublishing  `json:"publishing"`
+	Generator      jsonGenerator   `json:"generator"`
+	Kinds          []jsonKind      `json:"kinds"`
+	Links          []jsonLink      `json:"links"`
+	Thresholds     []jsonThreshold `json:"thresholds"`
+	Errors         []string        `json:"errors"`
+}
+
+type jsonTotals struct {
+	Published       int64   `json:"published"`
+	Received        int64   `json:"received"`
+	Delivered       uint64  `json:"delivered"`
+	Lost            uint64  `json:"lost"`
+	Duplicates      uint64  `json:"duplicates"`
+	OutOfOrder      uint64  `json:"out_of_order"`
+	TooLate         uint64  `json:"too_late"`
+	LossRatio       float64 `json:"loss_ratio"`
+	Throughput      float64 `json:"throughput_per_second"`
+	Failed          int64   `json:"publish_failures"`
+	Dropped         int64   `json:"inbox_dropped"`
+	Rejected        int64   `json:"rejected"`
+	UnmeasuredSent  int64   `json:"unmeasured_sent"`
+	UnmeasuredRecvd int64   `json:"unmeasured_received"`
+	Forged          int64   `json:"forged"`
+	Retained        int64   `json:"retained_received"`
+}
+
+type jsonLatency struct {
+	Count int64   `json:"count"`
+	Min   float64 `json:"min"`
+	Mean  float64 `json:"mean"`
+	P50   float64 `json:"p50"`
+	P90   float64 `json:"p90"`
+	P99   float64 `json:"p99"`
+	P999  float64 `json:"p999"`
+	Max   float64 `json:"max"`
+}
+
+type jsonByKind struct {
+	Kind       string      `json:"kind"`
+	QoS        int         `json:"qos"`
+	Streams    int         `json:"streams"`
+	Delivered  uint64      `json:"delivered"`
+	Lost       uint64      `json:"lost"`
+	Duplicates uint64      `json:"duplicates"`
+	OutOfOrder uint64      `json:"out_of_order"`
+	Latency    jsonLatency `json:"latency_seconds"`
+}
+
+type jsonPublishing struct {
+	Scheduled int64       `json:"scheduled"`
+	Late      int64       `json:"late"`
+	Lag       jsonLatency `json:"lag_seconds"`
+	Ack       jsonLatency `json:"ack_seconds"`
+}
+
+type jsonGenerator struct {
+	CPUSeconds     float64  `json:"cpu_seconds"`
+	Cores          int      `json:"cores"`
+	Utilisation    float64  `json:"utilisation"`
+	GCCycles       uint32   `json:"gc_cycles"`
+	GCPauseSeconds float64  `json:"gc_pause_seconds"`
+	MaxInFlight    int64    `json:"max_in_flight"`
+	Bottleneck     bool     `json:"bottleneck"`
+	Reasons        []string `json:"reasons"`
+}
+
+type jsonKind struct {
+	Kind         string `json:"kind"`
+	Devices      int    `json:"devices"`
+	Published    int64  `json:"published"`
+	BytesOut     int64  `json:"bytes_out"`
+	Received     int64  `json:"received"`
+	BytesIn      int64  `json:"bytes_in"`
+	StateChanges int64  `json:"state_changes"`
+	Rejected     int64  `json:"rejected"`
+	Dropped      int64  `json:"inbox_dropped"`
+	Failed       int64  `json:"publish_failures"`
+}
+
+type jsonLink struct {
+	Profile         string  `json:"profile"`
+	Links           int     `json:"links"`
+	UpBytesPerSec   float64 `json:"up_bytes_per_sec"`
+	DownBytesPerSec float64 `json:"down_bytes_per_sec"`
+	AchievedUp      float64 `json:"achieved_up_bytes_per_sec"`
+	AchievedDown    float64 `json:"achieved_down_bytes_per_sec"`
+	BytesUp         int64   `json:"bytes_up"`
+	BytesDown       int64   `json:"bytes_down"`
+	WaitedUpSeconds float64 `json:"waited_up_seconds"`
+	Outages         int64   `json:"outages"`
+}
+
+type jsonThreshold struct {
+	Threshold string `json:"threshold"`
+	OK        bool   `json:"ok"`
+	Detail    string `json:"detail"`
+}
+
+func latencyJSON(p measure.Percentiles) jsonLatency {
+	return jsonLatency{Count: p.Count, Min: p.Min.Seconds(), Mean: p.Mean.Seconds(), P50: p.P50.Seconds(),
+		P90: p.P90.Seconds(), P99: p.P99.Seconds(), P999: p.P999.Seconds(), Max: p.Max.Seconds()}
+}
+
+func (s *Summary) report() jsonReport {
+	m := &s.Measured
+	r := jsonReport{
+		Schema: ReportSchema, Scenario: s.Scenario, Broker: s.Broker, Started: s.Started.UTC(),
+		ElapsedSeconds: s.Elapsed.Seconds(), Interrupted: s.Interrupted, Passed: s.Passed(),
+		Latency:    latencyJSON(m.All.Latency),
+		Publishing: jsonPublishing{Scheduled: m.Scheduled, Late: m.Late, Lag: latencyJSON(m.Lag), Ack: latencyJSON(m.Ack)},
+		Generator: jsonGenerator{CPUSeconds: m.Generator.CPU.Seconds(), Cores: m.Generator.Cores, Utilisation: m.Generator.Utilisation,
+			GCCycles: m.Generator.GCCycles, GCPauseSeconds: m.Generator.GCPause.Seconds(), MaxInFlight: m.Generator.MaxInFlight,
+			Bottleneck: m.Generator.Bottleneck, Reasons: nonNil(m.Generator.BottleneckWhy)},
+		ByKind: []jsonByKind{}, Kinds: []jsonKind{}, Links: []jsonLink{}, Thresholds: []jsonThreshold{}, Errors: nonNil(s.Errors),
+	}
+	t := m.All.Totals
+	r.Totals = jsonTotals{Delivered: t.Delivered, Lost: t.Lost, Duplicates: t.Duplicates, OutOfOrder: t.OutOfOrder,
+		TooLate: t.TooLate, LossRatio: t.LossRatio(), UnmeasuredSent: m.UnmeasuredOut, UnmeasuredRecvd: m.UnmeasuredIn,
+		Forged: m.Forged, Retained: m.Retained}
+	if s.Elapsed > 0 {
+		r.Totals.Throughput = float64(t.Delivered) / s.Elapsed.Seconds()
+	}
+	for _, k := range s.Kinds {
+		r.Totals.Published += k.Out
+		r.Totals.Received += k.In
+		r.Totals.Failed += k.Failed
+		r.Totals.Dropped += k.Dropped
+		r.Totals.Rejected += k.Rejected
+		r.Kinds = append(r.Kinds, jsonKind{Kind: k.Kind, Devices: k.Devices, Published: k.Out, BytesOut: k.OutBytes, Received: k.In,
+			BytesIn: k.InBytes, StateChanges: k.Changes, Rejected: k.Rejected, Dropped: k.Dropped, Failed: k.Failed})
+	}
+	for _, k := range m.ByKind {
+		r.ByKind = append(r.ByKind, jsonByKind{Kind: k.Kind, QoS: k.QoS, Streams: k.Totals.Streams, Delivered: k.Totals.Delivered,
+			Lost: k.Totals.Lost, Duplicates: k.Totals.Duplicates, OutOfOrder: k.Totals.OutOfOrder, Latency: latencyJSON(k.Latency)})
+	}
+	for _, l := range s.Links {
+		r.Links = append(r.Links, jsonLink{Profile: l.Profile, Links: l.Links, UpBytesPerSec: l.UpRate, DownBytesPerSec: l.DownRate,
+			AchievedUp: l.AchievedUp, AchievedDown: l.AchievedDn, BytesUp: l.BytesUp, BytesDown: l.BytesDown,
+			WaitedUpSeconds: l.WaitUp.Seconds(), Outages: l.Outages})
+	}
+	for _, th := range s.Thresholds {
+		r.Thresholds = append(r.Thresholds, jsonThreshold(th))
+	}
+	return r
+}
+
+// Passed reports whether the run had no device errors and crossed no threshold.
+func (s *Summary) Passed() bool {
+	if len(s.Errors) > 0 {
+		return false
+	}
+	for _, t := range s.Thresholds {
+		if !t.OK {
+			return false
+		}
+	}
+	return true
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
