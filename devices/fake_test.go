@@ -23,7 +23,8 @@ type fakeIO struct {
 	bus                         *bus
 	pubs                        []sim.Message
 	subs, states, says, rejects []string
-	scheduled                   []string // topics of publishes made with PublishAt
+	scheduled                   []string    // topics of publishes made with PublishAt
+	dues                        []time.Time // and their due times
 }
 
 func newFake() *fakeIO {
@@ -38,7 +39,10 @@ func (f *fakeIO) Publish(_ context.Context, topic string, payload []byte, qos by
 }
 
 func (f *fakeIO) PublishAt(ctx context.Context, due time.Time, topic string, payload []byte, qos byte, retained bool) error {
-	f.record(func() { f.scheduled = append(f.scheduled, topic) })
+	f.record(func() {
+		f.scheduled = append(f.scheduled, topic)
+		f.dues = append(f.dues, due)
+	})
 	return f.Publish(ctx, topic, payload, qos, retained)
 }
 

@@ -12,6 +12,8 @@ func Kinds() map[string]sim.Kind {
 		"vacuum": vacuumKind(),
 		"sensor": sensorKind(),
 		"client": clientKind(),
+		"load":   loadKind(),
+		"sink":   sinkKind(),
 	}
 }
 

@@ -96,6 +96,7 @@ type DeviceConfig struct {
 	Period   time.Duration // wall-clock period of periodic telemetry; 0 means none
 	QoS      byte          // QoS of the device's publishes
 	Retained bool          // whether the device's state publishes are retained
+	MaxRate  float64       // the device's publish rate limit, messages per second
 	Clock    Clock         // maps wall time to simulated time of day
 	Shared   *Shared       // state shared by the devices of one home (e.g. its physics)
 }

@@ -40,7 +40,7 @@ func newAccounting() *Accounting {
 }
 
 // Add reports the totals of the receivers of one kind at one QoS; totals is called at every
-// scrape.
+// scrape. A kind and QoS that received no measured message has no series.
 func (a *Accounting) Add(kind string, qos byte, totals func() measure.Totals) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -61,6 +61,9 @@ func (a *Accounting) Collect(ch chan<- prometheus.Metric) {
 	a.mu.Unlock()
 	for _, s := range sources {
 		t := s.totals()
+		if t.Streams == 0 {
+			continue // nothing measured for this kind and QoS: no series
+		}
 		ch <- prometheus.MustNewConstMetric(a.delivered, prometheus.CounterValue, float64(t.Delivered), s.kind, s.qos)
 		ch <- prometheus.MustNewConstMetric(a.lost, prometheus.CounterValue, float64(t.Lost), s.kind, s.qos)
 		ch <- prometheus.MustNewConstMetric(a.missing, prometheus.GaugeValue, float64(t.Missing), s.kind, s.qos)

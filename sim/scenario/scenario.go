@@ -95,6 +95,7 @@ func (s *Scenario) DeviceConfig(g *Group, home, n int) sim.DeviceConfig {
 		Period:   g.Period,
 		QoS:      g.QoS,
 		Retained: g.Retained,
+		MaxRate:  g.MaxRate,
 	}
 }
 

@@ -1,0 +1,201 @@
+package devices
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/fleetsim/fleetsim/sim"
+	"github.com/fleetsim/fleetsim/sim/measure"
+	"github.com/fleetsim/fleetsim/sim/topic"
+)
+
+// LoadParams shape a load generator's stream of telemetry: compact binary payloads of an
+// exact size, sent on an open-model schedule (DESIGN.md §4) to the device's topic.
+type LoadParams struct {
+	PayloadBytes int         `yaml:"payload_bytes"` // whole payload, header included
+	Rate         float64     `yaml:"rate"`          // messages per second; 0: one per the group's period
+	Phases       []LoadPhase `yaml:"phases"`        // a rate curve instead of rate
+}
+
+// LoadPhase is one part of a rate curve: a constant rate, or a ramp from one rate to
+// another (when from or to is given), for a while.
+type LoadPhase struct {
+	For  time.Duration `yaml:"for"`
+	Rate float64       `yaml:"rate"`
+	From float64       `yaml:"from"`
+	To   float64       `yaml:"to"`
+}
+
+// Limits of the load kind.
+const (
+	maxLoadPayload = 1 << 20 // bytes
+	maxLoadRate    = 100_000 // messages per second per device
+)
+
+func loadKind() sim.Kind {
+	return sim.NewKind("load generator: fixed-size measured payloads on an open-model schedule (constant rate, ramps, phases)",
+		func() LoadParams { return LoadParams{PayloadBytes: 64} }, buildLoad)
+}
+
+func buildLoad(cfg sim.DeviceConfig, p LoadParams) (sim.Device, error) {
+	if p.PayloadBytes < sim.HeaderRoom || p.PayloadBytes > maxLoadPayload {
+		return nil, &sim.ParamError{Field: "payload_bytes", Err: fmt.Errorf("%d is outside %d..%d (the measurement header takes %d)",
+			p.PayloadBytes, sim.HeaderRoom, maxLoadPayload, sim.HeaderRoom)}
+	}
+	d := &load{cfg: cfg, size: p.PayloadBytes}
+	peak := 0.0
+	switch {
+	case len(p.Phases) > 0:
+		if p.Rate != 0 {
+			return nil, &sim.ParamError{Field: "rate", Err: fmt.Errorf("give rate or phases, not both")}
+		}
+		phases := make([]measure.Phase, 0, len(p.Phases))
+		for i, ph := range p.Phases {
+			pacer, top, err := phasePacer(ph)
+			if err != nil {
+				return nil, &sim.ParamError{Field: "phases", Err: fmt.Errorf("[%d]: %w", i, err)}
+			}
+			peak = max(peak, top)
+			phases = append(phases, measure.Phase{Pacer: pacer, Duration: ph.For})
+		}
+		d.pacer = measure.Phases(phases)
+		d.first = 1 / max(peak, 1e-9)
+	case p.Rate != 0:
+		if !(p.Rate > 0 && p.Rate <= maxLoadRate) {
+			return nil, &sim.ParamError{Field: "rate", Err: fmt.Errorf("%g is outside (0, %d] messages per second", p.Rate, maxLoadRate)}
+		}
+		peak = p.Rate
+		d.pacer, d.first = measure.Constant{Rate: p.Rate}, 1/p.Rate
+	case cfg.Period > 0:
+		peak = 1 / cfg.Period.Seconds()
+		d.pacer, d.first = measure.Constant{Rate: peak}, cfg.Period.Seconds()
+	default:
+		return nil, &sim.ParamError{Field: "rate", Err: fmt.Errorf("a load device needs a rate, phases, or the group's period")}
+	}
+	if cfg.MaxRate > 0 && peak > cfg.MaxRate*1.0001 {
+		return nil, &sim.ParamError{Field: "rate", Err: fmt.Errorf("peak rate %g/s is above the group's max_rate %g/s: raise max_rate, or the schedule cannot be kept", peak, cfg.MaxRate)}
+	}
+	if err := topic.ValidName(cfg.Topic); err != nil {
+		return nil, fmt.Errorf("topic %q: %w", cfg.Topic, err)
+	}
+	return d, nil
+}
+
+// phasePacer turns one phase into a pacer and its highest rate.
+func phasePacer(ph LoadPhase) (measure.Pacer, float64, error) {
+	if ph.For <= 0 {
+		return nil, 0, fmt.Errorf("for: want a positive duration such as 30s, got %v", ph.For)
+	}
+	for _, r := range []float64{ph.Rate, ph.From, ph.To} {
+		if !(r >= 0 && r <= maxLoadRate) {
+			return nil, 0, fmt.Errorf("rate %g is outside 0..%d messages per second", r, maxLoadRate)
+		}
+	}
+	if ph.From != 0 || ph.To != 0 {
+		if ph.Rate != 0 {
+			return nil, 0, fmt.Errorf("give rate (constant) or from/to (a ramp), not both")
+		}
+		return measure.Linear{Start: ph.From, End: ph.To, Over: ph.For}, max(ph.From, ph.To), nil
+	}
+	if ph.Rate == 0 {
+		return pause{}, 0, nil
+	}
+	return measure.Constant{Rate: ph.Rate}, ph.Rate, nil
+}
+
+// pause is a phase that sends nothing.
+type pause struct{}
+
+func (pause) Pace(time.Duration, uint64) (time.Duration, bool) { return 0, true }
+func (pause) String() string                                   { return "pause" }
+
+// load sends on its schedule and never slips: a send that falls behind goes out at once,
+// measured from when it was due, and the next keeps its own due time.
+type load struct {
+	cfg   sim.DeviceConfig
+	size  int
+	pacer measure.Pacer
+	first float64 // seconds: the device's start is spread over one interval of its peak rate
+}
+
+func (d *load) Run(ctx context.Context, io sim.IO) error {
+	// Devices built together would otherwise all send at the same instant: spread their
+	// schedules over one interval, from the device's own seeded random source.
+	start := time.Now().Add(time.Duration(io.Rand().Float64() * d.first * float64(time.Second)))
+	payload := sim.Reserve(d.size) // the engine copies it, so one buffer serves every send
+	copy(payload[sim.HeaderRoom:], strings.Repeat(".", d.size-sim.HeaderRoom))
+	io.SetState("sending")
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	for i := uint64(0); ; i++ {
+		due, ok := measure.Due(d.pacer, start, i)
+		if !ok {
+			io.SetState("done")
+			<-ctx.Done()
+			return nil
+		}
+		if wait := time.Until(due); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-timer.C:
+			}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		_ = io.PublishAt(ctx, due, d.cfg.Topic, payload, d.cfg.QoS, false) // failures are the engine's to count
+	}
+}
+
+// SinkParams are the filters a sink listens to. "{prefix}" expands to the home's prefix.
+type SinkParams struct {
+	Subscribe []string `yaml:"subscribe"`
+}
+
+func sinkKind() sim.Kind {
+	return sim.NewKind("sink: a backend that subscribes (shared subscriptions too) and takes everything, for end-to-end measurement",
+		func() SinkParams { return SinkParams{Subscribe: []string{"{prefix}/#"}} }, buildSink)
+}
+
+func buildSink(cfg sim.DeviceConfig, p SinkParams) (sim.Device, error) {
+	if len(p.Subscribe) == 0 {
+		return nil, &sim.ParamError{Field: "subscribe", Err: fmt.Errorf("a sink needs at least one filter")}
+	}
+	d := &sink{cfg: cfg}
+	for i, f := range p.Subscribe {
+		f = strings.ReplaceAll(f, "{prefix}", cfg.Prefix)
+		if err := topic.ValidFilter(f); err != nil {
+			return nil, &sim.ParamError{Field: "subscribe", Err: fmt.Errorf("[%d] %q: %w", i, f, err)}
+		}
+		d.filters = append(d.filters, f)
+	}
+	return d, nil
+}
+
+// sink subscribes and drains its inbox; the engine measures what arrives.
+type sink struct {
+	cfg     sim.DeviceConfig
+	filters []string
+}
+
+func (d *sink) Run(ctx context.Context, io sim.IO) error {
+	if err := subscribe(ctx, io, d.cfg.QoS, d.filters...); err != nil {
+		return err
+	}
+	io.SetState("listening")
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-io.Inbox():
+			if !ok {
+				return nil
+			}
+		}
+	}
+}

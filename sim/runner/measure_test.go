@@ -1,0 +1,285 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+
+	"github.com/fleetsim/fleetsim/sim"
+	"github.com/fleetsim/fleetsim/sim/broker"
+	"github.com/fleetsim/fleetsim/sim/measure"
+	"github.com/fleetsim/fleetsim/sim/metrics"
+	"github.com/fleetsim/fleetsim/sim/mqttconn"
+	"github.com/fleetsim/fleetsim/sim/scenario"
+)
+
+// streamer sends Count measured messages at Rate on its topic, on an open-model schedule,
+// as reserved binary payloads or JSON objects.
+type streamer struct {
+	cfg sim.DeviceConfig
+	p   streamParams
+}
+
+type streamParams struct {
+	Rate  float64 `yaml:"rate"`
+	Count int     `yaml:"count"`
+	JSON  bool    `yaml:"json"`
+}
+
+func (d *streamer) Run(ctx context.Context, io sim.IO) error {
+	start := time.Now().Add(50 * time.Millisecond) // let the listeners subscribe
+	pacer := measure.Constant{Rate: d.p.Rate}
+	io.SetState("sending")
+	for i := range uint64(d.p.Count) {
+		due, _ := measure.Due(pacer, start, i)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Until(due)):
+		}
+		payload := sim.Reserve(40)
+		if d.p.JSON {
+			payload = []byte(`{"n":1}`)
+		}
+		_ = io.PublishAt(ctx, due, d.cfg.Topic, payload, d.cfg.QoS, false)
+	}
+	io.SetState("done")
+	<-ctx.Done()
+	return nil
+}
+
+// listener subscribes to Filter and drains its inbox.
+type listener struct {
+	cfg sim.DeviceConfig
+	p   listenParams
+}
+
+type listenParams struct {
+	Filter string `yaml:"filter"`
+}
+
+func (d *listener) Run(ctx context.Context, io sim.IO) error {
+	if _, err := io.Subscribe(ctx, d.p.Filter, d.cfg.QoS); err != nil {
+		return err
+	}
+	io.SetState("listening")
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-io.Inbox():
+		}
+	}
+}
+
+var measureKinds = map[string]sim.Kind{
+	"streamer": sim.NewKind("test stream", func() streamParams { return streamParams{} },
+		func(cfg sim.DeviceConfig, p streamParams) (sim.Device, error) { return &streamer{cfg, p}, nil }),
+	"listener": sim.NewKind("test listener", func() listenParams { return listenParams{} },
+		func(cfg sim.DeviceConfig, p listenParams) (sim.Device, error) { return &listener{cfg, p}, nil }),
+}
+
+// streamScenario has, per home, one listener on stream/# and one streamer sending count
+// messages at rate and QoS qos.
+func streamScenario(qos byte, rate float64, count int, json bool) *scenario.Scenario {
+	return &scenario.Scenario{
+		File: "test.yaml", Name: "measure", Duration: time.Duration(float64(count)/rate*float64(time.Second)) + 500*time.Millisecond,
+		Seed: 1, Homes: 1, TopicPrefix: "home/{home}", Connections: scenario.Connections{Mode: scenario.PerDevice},
+		Groups: []scenario.Group{
+			{Kind: "listener", Name: "listener", Count: 1, QoS: qos, MaxRate: 1e6, Topic: "{prefix}/l/{id}", Params: &listenParams{Filter: "stream/#"}},
+			{Kind: "streamer", Name: "streamer", Count: 1, QoS: qos, MaxRate: 1e6, Topic: "stream/{id}", Params: &streamParams{Rate: rate, Count: count, JSON: json}},
+		},
+	}
+}
+
+// runMeasured runs s against brokerURL with the measurement test kinds.
+func runMeasured(t *testing.T, s *scenario.Scenario, brokerURL string, thresholds ...string) (*Summary, error, *metrics.Metrics) {
+	t.Helper()
+	ts, err := measure.ParseAll(thresholds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.New(prometheus.NewRegistry(), s.Name)
+	sum, err := Run(context.Background(), Config{Scenario: s, Kinds: measureKinds, Metrics: m, Grace: 2 * time.Second,
+		Conn: mqttconn.Options{Broker: brokerURL, ConnectTimeout: 5 * time.Second}, Thresholds: ts})
+	return sum, err, m
+}
+
+// embedded starts a broker for one test; the test closes it (before goleak looks).
+func embedded(t *testing.T) *broker.Broker {
+	t.Helper()
+	b, err := broker.Start(broker.Options{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// byKind returns the measured class of kind at qos.
+func byKind(t *testing.T, sum *Summary, kind string, qos int) MeasuredKind {
+	t.Helper()
+	for _, k := range sum.Measured.ByKind {
+		if k.Kind == kind && k.QoS == qos {
+			return k
+		}
+	}
+	t.Fatalf("no measurement for %s at QoS %d: %+v", kind, qos, sum.Measured.ByKind)
+	return MeasuredKind{}
+}
+
+func TestEveryMessageIsAccountedFor(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	b := embedded(t)
+	defer b.Close()
+	for _, c := range []struct {
+		name string
+		qos  byte
+		json bool
+	}{{"binary QoS 0", 0, false}, {"binary QoS 1", 1, false}, {"JSON QoS 2", 2, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			sum, err, m := runMeasured(t, streamScenario(c.qos, 200, 100, c.json), b.URL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			k := byKind(t, sum, "listener", int(c.qos))
+			if k.Totals.Delivered != 100 || k.Totals.Lost != 0 || k.Totals.Duplicates != 0 || k.Totals.OutOfOrder != 0 {
+				t.Errorf("totals %+v, want 100 delivered, nothing lost, duplicated or reordered", k.Totals)
+			}
+			if k.Latency.Count != 100 || k.Latency.Max <= 0 || k.Latency.Max > 2*time.Second {
+				t.Errorf("latency %+v, want 100 values under 2s", k.Latency)
+			}
+			if sum.Measured.Scheduled != 100 {
+				t.Errorf("%d scheduled sends, want 100", sum.Measured.Scheduled)
+			}
+			if c.qos > 0 && sum.Measured.Ack.Count != 100 {
+				t.Errorf("%d acknowledgements timed, want 100", sum.Measured.Ack.Count)
+			}
+			q := string(rune('0' + c.qos))
+			want := `
+# HELP fleetsim_messages_delivered_total Distinct measured messages that reached devices of this kind (end-to-end accounting; duplicates not counted).
+# TYPE fleetsim_messages_delivered_total counter
+fleetsim_messages_delivered_total{kind="listener",qos="` + q + `"} 100
+`
+			if err := testutil.CollectAndCompare(m.Accounting, strings.NewReader(want), "fleetsim_messages_delivered_total"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+func TestForgedHeadersDoNotMoveTheNumbers(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	b := embedded(t)
+	defer b.Close()
+	// An outsider publishes, while the stream runs, headers that claim to be the streamer's
+	// (publisher 1) far ahead of it, a publisher that does not exist, and plain garbage.
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("outsider"))
+		if tok := c.Connect(); tok.WaitTimeout(5*time.Second) && tok.Error() != nil {
+			return
+		}
+		defer c.Disconnect(0)
+		forged := []string{
+			`{"pub":1,"seq":1000000,"sent_ns":1}`,
+			`{"pub":99,"seq":1,"sent_ns":1}`,
+			string(measure.AppendHeader(nil, measure.Header{ID: 1, Seq: 5_000_000, Sent: 1})),
+			"\x00\xff garbage",
+		}
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			c.Publish("stream/streamer-1", 0, false, forged[i%len(forged)]).WaitTimeout(time.Second)
+		}
+	}()
+	sum, err, _ := runMeasured(t, streamScenario(0, 200, 100, true), b.URL())
+	close(stop)
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := byKind(t, sum, "listener", 0)
+	if k.Totals.Delivered != 100 || k.Totals.Lost != 0 || k.Totals.Duplicates != 0 {
+		t.Errorf("totals %+v, want exactly the 100 real messages", k.Totals)
+	}
+	if sum.Measured.Forged == 0 || sum.Measured.UnmeasuredIn == 0 {
+		t.Errorf("forged %d, unmeasured %d: want both counted", sum.Measured.Forged, sum.Measured.UnmeasuredIn)
+	}
+}
+
+func TestThresholdsAndTheJSONReport(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	b := embedded(t)
+	defer b.Close()
+	sum, err, _ := runMeasured(t, streamScenario(1, 200, 50, false), b.URL(), "loss==0", "latency_p99<1ns", "throughput>0")
+	if err == nil || !strings.Contains(err.Error(), "thresholds crossed: 1 of 3") {
+		t.Fatalf("err = %v, want one of three thresholds crossed", err)
+	}
+	var got []bool
+	for _, r := range sum.Thresholds {
+		got = append(got, r.OK)
+	}
+	if len(got) != 3 || !got[0] || got[1] || !got[2] {
+		t.Errorf("verdicts %+v, want ok, failed, ok", sum.Thresholds)
+	}
+	var buf bytes.Buffer
+	if err := sum.WriteJSON(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var r map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &r); err != nil {
+		t.Fatalf("report is not JSON: %v\n%s", err, buf.String())
+	}
+	// The documented schema: these fields exist with these types.
+	for _, path := range []string{"schema", "scenario", "broker", "started", "elapsed_seconds", "interrupted", "passed",
+		"totals.published", "totals.delivered", "totals.lost", "totals.duplicates", "totals.out_of_order", "totals.loss_ratio",
+		"totals.throughput_per_second", "latency_seconds.p50", "latency_seconds.p99", "latency_seconds.p999", "latency_seconds.max",
+		"publishing.scheduled", "publishing.late", "publishing.lag_seconds.p99", "publishing.ack_seconds.p99",
+		"generator.cpu_seconds", "generator.utilisation", "generator.bottleneck", "generator.reasons",
+		"by_kind", "kinds", "links", "thresholds", "errors"} {
+		if _, ok := lookup(r, path); !ok {
+			t.Errorf("report lacks %s", path)
+		}
+	}
+	if v, _ := lookup(r, "schema"); v != ReportSchema {
+		t.Errorf("schema %v", v)
+	}
+	if v, _ := lookup(r, "passed"); v != false {
+		t.Errorf("passed = %v with a crossed threshold", v)
+	}
+	if v, _ := lookup(r, "totals.delivered"); v != 50.0 {
+		t.Errorf("totals.delivered = %v, want 50", v)
+	}
+	ths, _ := lookup(r, "thresholds")
+	if list, ok := ths.([]any); !ok || len(list) != 3 || list[1].(map[string]any)["ok"] != false ||
+		list[1].(map[string]any)["threshold"] != "latency_p99<1ns" {
+		t.Errorf("thresholds in the report: %v", ths)
+	}
+}
+
+// lookup finds a dotted path in decoded JSON.
+func lookup(v any, path string) (any, bool) {
+	for _, part := range strings.Split(path, ".") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if v, ok = m[part]; !ok {
+			return nil, false
+		}
+	}
+	return v, true
+}
