@@ -2,6 +2,7 @@ package devices
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -130,18 +131,21 @@ func (d *load) Run(ctx context.Context, io sim.IO) error {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	<-timer.C
-	for i := uint64(0); ; i++ {
+	for i := uint64(0); ; {
 		due, ok := measure.Due(d.pacer, start, i)
 		if !ok {
 			io.SetState("done")
-			<-ctx.Done()
-			return nil
+			due = time.Now().Add(100 * 365 * 24 * time.Hour) // only the context or the inbox from here
 		}
 		if wait := time.Until(due); wait > 0 {
 			timer.Reset(wait)
 			select {
 			case <-ctx.Done():
 				return nil
+			case m := <-io.Inbox(): // it subscribes to nothing, but drains whatever comes
+				timer.Stop()
+				io.Reject(m.Topic, errors.New("a load generator takes no messages"))
+				continue
 			case <-timer.C:
 			}
 		}
@@ -149,6 +153,7 @@ func (d *load) Run(ctx context.Context, io sim.IO) error {
 			return nil
 		}
 		_ = io.PublishAt(ctx, due, d.cfg.Topic, payload, d.cfg.QoS, false) // failures are the engine's to count
+		i++
 	}
 }
 
