@@ -1,6 +1,8 @@
 // Package testbroker runs a real mosquitto broker for tests: on loopback, on free ports,
 // optionally with a TLS listener (certificates made by NewTestCA) and password
-// authentication, and stopped when the test ends.
+// authentication, and stopped when the test ends. StartProxy (proxy.go) puts a
+// fault-injecting MQTT proxy in front of any broker: delay, drop, duplicate, swap, pause
+// and cut, with exact counts of what it did.
 //
 // mosquitto comes from the Debian packages "mosquitto" (the broker and mosquitto_passwd)
 // and "mosquitto-clients" (mosquitto_sub, mosquitto_pub), which `make deps` installs. A
