@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/fleetsim/fleetsim/sim/metrics"
 	"github.com/fleetsim/fleetsim/sim/mqttconn"
 	"github.com/fleetsim/fleetsim/sim/scenario"
+	"github.com/fleetsim/fleetsim/sim/testbroker"
 )
 
 // streamer sends Count measured messages at Rate on its topic, on an open-model schedule,
@@ -282,4 +284,115 @@ func lookup(v any, path string) (any, bool) {
 		}
 	}
 	return v, true
+}
+
+// viaProxy starts an embedded broker and a fault-injecting proxy in front of it; the test
+// closes the broker (the proxy closes itself when the test ends).
+func viaProxy(t *testing.T) (*broker.Broker, *testbroker.Proxy) {
+	t.Helper()
+	b := embedded(t)
+	return b, testbroker.StartProxy(t, b.Addr())
+}
+
+func TestInjectedLossDuplicatesAndReorderingAreCountedExactly(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		rules testbroker.Rules
+		check func(t *testing.T, got measure.Totals, st testbroker.Stats)
+	}{
+		{"every 10th dropped", testbroker.Rules{DropEvery: 10}, func(t *testing.T, got measure.Totals, st testbroker.Stats) {
+			// The 100th is dropped too: only the publisher's own count tells it was sent.
+			if st.Dropped != 10 || got.Lost != 10 || got.Delivered != 90 || got.Duplicates != 0 {
+				t.Errorf("proxy dropped %d; report %+v, want 10 lost and 90 delivered", st.Dropped, got)
+			}
+		}},
+		{"every 10th duplicated", testbroker.Rules{DuplicateEvery: 10}, func(t *testing.T, got measure.Totals, st testbroker.Stats) {
+			if st.Duplicated != 10 || got.Duplicates != 10 || got.Delivered != 100 || got.Lost != 0 {
+				t.Errorf("proxy duplicated %d; report %+v, want 10 duplicates and 100 delivered", st.Duplicated, got)
+			}
+		}},
+		{"every 10th swapped", testbroker.Rules{SwapEvery: 10}, func(t *testing.T, got measure.Totals, st testbroker.Stats) {
+			// The last held one may go out alone (a swap timeout), which is no reordering.
+			if st.Swapped < 9 || got.OutOfOrder != st.Swapped || got.Delivered != 100 || got.Lost != 0 {
+				t.Errorf("proxy swapped %d; report %+v, want as many out of order and 100 delivered", st.Swapped, got)
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+			b, proxy := viaProxy(t)
+			defer b.Close()
+			defer proxy.Close()
+			proxy.SetRules(testbroker.Upstream, c.rules) // publisher → broker
+			sum, err, _ := runMeasured(t, streamScenario(0, 200, 100, false), proxy.URL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.check(t, byKind(t, sum, "listener", 0).Totals, proxy.Stats(testbroker.Upstream))
+		})
+	}
+}
+
+func TestInjectedDelayMovesTheLatency(t *testing.T) {
+	b, proxy := viaProxy(t)
+	defer b.Close()
+	base, err, _ := runMeasured(t, streamScenario(0, 100, 100, false), proxy.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const delay = 50 * time.Millisecond
+	proxy.SetRules(testbroker.Upstream, testbroker.Rules{Delay: delay})
+	delayed, err, _ := runMeasured(t, streamScenario(0, 100, 100, false), proxy.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b0, d := byKind(t, base, "listener", 0).Latency, byKind(t, delayed, "listener", 0).Latency
+	// No message can beat the delay, and the fastest one takes the delay plus what the
+	// fastest took without it. The floor, not the median, is compared: on a machine busy
+	// with other tests a run's median can wander by hundreds of milliseconds, its fastest
+	// message hardly at all.
+	t.Logf("latency without delay: min %v p50 %v; with %v: min %v p50 %v", b0.Min, b0.P50, delay, d.Min, d.P50)
+	if d.Min < delay || d.Count != 100 {
+		t.Errorf("delayed min %v over %d messages, want every one at least %v", d.Min, d.Count, delay)
+	}
+	if moved := d.Min - b0.Min; moved < delay-2*time.Millisecond || moved > delay+25*time.Millisecond {
+		t.Errorf("fastest message moved by %v (%v → %v), want %v", moved, b0.Min, d.Min, delay)
+	}
+}
+
+// TestStallShowsInTheLatency stalls the broker for a second in the middle of a stream: the
+// messages due during the stall must show it in their latency (no coordinated omission),
+// whether the publisher kept sending into the stall (QoS 0) or was held up by missing
+// acknowledgements (QoS 1, where the sends themselves go out late and are counted so).
+func TestStallShowsInTheLatency(t *testing.T) {
+	for _, qos := range []byte{0, 1} {
+		t.Run(fmt.Sprintf("QoS %d", qos), func(t *testing.T) {
+			b, proxy := viaProxy(t)
+			defer b.Close()
+			const stall = time.Second
+			pause := time.AfterFunc(1500*time.Millisecond, func() { // the run connects first, then streams for 3 s
+				proxy.Pause(testbroker.Upstream)
+				time.AfterFunc(stall, func() { proxy.Resume(testbroker.Upstream) })
+			})
+			defer pause.Stop()
+			sum, err, _ := runMeasured(t, streamScenario(qos, 100, 300, false), proxy.URL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			k := byKind(t, sum, "listener", int(qos))
+			if k.Totals.Delivered != 300 || k.Totals.Lost != 0 {
+				t.Fatalf("totals %+v, want all 300 delivered", k.Totals)
+			}
+			// About 100 messages were due during the stall, waiting from up to 1 s down to
+			// 0: the slowest waited nearly the whole stall, and the tenth-slowest of 300
+			// (p90 is the 30th) still most of it.
+			l := k.Latency
+			if l.Max < stall-100*time.Millisecond || l.P90 < stall/2 {
+				t.Errorf("latency max %v, p90 %v after a %v stall: the stall is hidden", l.Max, l.P90, stall)
+			}
+			if qos == 1 && (sum.Measured.Late < 50 || sum.Measured.Lag.Max < stall/2) {
+				t.Errorf("QoS 1: %d late sends, lag max %v: the held-up sends are not counted late", sum.Measured.Late, sum.Measured.Lag.Max)
+			}
+		})
+	}
 }
