@@ -179,11 +179,16 @@ func filterError(s string, err error) error {
 	return fmt.Errorf("invalid topic filter %s: %w", quote(s), err)
 }
 
-// quote quotes s for an error message, shortening very long strings.
+// quote quotes s for an error message, shortening very long strings at a character
+// boundary.
 func quote(s string) string {
 	const max = 80
 	if len(s) > max {
-		return fmt.Sprintf("%q... (%d bytes)", s[:max], len(s))
+		cut := max
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		return fmt.Sprintf("%q... (%d bytes)", s[:cut], len(s))
 	}
 	return fmt.Sprintf("%q", s)
 }

@@ -201,6 +201,10 @@ func TestErrorMessages(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "(65536 bytes)") || len(err.Error()) > 200 {
 		t.Errorf("long name: got %.300v", err)
 	}
+	err = ValidName(strings.Repeat("€", MaxLen)) // 3 bytes each: byte 80 is inside one
+	if err == nil || strings.Contains(err.Error(), `\x`) || !strings.Contains(err.Error(), "(196605 bytes)") {
+		t.Errorf("long name of 3-byte characters: got %.300v", err)
+	}
 }
 
 func TestSharedFilter(t *testing.T) {
