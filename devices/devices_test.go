@@ -372,7 +372,8 @@ func TestClientAsTheSeed(t *testing.T) {
 func TestClientParamsSharedByHomes(t *testing.T) {
 	k := Kinds()["client"]
 	p := k.NewParams().(*ClientParams)
-	p.Subscribe = []ClientSubscribe{{Filter: "{prefix}/#"}}
+	// The second is a shared subscription, as backends that split a stream use.
+	p.Subscribe = []ClientSubscribe{{Filter: "{prefix}/#"}, {Filter: "$share/backend/{prefix}/+/+/temperature"}}
 	for _, prefix := range []string{"home/1", "home/2"} {
 		cfg := config("client", "client-1")
 		cfg.Prefix = prefix
@@ -380,8 +381,12 @@ func TestClientParamsSharedByHomes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := d.(*client).subs[0].Filter; got != prefix+"/#" {
+		subs := d.(*client).subs
+		if got := subs[0].Filter; got != prefix+"/#" {
 			t.Errorf("filter %q, want %q", got, prefix+"/#")
+		}
+		if got, want := subs[1].Filter, "$share/backend/"+prefix+"/+/+/temperature"; got != want {
+			t.Errorf("filter %q, want %q", got, want)
 		}
 	}
 }

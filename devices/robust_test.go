@@ -118,6 +118,8 @@ func TestParamErrorsNameTheField(t *testing.T) {
 		{"client", "subscribe", func(p any) { p.(*ClientParams).Subscribe = []ClientSubscribe{{Filter: ""}} }},
 		{"client", "subscribe", func(p any) { p.(*ClientParams).Subscribe = []ClientSubscribe{{Filter: "a/#/b"}} }},
 		{"client", "subscribe", func(p any) { p.(*ClientParams).Subscribe = []ClientSubscribe{{Filter: "a", QoS: 3}} }},
+		{"client", "subscribe", func(p any) { p.(*ClientParams).Subscribe = []ClientSubscribe{{Filter: "$share/g+/a"}} }},
+		{"client", "subscribe", func(p any) { p.(*ClientParams).Subscribe = []ClientSubscribe{{Filter: "$share/g"}} }},
 		{"client", "publish", func(p any) { p.(*ClientParams).Publish = []ClientPublish{{Topic: "a/+"}} }},
 		{"client", "publish", func(p any) { p.(*ClientParams).Publish = []ClientPublish{{Topic: "a", Every: "often"}} }},
 		{"client", "publish", func(p any) { p.(*ClientParams).Publish = []ClientPublish{{Topic: "a", Count: 5}} }},

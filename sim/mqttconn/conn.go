@@ -1,6 +1,8 @@
 // Package mqttconn owns fleetsim's MQTT connections. Many devices share one connection
 // (per home, or a pool); each connection has one Dispatcher that routes incoming messages
-// to the devices whose filters match. It wraps github.com/eclipse/paho.mqtt.golang.
+// to the devices whose filters match, and the messages of a shared subscription
+// ("$share/{group}/{filter}") to one of the devices that subscribed to it. It wraps
+// github.com/eclipse/paho.mqtt.golang.
 package mqttconn
 
 import (
@@ -22,6 +24,7 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/fleetsim/fleetsim/sim"
+	"github.com/fleetsim/fleetsim/sim/topic"
 )
 
 // Options are the settings every connection of a run shares.
@@ -195,6 +198,12 @@ func (c *Conn) onConnect() {
 // sees the current state. Devices that were already routed see those retained messages
 // again, which is why device models treat a repeated state as no change. It returns the
 // QoS the broker granted.
+//
+// filter may be a shared subscription "$share/{group}/{filter}": the SUBSCRIBE carries it
+// whole and the Dispatcher gives each message to one of the devices that subscribed to it.
+// Brokers differ on retained messages for it: mochi-mqtt v2.7.9 sends none (server.go,
+// publishRetainedToClient), mosquitto 2.0.11 sends them on every SUBSCRIBE, each copy
+// going to one device.
 func (c *Conn) Subscribe(ctx context.Context, filter string, qos byte, r Receiver) (byte, error) {
 	// Route first: retained messages can arrive before the SUBACK is handled.
 	c.dispatch.Add(filter, r)
@@ -207,7 +216,7 @@ func (c *Conn) Subscribe(ctx context.Context, filter string, qos byte, r Receive
 		if err := wait(ctx, tok, c.opts.ConnectTimeout); err != nil {
 			return 0, fmt.Errorf("subscribe %q: %w", filter, err)
 		}
-		g, ok := tok.(*mqtt.SubscribeToken).Result()[filter]
+		g, ok := tok.(*mqtt.SubscribeToken).Result()[subackKey(filter)]
 		switch {
 		case ok && g <= 2:
 			return g, nil
@@ -226,6 +235,16 @@ func (c *Conn) Subscribe(ctx context.Context, filter string, qos byte, r Receive
 			return 0, fmt.Errorf("subscribe %q: broker refused the subscription (reason code 0x%02x)", filter, g)
 		}
 	}
+}
+
+// subackKey is the key under which paho reports filter's SUBACK result: paho v1.5.1
+// (client.go, Subscribe) files it under the filter without a leading "$share/{group}/" and
+// then without a leading "$queue/".
+func subackKey(filter string) string {
+	if rest, ok := strings.CutPrefix(filter, topic.SharePrefix); ok {
+		_, filter, _ = strings.Cut(rest, "/")
+	}
+	return strings.TrimPrefix(filter, "$queue/")
 }
 
 // codeIDInUse is the SUBACK reason code "packet identifier in use" (MQTT 5 §3.9.3), which

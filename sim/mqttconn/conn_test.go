@@ -73,3 +73,19 @@ func TestExplainClassifies(t *testing.T) {
 		}
 	}
 }
+
+func TestSubackKeyFollowsPaho(t *testing.T) {
+	for filter, want := range map[string]string{
+		"t/#":                  "t/#",
+		"$share/backend/t/#":   "t/#",
+		"$share/g/$queue/x":    "x",
+		"$queue/jobs/+":        "jobs/+",
+		"$share/g":             "",
+		"$SYS/broker/#":        "$SYS/broker/#",
+		"$share/g/$share/h/x/": "$share/h/x/",
+	} {
+		if got := subackKey(filter); got != want {
+			t.Errorf("subackKey(%q) = %q, want %q", filter, got, want)
+		}
+	}
+}

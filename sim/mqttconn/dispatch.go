@@ -1,7 +1,9 @@
 package mqttconn
 
 import (
+	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/fleetsim/fleetsim/sim"
 	"github.com/fleetsim/fleetsim/sim/topic"
@@ -16,9 +18,23 @@ type Receiver interface {
 // Dispatcher routes the messages arriving on one connection to the devices whose filters
 // match, with MQTT wildcard semantics. A device with several matching filters gets the
 // message once.
+//
+// A shared subscription "$share/{group}/{filter}" (see package topic) means "one of us":
+// the broker gives each matching message to one member of the group, and a connection is
+// one member however many of its devices subscribed. So the dispatcher hands each message
+// that arrives for a shared subscription to one of the connection's devices that
+// subscribed to it, in turn (round robin, so the split is even and repeatable), and not to
+// all of them. A shared subscription is identified by its whole string, as brokers do:
+// "$share/g/a/#" and "$share/g/b/#" are two subscriptions with two rotations.
+//
+// MQTT 3.1.1 does not say which subscription a message was sent for. When a device's
+// plain subscription and a shared one on the same connection both match, the message goes
+// to every plain subscriber and to one shared member, each device at most once per copy
+// the broker sends (mochi-mqtt sends one copy, mosquitto one per matching subscription).
 type Dispatcher struct {
 	mu     sync.RWMutex
-	routes []route
+	routes []route       // plain subscriptions
+	shares []*shareRoute // shared subscriptions, one per distinct "$share/..." string
 }
 
 type route struct {
@@ -26,10 +42,30 @@ type route struct {
 	to     Receiver
 }
 
-// Add routes messages matching filter to r; adding the same route twice is a no-op.
+// shareRoute is one shared subscription and the receivers on this connection in its group.
+type shareRoute struct {
+	share   string        // the whole "$share/{group}/{filter}", as subscribed
+	members []Receiver    // in the order they were added
+	next    atomic.Uint64 // the number of messages handed out so far; picks the next member
+}
+
+// Add routes messages matching filter to r; adding the same route twice is a no-op. A
+// shared subscription's filter adds r to that subscription's members (see Dispatcher).
 func (d *Dispatcher) Add(filter string, r Receiver) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if _, _, ok := topic.SharedFilter(filter); ok {
+		for _, s := range d.shares {
+			if s.share == filter {
+				if !slices.Contains(s.members, r) {
+					s.members = append(s.members, r)
+				}
+				return
+			}
+		}
+		d.shares = append(d.shares, &shareRoute{share: filter, members: []Receiver{r}})
+		return
+	}
 	for _, rt := range d.routes {
 		if rt.filter == filter && rt.to == r {
 			return
@@ -38,8 +74,10 @@ func (d *Dispatcher) Add(filter string, r Receiver) {
 	d.routes = append(d.routes, route{filter: filter, to: r})
 }
 
-// Dispatch delivers m to every receiver with a matching filter, once each, and returns how
-// many receivers got it. It never blocks on a receiver.
+// Dispatch delivers m to every receiver with a matching plain filter and to one member of
+// each matching shared subscription, once each, and returns how many receivers got it. It
+// never blocks on a receiver and does not allocate while no more than 16 receivers get a
+// message.
 func (d *Dispatcher) Dispatch(m sim.Message) int {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
@@ -47,18 +85,27 @@ func (d *Dispatcher) Dispatch(m sim.Message) int {
 	// slice on the stack beats a map.
 	var servedBuf [16]Receiver
 	served := servedBuf[:0]
-next:
 	for _, rt := range d.routes {
-		if !topic.Match(rt.filter, m.Topic) {
+		if !topic.Match(rt.filter, m.Topic) || slices.Contains(served, rt.to) {
 			continue
-		}
-		for _, s := range served {
-			if s == rt.to {
-				continue next
-			}
 		}
 		served = append(served, rt.to)
 		rt.to.Deliver(m)
+	}
+	for _, s := range d.shares {
+		// Match removes the "$share/{group}/" itself, once, so an inner filter that
+		// starts with "$share/" again is matched literally, as the broker does.
+		if !topic.Match(s.share, m.Topic) {
+			continue
+		}
+		// The group's turn passes even when its pick already has the message from a
+		// plain route: the group did get it, through that member.
+		to := s.members[(s.next.Add(1)-1)%uint64(len(s.members))]
+		if slices.Contains(served, to) {
+			continue
+		}
+		served = append(served, to)
+		to.Deliver(m)
 	}
 	return len(served)
 }

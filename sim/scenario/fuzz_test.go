@@ -59,7 +59,7 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("invalid group accepted: %+v", g)
 			}
 			cfg := s.DeviceConfig(g, s.Homes, g.Count)
-			if checkTopic(cfg.Topic, true) != "" || checkTopic(cfg.Prefix, true) != "" {
+			if checkName(cfg.Topic, true) != nil || checkName(cfg.Prefix, true) != nil {
 				t.Fatalf("invalid topic accepted: %q (prefix %q)", cfg.Topic, cfg.Prefix)
 			}
 		}

@@ -19,17 +19,18 @@ import (
 
 	"github.com/fleetsim/fleetsim/sim"
 	"github.com/fleetsim/fleetsim/sim/measure"
+	"github.com/fleetsim/fleetsim/sim/topic"
 )
 
 // Limits enforced by the loader.
 const (
-	MaxNameLen    = 64         // scenario and group names
-	MaxHomes      = 100_000    // homes
-	MaxCount      = 1_000_000  // devices per group per home
-	MaxDevices    = 10_000_000 // devices in the whole run (homes × devices per home)
-	MaxPoolSize   = 100_000    // connections in a pool
-	MaxRateLimit  = 1e6        // max_rate, publishes per second per device
-	MaxTopicBytes = 65535      // MQTT limit on a topic name, after expansion
+	MaxNameLen    = 64           // scenario and group names
+	MaxHomes      = 100_000      // homes
+	MaxCount      = 1_000_000    // devices per group per home
+	MaxDevices    = 10_000_000   // devices in the whole run (homes × devices per home)
+	MaxPoolSize   = 100_000      // connections in a pool
+	MaxRateLimit  = 1e6          // max_rate, publishes per second per device
+	MaxTopicBytes = topic.MaxLen // MQTT limit on a topic name, after expansion
 )
 
 // Load reads the scenario file at path and parses it with Parse. If the file cannot be read
@@ -719,8 +720,8 @@ func (p *parser) checkGroups(s *Scenario, groups []*groupState, homesOK, prefixO
 					"id":     g.DeviceID(n),
 					"n":      strconv.Itoa(n),
 				})
-				if msg := checkTopic(topic, true); msg != "" {
-					p.addf(tline, "%s.topic: %s expands to %s, which %s", gs.where, quote(g.Topic), quote(topic), msg)
+				if err := checkName(topic, true); err != nil {
+					p.addf(tline, "%s.topic: %s expands to %v", gs.where, quote(g.Topic), err)
 				}
 			}
 			if len(p.problems) == before && prefixOK && g.Kind != "" {
@@ -766,8 +767,8 @@ func (p *parser) checkPrefix(line int, s *Scenario) bool {
 		return false
 	}
 	expanded := s.Prefix(s.Homes)
-	if msg := checkTopic(expanded, true); msg != "" {
-		p.addf(line, "topic_prefix: %s expands to %s, which %s", quote(s.TopicPrefix), quote(expanded), msg)
+	if err := checkName(expanded, true); err != nil {
+		p.addf(line, "topic_prefix: %s expands to %v", quote(s.TopicPrefix), err)
 		return false
 	}
 	return true

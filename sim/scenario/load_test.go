@@ -346,8 +346,8 @@ func TestParseErrors(t *testing.T) {
 				"    topic: \"lamps/+/{id}\"",
 			),
 			want: []string{
-				`bad.yaml:2: topic_prefix: "site/#" contains the wildcard "#", which is not allowed in a topic`,
-				`bad.yaml:5: devices[0].topic: "lamps/+/{id}" contains the wildcard "+", which is not allowed in a topic`,
+				`bad.yaml:2: topic_prefix: invalid topic name "site/#": a topic name must not contain the wildcards '+' or '#'`,
+				`bad.yaml:5: devices[0].topic: invalid topic name "lamps/+/{id}": a topic name must not contain the wildcards '+' or '#'`,
 			},
 		},
 		{
@@ -366,7 +366,7 @@ func TestParseErrors(t *testing.T) {
 				`bad.yaml:4: devices[1].topic: "$SYS/{id}" starts with "$", which is reserved for broker topics such as $SYS`,
 				`bad.yaml:5: devices[2].topic: "x/{id" has a "{" that is not closed (placeholders look like {id})`,
 				`bad.yaml:6: devices[3].topic: "x/id}" has a "}" that was not opened (placeholders look like {id})`,
-				`bad.yaml:7: devices[4].topic: "x/\x00/{id}" contains a NUL character`,
+				`bad.yaml:7: devices[4].topic: invalid topic name "x/\x00/{id}": must not contain the NUL character U+0000`,
 			},
 		},
 		{
@@ -433,7 +433,7 @@ func TestParseErrors(t *testing.T) {
 				"    topic: \""+strings.Repeat("t", 65534)+"/{n}\"",
 			),
 			want: []string{
-				`bad.yaml:5: devices[0].topic: "` + strings.Repeat("t", 60) + `…" expands to "` + strings.Repeat("t", 60) + `…", which is 65537 bytes long (max 65535)`,
+				`bad.yaml:5: devices[0].topic: "` + strings.Repeat("t", 60) + `…" expands to invalid topic name "` + strings.Repeat("t", 80) + `"... (65537 bytes): must be at most 65535 bytes`,
 			},
 		},
 		{

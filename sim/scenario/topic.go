@@ -1,9 +1,11 @@
 package scenario
 
 import (
+	"errors"
 	"fmt"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/fleetsim/fleetsim/sim/topic"
 )
 
 // Placeholders a topic template may use, and those a topic prefix may use.
@@ -21,7 +23,7 @@ func placeholderList(names []string) string {
 }
 
 // checkTemplate validates a topic template: its placeholders, and the literal text, which
-// must already be a valid topic (see checkTopic) apart from length. It returns the
+// must already be a valid topic (see checkName) apart from length. It returns the
 // placeholders used. Braces are reserved for placeholders.
 func (p *parser) checkTemplate(line int, path, tmpl string, allowed []string) (map[string]bool, bool) {
 	if tmpl == "" {
@@ -60,33 +62,26 @@ func (p *parser) checkTemplate(line int, path, tmpl string, allowed []string) (m
 			return nil, false
 		}
 	}
-	if msg := checkTopic(tmpl, false); msg != "" {
-		p.addf(line, "%s: %s %s", path, quote(tmpl), msg)
+	if err := checkName(tmpl, false); err != nil {
+		p.addf(line, "%s: %v", path, err)
 		return nil, false
 	}
 	return vars, ok
 }
 
-// checkTopic returns what makes s an invalid MQTT topic name to publish on, or "". The
-// length is only checked when withLen is set (templates can grow or shrink on expansion).
-func checkTopic(s string, withLen bool) string {
-	switch {
-	case s == "":
-		return "is empty"
-	case strings.ContainsRune(s, '+'):
-		return "contains the wildcard \"+\", which is not allowed in a topic"
-	case strings.ContainsRune(s, '#'):
-		return "contains the wildcard \"#\", which is not allowed in a topic"
-	case strings.ContainsRune(s, 0):
-		return "contains a NUL character"
-	case !utf8.ValidString(s):
-		return "is not valid UTF-8"
-	case strings.HasPrefix(s, "$"):
-		return "starts with \"$\", which is reserved for broker topics such as $SYS"
-	case withLen && len(s) > MaxTopicBytes:
-		return fmt.Sprintf("is %d bytes long (max %d)", len(s), MaxTopicBytes)
+// checkName reports why s cannot be a topic the simulated devices publish on, or nil: it
+// must be a valid MQTT topic name (topic.ValidName, whose errors say which rule and its
+// limit), and must not start with '$', which brokers keep for their own topics such as
+// $SYS (and for shared subscriptions, "$share/"). The length is only checked when withLen
+// is set: a template grows or shrinks on expansion, and its expansion is checked whole.
+func checkName(s string, withLen bool) error {
+	if err := topic.ValidName(s); err != nil && (withLen || !errors.Is(err, topic.ErrTooLong)) {
+		return err
 	}
-	return ""
+	if strings.HasPrefix(s, "$") {
+		return fmt.Errorf("%s starts with \"$\", which is reserved for broker topics such as $SYS", quote(s))
+	}
+	return nil
 }
 
 // expand fills in a template's placeholders from vals, leaving anything else as written.

@@ -4,8 +4,15 @@
 // levels are separated by '/', '#' matches any number of levels including none (so
 // "sport/#" also matches "sport"), '+' matches exactly one level (which may be empty), and a
 // filter that starts with a wildcard never matches a topic name that starts with '$'
-// (§4.7.2). A shared-subscription filter "$share/{ShareName}/{filter}" (MQTT 5.0 §4.8.2)
-// matches as its inner filter.
+// (§4.7.2).
+//
+// A shared subscription "$share/{group}/{filter}" (MQTT 5.0 §4.8.2; mosquitto and mochi-mqtt
+// also accept it from MQTT 3.1.1 clients) makes the broker deliver each message matching
+// filter to one subscriber of the group instead of all of them. Match matches it as its
+// inner filter, SharedFilter splits it, and ValidFilter checks both parts. The prefix is
+// case-sensitive, as in MQTT 5.0 and mosquitto; mochi-mqtt v2.7.9 also takes "$SHARE/"
+// and other spellings as shared (topics.go, IsSharedFilter uses strings.EqualFold), which
+// here are plain filters starting with '$'.
 //
 // Match is on the engine's delivery path (every message is matched against every
 // subscription of a shared connection), so it walks the two strings in place and never
@@ -29,30 +36,32 @@ const SharePrefix = "$share/"
 // Errors returned, wrapped with the offending string quoted, by ValidName and ValidFilter.
 // Section numbers are MQTT 3.1.1's unless marked 5.0.
 var (
-	ErrEmpty       = errors.New("must be at least one character long")                                                      // §4.7.3
-	ErrNUL         = errors.New("must not contain the NUL character U+0000")                                                // §4.7.3
-	ErrTooLong     = fmt.Errorf("must be at most %d bytes", MaxLen)                                                         // §1.5.3
-	ErrUTF8        = errors.New("must be well-formed UTF-8")                                                                // §1.5.3
-	ErrWildcard    = errors.New("a topic name must not contain the wildcards '+' or '#'")                                   // §4.7.1.1
-	ErrMultiLevel  = errors.New(`'#' must be a whole level and the last one, as in "a/b/#"`)                                // §4.7.1.2
-	ErrSingleLevel = errors.New(`'+' must be a whole level, as in "a/+/c"`)                                                 // §4.7.1.3
-	ErrShare       = errors.New(`a shared subscription must be "$share/{group}/{filter}" with a group free of "+" and "#"`) // 5.0 §4.8.2
+	ErrEmpty       = errors.New("must be at least one character long")                                                                 // §4.7.3
+	ErrNUL         = errors.New("must not contain the NUL character U+0000")                                                           // §4.7.3
+	ErrTooLong     = fmt.Errorf("must be at most %d bytes", MaxLen)                                                                    // §1.5.3
+	ErrUTF8        = errors.New("must be well-formed UTF-8")                                                                           // §1.5.3
+	ErrWildcard    = errors.New("a topic name must not contain the wildcards '+' or '#'")                                              // §4.7.1.1
+	ErrMultiLevel  = errors.New(`'#' must be a whole level and the last one, as in "a/b/#"`)                                           // §4.7.1.2
+	ErrSingleLevel = errors.New(`'+' must be a whole level, as in "a/+/c"`)                                                            // §4.7.1.3
+	ErrShare       = errors.New(`a shared subscription must be "$share/{group}/{filter}", with a non-empty group free of "+" and "#"`) // 5.0 §4.8.2
 )
 
 // Match reports whether topic (a topic name, as published) matches filter (a topic filter,
 // as subscribed). Both are assumed valid (see ValidName and ValidFilter); for invalid input
 // Match still returns without panicking: a level that is exactly "#" matches the rest of
 // the topic, a level that is exactly "+" matches one level, any other level (including
-// "a#" or "b+") matches only itself, and a "$share/" filter without a group and a '/' after
-// it matches nothing.
+// "a#" or "b+") matches only itself, and a "$share/" filter that SharedFilter cannot split
+// matches nothing.
+//
+// A shared subscription matches as the filter inside it, with one level of "$share/"
+// removed: in "$share/a/$share/b/c" the inner "$share/b/c" is matched literally.
 func Match(filter, topic string) bool {
 	if strings.HasPrefix(filter, SharePrefix) {
-		rest := filter[len(SharePrefix):]
-		i := strings.IndexByte(rest, '/')
-		if i <= 0 {
+		_, inner, ok := SharedFilter(filter)
+		if !ok {
 			return false
 		}
-		filter = rest[i+1:]
+		filter = inner
 	}
 	// §4.7.2: "The Server MUST NOT match Topic Filters starting with a wildcard character
 	// (# or +) with Topic Names beginning with a $ character".
@@ -104,8 +113,8 @@ func ValidFilter(filter string) error {
 	}
 	inner := filter
 	if strings.HasPrefix(filter, SharePrefix) {
-		group, rest, ok := strings.Cut(filter[len(SharePrefix):], "/")
-		if !ok || group == "" || strings.ContainsAny(group, "+#") || rest == "" {
+		group, rest, ok := SharedFilter(filter)
+		if !ok || strings.ContainsAny(group, "+#") || rest == "" {
 			return filterError(filter, ErrShare)
 		}
 		inner = rest
@@ -125,6 +134,26 @@ func ValidFilter(filter string) error {
 		}
 	}
 	return nil
+}
+
+// SharedFilter splits a shared subscription "$share/{group}/{filter}" into its group and
+// the filter inside it, which is what a message's topic is matched against. ok is false
+// when f does not start with SharePrefix or has no non-empty group followed by '/'. It
+// only splits: ValidFilter checks that the group is free of wildcards and that filter is
+// a valid, non-empty filter. group and filter share f's memory; it never allocates.
+//
+//	SharedFilter("$share/backend/t/#") // "backend", "t/#", true
+//	SharedFilter("t/#")                // "", "", false
+func SharedFilter(f string) (group, filter string, ok bool) {
+	rest, isShare := strings.CutPrefix(f, SharePrefix)
+	if !isShare {
+		return "", "", false
+	}
+	group, filter, ok = strings.Cut(rest, "/")
+	if !ok || group == "" {
+		return "", "", false
+	}
+	return group, filter, true
 }
 
 // validString checks the rules shared by names and filters (§1.5.3, §4.7.3).
@@ -150,11 +179,16 @@ func filterError(s string, err error) error {
 	return fmt.Errorf("invalid topic filter %s: %w", quote(s), err)
 }
 
-// quote quotes s for an error message, shortening very long strings.
+// quote quotes s for an error message, shortening very long strings at a character
+// boundary.
 func quote(s string) string {
 	const max = 80
 	if len(s) > max {
-		return fmt.Sprintf("%q... (%d bytes)", s[:max], len(s))
+		cut := max
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		return fmt.Sprintf("%q... (%d bytes)", s[:cut], len(s))
 	}
 	return fmt.Sprintf("%q", s)
 }

@@ -75,6 +75,10 @@ var matchCases = []struct {
 	{"$share/g", "g", false},
 	{"$share//x", "x", false},
 	{"$share/g/x", "$share/g/x", false},
+	{"$share/a/$share/b/c", "$share/b/c", true}, // one level of "$share/" is removed
+	{"$share/a/$share/b/c", "c", false},
+	{"$share/", "", false},
+	{"$share/g/", "", true}, // invalid filter, but defined: the empty inner filter
 
 	// Plain literal matching.
 	{"home/1/bulb/bulb-1/set", "home/1/bulb/bulb-1/set", true},
@@ -143,7 +147,12 @@ func TestValidFilter(t *testing.T) {
 		{"$share/#/x", ErrShare},
 		{"$share/g/a/#/b", ErrMultiLevel},
 		{"$share/g/a+", ErrSingleLevel},
-		{"$share", nil}, // not a shared subscription, just a filter starting with $
+		{"$share/backend/t/#", nil},
+		{"$share/g/$share/h/x", nil},
+		{"$share/", ErrShare},
+		{"$share/g/x/#/y", ErrMultiLevel},
+		{"$share", nil},     // not a shared subscription, just a filter starting with $
+		{"$SHARE/g/x", nil}, // case-sensitive prefix: a plain filter
 		{"$shared/x", nil},
 	}
 	for _, c := range cases {
@@ -192,6 +201,42 @@ func TestErrorMessages(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "(65536 bytes)") || len(err.Error()) > 200 {
 		t.Errorf("long name: got %.300v", err)
 	}
+	err = ValidName(strings.Repeat("€", MaxLen)) // 3 bytes each: byte 80 is inside one
+	if err == nil || strings.Contains(err.Error(), `\x`) || !strings.Contains(err.Error(), "(196605 bytes)") {
+		t.Errorf("long name of 3-byte characters: got %.300v", err)
+	}
+}
+
+func TestSharedFilter(t *testing.T) {
+	cases := []struct {
+		f, group, filter string
+		ok               bool
+	}{
+		{"$share/backend/t/#", "backend", "t/#", true},
+		{"$share/consumer1/sport/tennis/+", "consumer1", "sport/tennis/+", true},
+		{"$share/g//finance", "g", "/finance", true},
+		{"$share/g/$share/h/x", "g", "$share/h/x", true},
+		{"$share/g+/x", "g+", "x", true}, // splits; ValidFilter rejects the group
+		{"$share/g/", "g", "", true},     // splits; ValidFilter rejects the empty filter
+		{"$share/g", "", "", false},
+		{"$share//x", "", "", false},
+		{"$share/", "", "", false},
+		{"$share", "", "", false},
+		{"$SHARE/g/x", "", "", false},
+		{"t/#", "", "", false},
+		{"", "", "", false},
+	}
+	for _, c := range cases {
+		group, filter, ok := SharedFilter(c.f)
+		if group != c.group || filter != c.filter || ok != c.ok {
+			t.Errorf("SharedFilter(%q) = %q, %q, %v; want %q, %q, %v", c.f, group, filter, ok, c.group, c.filter, c.ok)
+		}
+	}
+	err := ValidFilter("$share/g#/x")
+	want := `invalid topic filter "$share/g#/x": a shared subscription must be "$share/{group}/{filter}", with a non-empty group free of "+" and "#"`
+	if err == nil || err.Error() != want {
+		t.Errorf("got %v\nwant %s", err, want)
+	}
 }
 
 // refMatch is the obvious implementation of Match, splitting both strings into levels. It
@@ -219,6 +264,12 @@ func refMatch(filter, topic string) bool {
 	return len(fl) == len(tl)
 }
 
+// refShared reports whether filter splits as a shared subscription, by splitting it.
+func refShared(filter string) bool {
+	parts := strings.SplitN(filter, "/", 3)
+	return len(parts) == 3 && parts[0] == "$share" && parts[1] != ""
+}
+
 func FuzzMatch(f *testing.F) {
 	for _, c := range matchCases {
 		f.Add(c.filter, c.topic)
@@ -227,6 +278,8 @@ func FuzzMatch(f *testing.F) {
 	f.Add("+/#", "$")
 	f.Add("", "")
 	f.Add("$share/", "")
+	f.Add("$share/g/$share/h/#", "$share/h/x")
+	f.Add("$share/0/$share/", "")
 	f.Fuzz(func(t *testing.T, filter, topic string) {
 		got := Match(filter, topic)
 		if want := refMatch(filter, topic); got != want {
@@ -242,7 +295,28 @@ func FuzzMatch(f *testing.F) {
 				t.Fatalf(`Match("#", %q) = %v`, topic, !strings.HasPrefix(topic, "$"))
 			}
 		}
-		_ = ValidFilter(filter) // must not panic
+		// A shared subscription matches as its inner filter; when it is valid, so are
+		// its parts.
+		group, inner, ok := SharedFilter(filter)
+		if ok != refShared(filter) {
+			t.Fatalf("SharedFilter(%q) ok = %v, reference says %v", filter, ok, !ok)
+		}
+		if ok {
+			if SharePrefix+group+"/"+inner != filter {
+				t.Fatalf("SharedFilter(%q) = %q, %q: does not rebuild the filter", filter, group, inner)
+			}
+			if !strings.HasPrefix(inner, SharePrefix) && got != Match(inner, topic) {
+				t.Fatalf("Match(%q, %q) = %v but Match(%q, ...) = %v", filter, topic, got, inner, !got)
+			}
+		}
+		// (An inner filter starting with "$share/" is literal, so ValidFilter, which would
+		// split it again, does not apply to it.)
+		if err := ValidFilter(filter); err == nil && strings.HasPrefix(filter, SharePrefix) {
+			if !ok || inner == "" || strings.ContainsAny(group, "+#/") ||
+				(!strings.HasPrefix(inner, SharePrefix) && ValidFilter(inner) != nil) {
+				t.Fatalf("ValidFilter accepts %q, whose parts %q, %q are not valid", filter, group, inner)
+			}
+		}
 	})
 }
 
@@ -250,10 +324,11 @@ func TestMatchDoesNotAllocate(t *testing.T) {
 	allocs := testing.AllocsPerRun(100, func() {
 		for _, c := range matchCases {
 			Match(c.filter, c.topic)
+			SharedFilter(c.filter)
 		}
 	})
 	if allocs != 0 {
-		t.Errorf("Match allocates %v times per run of the table; want 0", allocs)
+		t.Errorf("Match and SharedFilter allocate %v times per run of the table; want 0", allocs)
 	}
 }
 
