@@ -43,7 +43,9 @@ type IO interface {
 	// Subscribe adds a topic filter; matching messages arrive on Inbox. It returns the QoS
 	// the broker granted.
 	Subscribe(ctx context.Context, filter string, qos byte) (granted byte, err error)
-	// Inbox delivers messages for the device's subscriptions, in arrival order. When the
+	// Inbox delivers messages for the device's subscriptions, in arrival order. A device
+	// that never subscribes may get a nil channel (never ready): ask for Inbox after
+	// subscribing, or each time round the loop, rather than keeping it from before. When the
 	// device does not keep up, messages are dropped and counted rather than blocking.
 	Inbox() <-chan Message
 	// SetState records the device's new state (a short word from a fixed set per kind,

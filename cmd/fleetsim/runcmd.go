@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -444,6 +445,11 @@ func serveMetrics(addr string, reg *prometheus.Registry) (stop func(), bound str
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	// The generator's own profiles, for finding where a run's CPU or memory goes
+	// (go tool pprof http://127.0.0.1:9464/debug/pprof/heap). The endpoint binds loopback
+	// unless told otherwise, like the metrics.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	go func() {

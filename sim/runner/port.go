@@ -93,6 +93,9 @@ func (p *port) publish(ctx context.Context, due time.Time, topic string, payload
 		st := p.streams[topic]
 		if st == nil {
 			st = p.meas.newStream(topic)
+			if p.streams == nil {
+				p.streams = map[string]*outStream{}
+			}
 			p.streams[topic] = st
 		}
 		seq := st.last.Load() + 1
@@ -126,6 +129,12 @@ func (p *port) publish(ctx context.Context, due time.Time, topic string, payload
 func (p *port) Subscribe(ctx context.Context, filter string, qos byte) (byte, error) {
 	if qos > 2 {
 		return 0, fmt.Errorf("subscribe %s: QoS %d is not 0, 1 or 2", filter, qos)
+	}
+	if p.inbox == nil {
+		// Made on the first subscription: the many devices of a large fleet that only
+		// publish save its few kilobytes. Deliver sees it through the dispatcher's lock,
+		// taken when Subscribe adds the route.
+		p.inbox = make(chan sim.Message, inboxSize)
 	}
 	return p.conn.Subscribe(ctx, filter, qos, p)
 }

@@ -262,14 +262,12 @@ func build(cfg Config, clock sim.Clock, con *console, meas *measurement) ([]*dev
 					home:    home,
 					id:      dc.ID,
 					limit:   rate.NewLimiter(rate.Limit(g.MaxRate), max(1, int(math.Ceil(g.MaxRate)))),
-					inbox:   make(chan sim.Message, inboxSize),
 					rng:     mrand.New(mrand.NewPCG(s.Seed, deviceSeed(home, dc.ID))),
 					metrics: km,
 					console: con,
 					meas:    meas,
 					km:      kmeas,
 					rcv:     meas.receiverID(),
-					streams: map[string]*outStream{},
 				}})
 			}
 		}
