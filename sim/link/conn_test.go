@@ -133,9 +133,9 @@ func TestBandwidthDown(t *testing.T) {
 	}{
 		{"1MB/s", 1e6, 0},
 		{"1MB/s+20ms", 1e6, 20 * time.Millisecond},
-		// 400 kB in flight: only whole-chunk reads fill the delay queue's 11 slots (the
-		// reader's buffer starts at 2 kB and must grow).
-		{"20MB/s+20ms", 20e6, 20 * time.Millisecond},
+		// 200 kB in flight: only whole-chunk (25 kB) reads fill the delay queue's 12
+		// slots; 2 kB reads would carry 600 kB/s (the reader's buffer must grow).
+		{"5MB/s+40ms", 5e6, 40 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
