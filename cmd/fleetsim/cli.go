@@ -158,7 +158,7 @@ func kindsCommand(args []string, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "    "+line)
 		}
 	}
-	fmt.Fprintln(stdout, "\nlink profiles (a device group's link:, with connections: per-device):")
+	fmt.Fprintln(stdout, "\nlink profiles (a group's link: with connections: per-device; shared connections: {mode: per-home, link: ...}):")
 	profiles := link.Profiles()
 	for _, name := range slices.Sorted(maps.Keys(profiles)) {
 		p := profiles[name]

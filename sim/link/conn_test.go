@@ -133,6 +133,9 @@ func TestBandwidthDown(t *testing.T) {
 	}{
 		{"1MB/s", 1e6, 0},
 		{"1MB/s+20ms", 1e6, 20 * time.Millisecond},
+		// 200 kB in flight: only whole-chunk (25 kB) reads fill the delay queue's 12
+		// slots; 2 kB reads would carry 600 kB/s (the reader's buffer must grow).
+		{"5MB/s+40ms", 5e6, 40 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -235,6 +238,50 @@ func TestLatencyFakeTime(t *testing.T) {
 		c.Close()
 		wg.Wait()
 	})
+}
+
+// TestSatelliteRoundTrip checks the satellite profile's figures end to end in fake time: a
+// round trip through the stock profile takes 2 × 280..320 ms (about the 600 ms quoted for
+// GEO), and a scenario's latency: 600ms override makes each direction take 600..640 ms.
+func TestSatelliteRoundTrip(t *testing.T) {
+	for _, tc := range []struct {
+		override Profile
+		lo, hi   time.Duration
+	}{
+		{Profile{}, 560 * time.Millisecond, 640 * time.Millisecond},
+		{Profile{Latency: 600 * time.Millisecond}, 1200 * time.Millisecond, 1280 * time.Millisecond},
+	} {
+		p, err := Lookup("satellite", tc.override)
+		if err != nil {
+			t.Fatal(err)
+		}
+		synctest.Test(t, func(t *testing.T) {
+			a, b := net.Pipe()
+			c := Wrap(a, p, rand.New(rand.NewPCG(3, 4)))
+			var wg sync.WaitGroup
+			wg.Go(func() { io.Copy(b, b) })
+			buf := make([]byte, 4)
+			var sum time.Duration
+			const n = 20
+			for range n {
+				start := time.Now()
+				if _, err := c.Write([]byte("ping")); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := io.ReadFull(c, buf); err != nil {
+					t.Fatal(err)
+				}
+				// Plus the 4 bytes' bandwidth time, microseconds.
+				if got := time.Since(start); got < tc.lo || got > tc.hi+time.Millisecond {
+					t.Errorf("%s: round trip took %v, want %v..%v", p.Name, got, tc.lo, tc.hi)
+				}
+				sum += time.Since(start)
+			}
+			t.Logf("%s: mean round trip %v", p.Name, sum/n)
+			c.Close()
+			wg.Wait()
+		})
+	}
 }
 
 // TestLatencyLoopback checks the same over a real socket: at least 2×latency, and close.

@@ -34,6 +34,8 @@ const (
 	// maxChunk caps one read or queued write (and its buffer); waiting for tokens in
 	// chunks smaller than the burst does not lower the rate.
 	maxChunk = 64 << 10
+	// initialReadBuf is the size of a delayed Conn's first read buffer; see Conn.reader.
+	initialReadBuf = 2 << 10
 )
 
 // direction is the shaping of one direction of a link, shared by its connections.

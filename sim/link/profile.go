@@ -151,12 +151,18 @@ func Profiles() map[string]Profile {
 			OutageEvery: 30 * time.Minute, OutageFor: 30 * time.Second,
 		},
 		{
-			// Geostationary satellite broadband (consumer plans such as 25/3 Mbit/s).
-			// Ground to satellite (35,786 km) and down again is ~240..280 ms at the speed
-			// of light; with processing, one way is ~300 ms and the round trip the ~600 ms
-			// usually quoted for GEO. Rain fade and beam handover cause short outages.
+			// Geostationary satellite broadband (consumer plans such as 25/3 Mbit/s). One
+			// hop, terminal to satellite (35,786 km up) to gateway, is 2 × 35,786 km at
+			// the speed of light (299,792 km/s) = 239 ms straight below the satellite and
+			// 2 × 41,679 km = 278 ms at the edge of its coverage (0° elevation). The
+			// gateway's backhaul to the internet and the return link's TDMA scheduling add
+			// a few tens of ms: one way is 280..320 ms, 300 ms on average, so a round trip
+			// averages the ~600 ms usually quoted for GEO. Latency here is one way and
+			// applies to each direction; the "600 ms" figures are round trips (a scenario
+			// that wants 600 ms each way writes latency: 600ms). Rain fade and beam
+			// handover cause short outages.
 			Name: "satellite", UpBytesPerSec: 3e6 / 8, DownBytesPerSec: 25e6 / 8,
-			Latency: 300 * time.Millisecond, Jitter: 40 * time.Millisecond,
+			Latency: 280 * time.Millisecond, Jitter: 40 * time.Millisecond,
 			OutageEvery: time.Hour, OutageFor: 20 * time.Second,
 		},
 	}
@@ -170,19 +176,21 @@ func Profiles() map[string]Profile {
 // Lookup returns the named profile with every non-zero field of override replacing its own
 // (a zero field of override keeps the profile's value, so an override cannot switch a
 // feature off: use a full Profile for that). The result is validated.
+//
+// The result keeps the profile's name if override changes nothing else, takes override's
+// Name if it has one, and is otherwise named after the profile with a "*" ("wifi*"), so
+// that metrics and summaries never show a changed profile under the stock name.
 func Lookup(name string, override Profile) (Profile, error) {
 	all := Profiles()
-	p, ok := all[name]
+	base, ok := all[name]
 	if !ok {
 		return Profile{}, fmt.Errorf("unknown link profile %q (known: %s)", name, strings.Join(slices.Sorted(maps.Keys(all)), ", "))
 	}
+	p := base
 	set := func(dst *time.Duration, v time.Duration) {
 		if v != 0 {
 			*dst = v
 		}
-	}
-	if override.Name != "" {
-		p.Name = override.Name
 	}
 	if override.UpBytesPerSec != 0 {
 		p.UpBytesPerSec = override.UpBytesPerSec
@@ -194,5 +202,14 @@ func Lookup(name string, override Profile) (Profile, error) {
 	set(&p.Jitter, override.Jitter)
 	set(&p.OutageEvery, override.OutageEvery)
 	set(&p.OutageFor, override.OutageFor)
+	switch {
+	case override.Name != "":
+		p.Name = override.Name
+	case p != base:
+		p.Name += ModifiedSuffix
+	}
 	return p, p.Validate()
 }
+
+// ModifiedSuffix marks the name of a named profile with some fields overridden.
+const ModifiedSuffix = "*"

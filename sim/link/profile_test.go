@@ -82,12 +82,20 @@ func TestLookup(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := base
+	want.Name = "nb-iot*" // changed, and not renamed: not the stock profile
 	want.Latency, want.UpBytesPerSec = 2*time.Second, 1000
 	if p != want {
 		t.Errorf("Lookup = %+v, want %+v", p, want)
 	}
 	if p, _ := Lookup("wifi", Profile{}); p != Profiles()["wifi"] {
 		t.Errorf("zero override changed the profile: %+v", p)
+	}
+	// An override equal to the profile's own value changes nothing, so keeps the name.
+	if p, _ := Lookup("wifi", Profile{Latency: Profiles()["wifi"].Latency}); p.Name != "wifi" {
+		t.Errorf("a no-op override renamed the profile to %q", p.Name)
+	}
+	if p, _ := Lookup("wifi", Profile{Name: "attic", Latency: time.Second}); p.Name != "attic" || p.Latency != time.Second {
+		t.Errorf("named override = %+v, want name attic and latency 1s", p)
 	}
 	if _, err := Lookup("3g", Profile{}); err == nil || !strings.Contains(err.Error(), "lte-m") {
 		t.Errorf("unknown profile: err = %v, want the known names listed", err)

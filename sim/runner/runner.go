@@ -172,7 +172,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	sum := summarise(s, cfg.Conn.Broker, started, devices)
 	sum.Elapsed = stopped.Sub(started)
 	sum.Measured = summariseMeasurement(meas, gen, sum.Elapsed, devices)
-	sum.Links = summariseLinks(s, cfg.Metrics.Links.Totals(), sum.Elapsed)
+	sum.Links = summariseLinks(links, sum.Elapsed)
 	sum.Interrupted = ctx.Err() != nil
 	sum.Errors = devErrs
 	passed := sum.CheckThresholds(cfg.Thresholds)
@@ -299,24 +299,39 @@ func connIndex(s *scenario.Scenario, i, home int) int {
 	}
 }
 
-// makeLinks gives each device of a group with a link its own shaped link, indexed like
-// the per-device connections (the loader allows links only with per-device connections).
-// Devices without a link get nil.
+// makeLinks builds the shaped links, indexed like the connections (see connIndex). With
+// per-device connections each device gets a link of its own (its group's, or else the
+// connections' default: Scenario.DeviceLink); with shared connections (per-home, pool)
+// each connection gets a link of the connections' profile, which the devices riding it
+// share. A connection without a link gets nil; a run without links gets a nil slice.
 func makeLinks(s *scenario.Scenario, m *metrics.Metrics) []*link.Link {
+	// Each link has its own random stream, apart from the devices', for jitter and outages.
+	newLink := func(p *link.Profile, home int, name string) *link.Link {
+		l := link.NewLink(*p, mrand.New(mrand.NewPCG(s.Seed, deviceSeed(home, name+"/link"))))
+		m.Links.Add(p.Name, l.Stats)
+		return l
+	}
 	var links []*link.Link
+	if s.Connections.Mode != scenario.PerDevice {
+		if s.Connections.Link == nil {
+			return nil
+		}
+		links = make([]*link.Link, connectionCount(s))
+		for i := range links {
+			links[i] = newLink(s.Connections.Link, 0, fmt.Sprintf("connection-%d", i+1))
+		}
+		return links
+	}
 	for home := 1; home <= s.Homes; home++ {
 		for gi := range s.Groups {
 			g := &s.Groups[gi]
+			p := s.DeviceLink(g)
 			for n := 1; n <= g.Count; n++ {
-				if g.Link == nil {
+				if p == nil {
 					links = append(links, nil)
 					continue
 				}
-				// Its own stream, apart from the device's, for jitter and outages.
-				rng := mrand.New(mrand.NewPCG(s.Seed, deviceSeed(home, g.DeviceID(n)+"/link")))
-				l := link.NewLink(*g.Link, rng)
-				m.Links.Add(g.Link.Name, l.Stats)
-				links = append(links, l)
+				links = append(links, newLink(p, home, g.DeviceID(n)))
 			}
 		}
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/fleetsim/fleetsim/sim"
 	"github.com/fleetsim/fleetsim/sim/broker"
+	"github.com/fleetsim/fleetsim/sim/link"
 	"github.com/fleetsim/fleetsim/sim/metrics"
 	"github.com/fleetsim/fleetsim/sim/mqttconn"
 	"github.com/fleetsim/fleetsim/sim/scenario"
@@ -203,5 +204,100 @@ func TestProgressLines(t *testing.T) {
 	// 1.5 s run, a line every 300 ms.
 	if len(lines) < 3 || !strings.Contains(lines[0], "6 devices, 2/2 connections up") || !strings.Contains(lines[0], "msg/s out") {
 		t.Fatalf("progress lines:\n%s", progress.String())
+	}
+}
+
+// TestConnectionLinks checks that links are made per connection: with shared connections
+// one link per connection, which its devices share; with per-device connections one per
+// device, the connections' link being the default for groups without their own.
+func TestConnectionLinks(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	hub := &link.Profile{Name: "hub", UpBytesPerSec: 1e6, DownBytesPerSec: 1e6, Latency: time.Millisecond}
+	radio := &link.Profile{Name: "radio", UpBytesPerSec: 5e5, DownBytesPerSec: 5e5, Latency: 2 * time.Millisecond}
+	for _, c := range []struct {
+		name      string
+		mode      string
+		pool      int
+		groupLink *link.Profile // the second group's own link (per-device only)
+		want      map[string]int
+	}{
+		{"per-home", scenario.PerHome, 0, nil, map[string]int{"hub": 2}},
+		{"pool", scenario.Pool, 3, nil, map[string]int{"hub": 3}},
+		{"per-device", scenario.PerDevice, 0, radio, map[string]int{"hub": 4, "radio": 2}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			// Two homes of two pingers and one more in a group of its own.
+			s := testScenario(c.mode, c.pool, 2, 2, pingParams{})
+			s.Duration = time.Second
+			s.Connections.Link = hub
+			s.Groups = append(s.Groups, s.Groups[0])
+			s.Groups[1].Name, s.Groups[1].Count, s.Groups[1].Link = "other", 1, c.groupLink
+			sum, err, m := runOn(t, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			totals := m.Links.Totals()
+			conns := 0
+			for profile, n := range c.want {
+				conns += n
+				if got := totals[profile].Links; got != n {
+					t.Errorf("%d %s links, want %d", got, profile, n)
+				}
+			}
+			if len(totals) != len(c.want) {
+				t.Errorf("links of profiles %v, want %v", totals, c.want)
+			}
+			if got := testutil.ToFloat64(m.ConnectAttempts.WithLabelValues("ok")); got != float64(conns) {
+				t.Errorf("%v connections, want one per link: %d", got, conns)
+			}
+			// Every byte the devices published went over the links, with MQTT's own.
+			var up int64
+			for _, tl := range totals {
+				up += tl.BytesUp
+			}
+			if k := sum.Kinds[0]; k.Out != 6 || up <= k.OutBytes {
+				t.Errorf("links carried %d bytes up; the devices published %d messages of %d bytes", up, k.Out, k.OutBytes)
+			}
+			for _, d := range sum.Devices {
+				if last := d.States[len(d.States)-1]; last != "heard-3" {
+					t.Errorf("home %d %s ended in %q, want heard-3 (states %v)", d.Home, d.ID, last, d.States)
+				}
+			}
+			if rows := len(sum.Links); rows != len(c.want) {
+				t.Errorf("summary has %d link rows, want %d: %+v", rows, len(c.want), sum.Links)
+			}
+		})
+	}
+}
+
+// TestLinkSummaryByProfile checks that links under one name with different figures (two
+// groups overriding wifi differently) are summarised apart, each with its own rates.
+func TestLinkSummaryByProfile(t *testing.T) {
+	a := link.Profile{Name: "wifi*", UpBytesPerSec: 8000, DownBytesPerSec: 2.5e6}
+	b := link.Profile{Name: "wifi*", UpBytesPerSec: 50000, DownBytesPerSec: 2.5e6}
+	var links []*link.Link
+	for _, p := range []link.Profile{a, b, a, {Name: "lan"}} {
+		l := link.NewLink(p, nil)
+		defer l.Close()
+		links = append(links, l, nil)
+	}
+	got := summariseLinks(links, time.Second)
+	want := []struct {
+		name  string
+		links int
+		up    float64
+	}{{"wifi*", 2, 8000}, {"wifi*", 1, 50000}, {"lan", 1, 0}}
+	if len(got) != len(want) {
+		t.Fatalf("%d rows, want %d: %+v", len(got), len(want), got)
+	}
+	for i, w := range want {
+		if got[i].Profile != w.name || got[i].Links != w.links || got[i].UpRate != w.up {
+			t.Errorf("row %d = %+v, want %s, %d links, %v B/s up", i, got[i], w.name, w.links, w.up)
+		}
+	}
+	var out bytes.Buffer
+	(&Summary{Links: got}).Print(&out)
+	if !strings.Contains(out.String(), "50000") || !strings.Contains(out.String(), "8000") {
+		t.Errorf("printed summary lacks one of the rates:\n%s", out.String())
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/fleetsim/fleetsim/sim/metrics"
+	"github.com/fleetsim/fleetsim/sim/link"
 	"github.com/fleetsim/fleetsim/sim/scenario"
 )
 
@@ -21,7 +21,7 @@ type Summary struct {
 	Interrupted bool // stopped by a signal before its duration
 	Kinds       []KindSummary
 	Devices     []DeviceSummary
-	Links       []LinkSummary // shaped links per profile; empty when none
+	Links       []LinkSummary // shaped links per distinct profile; empty when none
 	Errors      []string      // devices that stopped with an error
 	Measured    Measured      // end-to-end accounting and the generator's own health
 	Thresholds  []ThresholdResult
@@ -31,7 +31,8 @@ type Summary struct {
 type LinkSummary struct {
 	Profile                string
 	Links                  int
-	UpRate, DownRate       float64 // configured bytes/s per link; 0 = unlimited
+	UpRate, DownRate       float64       // configured bytes/s per link; 0 = unlimited
+	Latency, Jitter        time.Duration // configured one-way delay: Latency + 0..Jitter
 	BytesUp, BytesDown     int64
 	AchievedUp, AchievedDn float64 // average bytes/s per link over the run
 	WaitUp                 time.Duration
@@ -127,10 +128,10 @@ func (s *Summary) Print(w io.Writer) {
 	if len(s.Links) > 0 {
 		fmt.Fprintln(w, "\nshaped links (per link: configured rate, average achieved over the run):")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "profile\tlinks\tup B/s set\tup B/s used\tdown B/s set\tdown B/s used\tbytes up\tbytes down\twaited up\toutages\t")
+		fmt.Fprintln(tw, "profile\tlinks\tup B/s set\tup B/s used\tdown B/s set\tdown B/s used\tbytes up\tbytes down\twaited up\toutages\tone-way delay\t")
 		for _, l := range s.Links {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%.0f\t%d\t%d\t%v\t%d\t\n", l.Profile, l.Links, rateText(l.UpRate), l.AchievedUp,
-				rateText(l.DownRate), l.AchievedDn, l.BytesUp, l.BytesDown, l.WaitUp.Round(time.Millisecond), l.Outages)
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%.0f\t%d\t%d\t%v\t%d\t%s\t\n", l.Profile, l.Links, rateText(l.UpRate), l.AchievedUp,
+				rateText(l.DownRate), l.AchievedDn, l.BytesUp, l.BytesDown, l.WaitUp.Round(time.Millisecond), l.Outages, delayText(l.Latency, l.Jitter))
 		}
 		tw.Flush()
 	}
@@ -150,6 +151,17 @@ func (s *Summary) Print(w io.Writer) {
 	}
 }
 
+// delayText renders a one-way delay: "300ms+0..40ms", "2ms" or "none".
+func delayText(latency, jitter time.Duration) string {
+	switch {
+	case jitter > 0:
+		return fmt.Sprintf("%v+0..%v", latency, jitter)
+	case latency > 0:
+		return latency.String()
+	}
+	return "none"
+}
+
 func rateText(r float64) string {
 	if r == 0 {
 		return "unlimited"
@@ -157,21 +169,36 @@ func rateText(r float64) string {
 	return fmt.Sprintf("%.0f", r)
 }
 
-// summariseLinks pairs each profile's totals with its configured rates.
-func summariseLinks(s *scenario.Scenario, totals map[string]metrics.LinkTotals, elapsed time.Duration) []LinkSummary {
+// summariseLinks adds up the links per profile, in the order they were made. Links are
+// grouped by their whole profile, not its name: two groups that override a profile
+// differently under the same name (wifi*) get a row each, with their own rates.
+func summariseLinks(links []*link.Link, elapsed time.Duration) []LinkSummary {
 	var out []LinkSummary
-	for _, g := range s.Groups {
-		if g.Link == nil || slices.ContainsFunc(out, func(l LinkSummary) bool { return l.Profile == g.Link.Name }) {
+	row := map[link.Profile]int{}
+	for _, l := range links {
+		if l == nil {
 			continue
 		}
-		t := totals[g.Link.Name]
-		perLink := float64(t.Links) * max(elapsed.Seconds(), 1e-9)
-		out = append(out, LinkSummary{
-			Profile: g.Link.Name, Links: t.Links, UpRate: g.Link.UpBytesPerSec, DownRate: g.Link.DownBytesPerSec,
-			BytesUp: t.BytesUp, BytesDown: t.BytesDown,
-			AchievedUp: float64(t.BytesUp) / perLink, AchievedDn: float64(t.BytesDown) / perLink,
-			WaitUp: time.Duration(t.WaitUp * float64(time.Second)), Outages: t.Outages,
-		})
+		p := l.Profile()
+		i, ok := row[p]
+		if !ok {
+			i = len(out)
+			row[p] = i
+			out = append(out, LinkSummary{Profile: p.Name, UpRate: p.UpBytesPerSec, DownRate: p.DownBytesPerSec,
+				Latency: p.Latency, Jitter: p.Jitter})
+		}
+		st := l.Stats()
+		r := &out[i]
+		r.Links++
+		r.BytesUp += st.BytesUp
+		r.BytesDown += st.BytesDown
+		r.WaitUp += st.WaitUp
+		r.Outages += st.Outages
+	}
+	for i := range out {
+		r := &out[i]
+		perLink := float64(r.Links) * max(elapsed.Seconds(), 1e-9)
+		r.AchievedUp, r.AchievedDn = float64(r.BytesUp)/perLink, float64(r.BytesDown)/perLink
 	}
 	return out
 }

@@ -8,8 +8,9 @@ import (
 	"github.com/fleetsim/fleetsim/sim/link"
 )
 
-// linkSpec is a group's link: a named profile (DESIGN.md §6) with any of its fields
-// overridden, or, without a profile, a profile of its own.
+// linkSpec is a group's or the connections' link: a named profile (DESIGN.md §6) with any
+// of its fields overridden (named profile* unless the override gives a name; see
+// link.Lookup), or, without a profile, a profile of its own named "custom" by default.
 type linkSpec struct {
 	Use          string `yaml:"profile"`
 	link.Profile `yaml:",inline"`

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fleetsim/fleetsim/sim/link"
 )
 
 func TestLinks(t *testing.T) {
@@ -54,12 +56,78 @@ func TestLinks(t *testing.T) {
 	got := err.Error()
 	for _, want := range []string{
 		`bad.yaml:4: devices[0].link: unknown link profile "lora"`,
-		`bad.yaml:4: devices[0].link: a link shapes one device's connection; it needs connections: per-device, not per-home`,
+		`bad.yaml:4: devices[0].link: a group's link shapes each device's own connection and needs connections: per-device; to shape the shared connections, set the link there: connections: {mode: per-home, link: ...}`,
 		`bad.yaml:7: unknown field "latncy" in devices[1].link; did you mean "latency"?`,
 		`bad.yaml:10: devices[2].link: `,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("errors lack %q; got:\n%s", want, got)
 		}
+	}
+}
+
+// TestConnectionsLink covers the link of shared connections, set on connections.
+func TestConnectionsLink(t *testing.T) {
+	sat := func(latency time.Duration) *link.Profile {
+		p, err := link.Lookup("satellite", link.Profile{Latency: latency})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &p
+	}
+	nb := link.Profiles()["nb-iot"]
+	wifi := link.Profiles()["wifi"]
+	wifiUp := wifi
+	wifiUp.Name, wifiUp.UpBytesPerSec = "wifi*", 50000
+	for _, tt := range []struct {
+		value string
+		want  Connections
+	}{
+		{"{mode: per-home, link: nb-iot}", Connections{Mode: PerHome, Link: &nb}},
+		{"{pool: 4, link: {profile: wifi, up_bytes_per_sec: 50000}}", Connections{Mode: Pool, PoolSize: 4, Link: &wifiUp}},
+		{"{mode: pool, pool: 2, link: wifi}", Connections{Mode: Pool, PoolSize: 2, Link: &wifi}},
+		{"{mode: per-device, link: wifi}", Connections{Mode: PerDevice, Link: &wifi}},
+		{"\n  mode: per-home\n  link: {profile: satellite, latency: 600ms}", Connections{Mode: PerHome, Link: sat(600 * time.Millisecond)}},
+		{"{mode: per-home}", Connections{Mode: PerHome}},
+		{"{pool: 3}", Connections{Mode: Pool, PoolSize: 3}},
+	} {
+		s, err := Parse("c.yaml", []byte("name: c\nconnections: "+tt.value+"\ndevices: [{kind: lamp}]\n"), testKinds)
+		if err != nil {
+			t.Errorf("%s: %v", tt.value, err)
+			continue
+		}
+		got := s.Connections
+		if got.Mode != tt.want.Mode || got.PoolSize != tt.want.PoolSize || (got.Link == nil) != (tt.want.Link == nil) ||
+			got.Link != nil && *got.Link != *tt.want.Link {
+			t.Errorf("%s: got %+v (link %+v), want %+v (link %+v)", tt.value, got, got.Link, tt.want, tt.want.Link)
+		}
+	}
+	if p := sat(600 * time.Millisecond); p.Latency != 600*time.Millisecond || p.Name != "satellite*" {
+		t.Errorf("satellite with latency: 600ms = %+v", p)
+	}
+}
+
+// TestDeviceLink checks which link each device gets with per-device connections: its
+// group's own, or else the connections' default; none with shared connections.
+func TestDeviceLink(t *testing.T) {
+	s, err := Parse("d.yaml", []byte(doc(
+		"name: d",
+		"connections: {mode: per-device, link: lte-m}",
+		"devices:",
+		"  - {kind: lamp, link: ble}",
+		"  - {kind: sensor}",
+	)), testKinds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := s.DeviceLink(&s.Groups[0]); l == nil || l.Name != "ble" {
+		t.Errorf("lamp's link = %+v, want its group's ble", l)
+	}
+	if l := s.DeviceLink(&s.Groups[1]); l == nil || l.Name != "lte-m" {
+		t.Errorf("sensor's link = %+v, want the connections' lte-m", l)
+	}
+	s.Connections.Mode = PerHome
+	if l := s.DeviceLink(&s.Groups[1]); l != nil {
+		t.Errorf("with shared connections a device has link %+v, want none", l)
 	}
 }

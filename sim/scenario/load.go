@@ -356,8 +356,10 @@ func (p *parser) scenario(root *yaml.Node) *Scenario {
 			prefixOK = false
 		}
 	}
+	connectionsOK := true
 	if kv, ok := f["connections"]; ok && !isNull(kv.val) {
-		if c, ok := p.connections(kv); ok {
+		var c Connections
+		if c, connectionsOK = p.connections(kv); connectionsOK {
 			s.Connections = c
 		}
 	}
@@ -387,9 +389,12 @@ func (p *parser) scenario(root *yaml.Node) *Scenario {
 		return s
 	}
 	p.checkGroups(s, groups, homesOK, prefixOK, f)
+	// A group's link shapes each device's own connection; shared connections take theirs
+	// from connections.link. Without a valid connection mode there is nothing to say.
 	for _, gs := range groups {
-		if gs.linkLine > 0 && s.Connections.Mode != PerDevice {
-			p.addf(gs.linkLine, "%s.link: a link shapes one device's connection; it needs connections: per-device, not %s", gs.where, s.Connections.Mode)
+		if gs.linkLine > 0 && connectionsOK && s.Connections.Mode != PerDevice {
+			p.addf(gs.linkLine, "%s.link: a group's link shapes each device's own connection and needs connections: %s; to shape the shared connections, set the link there: connections: %s",
+				gs.where, PerDevice, sharedLinkExample(s.Connections))
 		}
 	}
 
@@ -405,6 +410,14 @@ func (p *parser) scenario(root *yaml.Node) *Scenario {
 		}
 	}
 	return s
+}
+
+// sharedLinkExample writes c's mode in the mapping form with a link, for messages.
+func sharedLinkExample(c Connections) string {
+	if c.Mode == Pool {
+		return fmt.Sprintf("{pool: %d, link: ...}", c.PoolSize)
+	}
+	return fmt.Sprintf("{mode: %s, link: ...}", c.Mode)
 }
 
 // emptyFileMsg is the message of the one problem reported at line 0.
@@ -500,6 +513,11 @@ func checkBroker(v string) string {
 	return ""
 }
 
+// connectionFields are the fields of connections written as a mapping.
+var connectionFields = []string{"mode", "pool", "link"}
+
+// connections reads `connections: per-home`, `{pool: N}` or the mapping form with a link,
+// `{mode: per-home, link: nb-iot}` or `{pool: 4, link: {profile: wifi, ...}}`.
 func (p *parser) connections(kv keyValue) (Connections, bool) {
 	v := deref(kv.val)
 	switch v.Kind {
@@ -519,21 +537,62 @@ func (p *parser) connections(kv keyValue) (Connections, bool) {
 		}
 		p.addf(kv.val.Line, "%s", msg)
 	case yaml.MappingNode:
-		f := p.fields(v, "connections", []string{"pool"})
-		pool, ok := f["pool"]
-		if !ok || isNull(pool.val) {
-			p.addf(max(v.Line, 1), "connections: missing field \"pool\" (the number of connections, 1..%d)", MaxPoolSize)
-			return Connections{}, false
-		}
-		n, ok := p.intRange(pool, "connections.pool", 1, MaxPoolSize)
-		if !ok {
-			return Connections{}, false
-		}
-		return Connections{Mode: Pool, PoolSize: int(n)}, true
+		return p.connectionsMapping(v)
 	default:
-		p.addf(kv.val.Line, "connections: expected %s, %s or {pool: N}, got %s", PerDevice, PerHome, describe(v))
+		p.addf(kv.val.Line, "connections: expected %s, %s, {pool: N} or a mapping such as {mode: %s, link: wifi}, got %s", PerDevice, PerHome, PerHome, describe(v))
 	}
 	return Connections{}, false
+}
+
+// connectionsMapping reads the mapping form of connections: a mode (pool implied by a
+// pool size), and a link for every connection.
+func (p *parser) connectionsMapping(v *yaml.Node) (Connections, bool) {
+	f := p.fields(v, "connections", connectionFields)
+	var c Connections
+	ok := true
+	modeKV, hasMode := f["mode"]
+	hasMode = hasMode && !isNull(modeKV.val)
+	poolKV, hasPool := f["pool"]
+	hasPool = hasPool && !isNull(poolKV.val)
+	if hasMode {
+		m := deref(modeKV.val)
+		switch {
+		case m.Kind == yaml.ScalarNode && m.ShortTag() == "!!str" && (m.Value == PerDevice || m.Value == PerHome || m.Value == Pool):
+			c.Mode = m.Value
+		default:
+			msg := fmt.Sprintf("connections.mode: expected %s, %s or %s, got %s", PerDevice, PerHome, Pool, describe(m))
+			if m.Kind == yaml.ScalarNode {
+				if s := suggest(m.Value, []string{PerDevice, PerHome, Pool}); s != "" {
+					msg += fmt.Sprintf("; did you mean %q?", s)
+				}
+			}
+			p.addf(modeKV.val.Line, "%s", msg)
+			ok = false
+		}
+	}
+	switch {
+	case hasPool:
+		if ok && hasMode && c.Mode != Pool {
+			p.addf(poolKV.key.Line, "connections.pool: a pool size goes with mode: %s (or no mode), not mode: %s", Pool, c.Mode)
+			ok = false
+			break
+		}
+		n, nok := p.intRange(poolKV, "connections.pool", 1, MaxPoolSize)
+		if nok {
+			c.Mode, c.PoolSize = Pool, int(n)
+		}
+		ok = ok && nok
+	case c.Mode == Pool:
+		p.addf(modeKV.val.Line, "connections: mode: %s needs a size; add pool: N (N 1..%d)", Pool, MaxPoolSize)
+		ok = false
+	case !hasMode:
+		p.addf(max(v.Line, 1), "connections: missing field \"pool\" (the number of connections, 1..%d) or \"mode\" (%s or %s)", MaxPoolSize, PerDevice, PerHome)
+		ok = false
+	}
+	if kv, has := f["link"]; has && !isNull(kv.val) {
+		c.Link = p.link(kv, "connections.link")
+	}
+	return c, ok
 }
 
 // group decodes the i-th entry of devices. It does not run the kind's Build.

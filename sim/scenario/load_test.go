@@ -333,8 +333,70 @@ func TestParseErrors(t *testing.T) {
 			file: doc("name: x", "connections: {poll: 3}", "devices: [{kind: lamp}]"),
 			want: []string{
 				`bad.yaml:2: unknown field "poll" in connections; did you mean "pool"?`,
-				`bad.yaml:2: connections: missing field "pool" (the number of connections, 1..100000)`,
+				`bad.yaml:2: connections: missing field "pool" (the number of connections, 1..100000) or "mode" (per-device or per-home)`,
 			},
+		},
+		{
+			name: "connections with a link",
+			file: doc(
+				"name: x",                             // 1
+				"connections:",                        // 2
+				"  mode: per-hmoe",                    // 3
+				"  pool: 2",                           // 4
+				"  link: {profile: wifi, latncy: 1s}", // 5
+				"devices: [{kind: lamp}]",             // 6
+			),
+			want: []string{
+				`bad.yaml:3: connections.mode: expected per-device, per-home or pool, got "per-hmoe"; did you mean "per-home"?`,
+				`bad.yaml:5: unknown field "latncy" in connections.link; did you mean "latency"?`,
+			},
+		},
+		{
+			name: "connections: a pool size with another mode, a pool without a size, a bad link",
+			file: doc(
+				"name: x",
+				"connections: {mode: per-home, pool: 2, link: lora}",
+				"devices: [{kind: lamp}]",
+			),
+			want: []string{
+				`bad.yaml:2: connections.pool: a pool size goes with mode: pool (or no mode), not mode: per-home`,
+				`bad.yaml:2: connections.link: unknown link profile "lora" (known: ble, lan, lte-m, nb-iot, satellite, wifi)`,
+			},
+		},
+		{
+			name: "connections: mode pool without a size, and an unknown field",
+			file: doc("name: x", "connections: {mode: pool, lnk: wifi}", "devices: [{kind: lamp}]"),
+			want: []string{
+				`bad.yaml:2: unknown field "lnk" in connections; did you mean "link"?`,
+				`bad.yaml:2: connections: mode: pool needs a size; add pool: N (N 1..100000)`,
+			},
+		},
+		{
+			name: "connections: a list",
+			file: doc("name: x", "connections: [per-home]", "devices: [{kind: lamp}]"),
+			want: []string{`bad.yaml:2: connections: expected per-device, per-home, {pool: N} or a mapping such as {mode: per-home, link: wifi}, got a list`},
+		},
+		{
+			name: "a group's link with shared connections points at connections.link",
+			file: doc(
+				"name: x",
+				"connections: {pool: 3, link: ble}",
+				"devices:",
+				"  - kind: lamp",
+				"    link: wifi",
+			),
+			want: []string{`bad.yaml:5: devices[0].link: a group's link shapes each device's own connection and needs connections: per-device; to shape the shared connections, set the link there: connections: {pool: 3, link: ...}`},
+		},
+		{
+			name: "a group's link is not judged against a broken connections",
+			file: doc(
+				"name: x",
+				"connections: {mode: per-devcie}",
+				"devices:",
+				"  - kind: lamp",
+				"    link: wifi",
+			),
+			want: []string{`bad.yaml:2: connections.mode: expected per-device, per-home or pool, got "per-devcie"; did you mean "per-device"?`},
 		},
 		{
 			name: "wildcards in topics",

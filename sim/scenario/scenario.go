@@ -42,10 +42,15 @@ type Scenario struct {
 	Groups      []Group
 }
 
-// Connections says how devices share MQTT connections.
+// Connections says how devices share MQTT connections, and over what network.
 type Connections struct {
 	Mode     string // PerDevice, PerHome or Pool
 	PoolSize int    // for Pool
+	// Link shapes the connections (nil: unshaped). With PerHome or Pool, every connection
+	// gets a link of its own, which the devices riding it share, as devices behind a hub
+	// share its radio. With PerDevice it is the link of every device whose group has none
+	// of its own (see DeviceLink).
+	Link *link.Profile
 }
 
 // Group is one entry of the devices list: Count devices of one Kind in every home.
@@ -58,7 +63,7 @@ type Group struct {
 	Retained bool          // retain state publishes
 	MaxRate  float64       // publish rate limit per device, messages per second
 	Topic    string        // base topic template, e.g. "{prefix}/{kind}/{id}"
-	Link     *link.Profile // the network each device's connection goes over; nil: unshaped
+	Link     *link.Profile // each device's own link; only with PerDevice connections (see DeviceLink)
 	Params   any           // decoded params, from the kind's NewParams
 	Line     int           // line of the group in the file
 }
@@ -97,6 +102,20 @@ func (s *Scenario) DeviceConfig(g *Group, home, n int) sim.DeviceConfig {
 		Retained: g.Retained,
 		MaxRate:  g.MaxRate,
 	}
+}
+
+// DeviceLink is the link profile of each device of group g when every device has a
+// connection of its own (PerDevice): the group's link, or else the connections' link; nil
+// for none. With shared connections devices have no link of their own: Connections.Link
+// shapes each shared connection.
+func (s *Scenario) DeviceLink(g *Group) *link.Profile {
+	if s.Connections.Mode != PerDevice {
+		return nil
+	}
+	if g.Link != nil {
+		return g.Link
+	}
+	return s.Connections.Link
 }
 
 // DevicesPerHome is the number of devices in one home.
