@@ -45,7 +45,13 @@ func buildLoad(cfg sim.DeviceConfig, p LoadParams) (sim.Device, error) {
 		return nil, &sim.ParamError{Field: "payload_bytes", Err: fmt.Errorf("%d is outside %d..%d (the measurement header takes %d)",
 			p.PayloadBytes, sim.HeaderRoom, maxLoadPayload, sim.HeaderRoom)}
 	}
-	d := &load{cfg: cfg, size: p.PayloadBytes}
+	d := &load{cfg: cfg}
+	// Everything the device needs is made here, on the builder's goroutine: an allocation in
+	// Run could assist the garbage collector on the device's small stack and grow it.
+	d.payload = sim.Reserve(p.PayloadBytes) // the engine copies it, so one buffer serves every send
+	copy(d.payload[sim.HeaderRoom:], strings.Repeat(".", p.PayloadBytes-sim.HeaderRoom))
+	d.timer = time.NewTimer(time.Hour)
+	d.timer.Stop()
 	peak := 0.0
 	switch {
 	case len(p.Phases) > 0:
@@ -114,48 +120,73 @@ func (pause) String() string                                   { return "pause" 
 
 // load sends on its schedule and never slips: a send that falls behind goes out at once,
 // measured from when it was due, and the next keeps its own due time.
+//
+// A large fleet is mostly load devices waiting for their next send, so their goroutines'
+// stacks are what it costs: the waiting state lives in the struct, and the function
+// that waits has a small frame, so a waiting goroutine's stack stays at the 2 KiB minimum.
 type load struct {
 	cfg   sim.DeviceConfig
-	size  int
 	pacer measure.Pacer
 	first float64 // seconds: the device's start is spread over one interval of its peak rate
+
+	start   time.Time
+	sent    uint64
+	done    bool
+	payload []byte
+	timer   *time.Timer
 }
 
+// Run keeps its frame small and calls the engine's PublishAt itself (see load).
 func (d *load) Run(ctx context.Context, io sim.IO) error {
-	// Devices built together would otherwise all send at the same instant: spread their
-	// schedules over one interval, from the device's own seeded random source.
-	start := time.Now().Add(time.Duration(io.Rand().Float64() * d.first * float64(time.Second)))
-	payload := sim.Reserve(d.size) // the engine copies it, so one buffer serves every send
-	copy(payload[sim.HeaderRoom:], strings.Repeat(".", d.size-sim.HeaderRoom))
-	io.SetState("sending")
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	<-timer.C
-	for i := uint64(0); ; {
-		due, ok := measure.Due(d.pacer, start, i)
+	d.setUp(io)
+	for {
+		due, ok := d.next(ctx, io)
 		if !ok {
-			io.SetState("done")
-			due = time.Now().Add(100 * 365 * 24 * time.Hour) // only the context or the inbox from here
-		}
-		if wait := time.Until(due); wait > 0 {
-			timer.Reset(wait)
-			select {
-			case <-ctx.Done():
-				return nil
-			case m := <-io.Inbox(): // it subscribes to nothing, but drains whatever comes
-				timer.Stop()
-				io.Reject(m.Topic, errors.New("a load generator takes no messages"))
-				continue
-			case <-timer.C:
-			}
-		}
-		if ctx.Err() != nil {
+			d.timer.Stop()
 			return nil
 		}
-		_ = io.PublishAt(ctx, due, d.cfg.Topic, payload, d.cfg.QoS, false) // failures are the engine's to count
-		i++
+		if !due.IsZero() {
+			_ = io.PublishAt(ctx, due, d.cfg.Topic, d.payload, d.cfg.QoS, false) // failures are the engine's to count
+			d.sent++
+		}
 	}
 }
+
+// setUp readies the device to send.
+func (d *load) setUp(io sim.IO) {
+	// Devices built together would otherwise all send at the same instant: spread their
+	// schedules over one interval, from the device's own seeded random source.
+	d.start = time.Now().Add(time.Duration(io.Rand().Float64() * d.first * float64(time.Second)))
+	io.SetState("sending")
+}
+
+// next waits until the next send is due and returns its due time, or takes one message
+// from the inbox and returns a zero time; false once ctx has ended.
+func (d *load) next(ctx context.Context, io sim.IO) (time.Time, bool) {
+	due, ok := measure.Due(d.pacer, d.start, d.sent)
+	if !ok && !d.done {
+		d.done = true
+		io.SetState("done")
+	}
+	if !ok {
+		due = time.Now().Add(100 * 365 * 24 * time.Hour) // only the context or the inbox from here
+	}
+	if wait := time.Until(due); wait > 0 {
+		d.timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return time.Time{}, false
+		case m := <-io.Inbox(): // it subscribes to nothing, but drains whatever comes
+			d.timer.Stop()
+			io.Reject(m.Topic, errLoadTakesNothing)
+			return time.Time{}, true
+		case <-d.timer.C:
+		}
+	}
+	return due, ctx.Err() == nil
+}
+
+var errLoadTakesNothing = errors.New("a load generator takes no messages")
 
 // SinkParams are the filters a sink listens to. "{prefix}" expands to the home's prefix.
 type SinkParams struct {

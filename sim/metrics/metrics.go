@@ -5,6 +5,7 @@ package metrics
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -115,6 +116,8 @@ type Kind struct {
 	Forged                                     prometheus.Counter
 	states                                     *prometheus.GaugeVec
 	kind                                       string
+	stateMu                                    sync.RWMutex
+	stateGauges                                map[string]prometheus.Gauge
 }
 
 // For resolves the counters of one kind.
@@ -146,13 +149,39 @@ func (m *Metrics) For(kind string) *Kind {
 	return k
 }
 
-// StateChanged moves one device from state from (empty for none) to state to.
+// StateChanged moves one device from state from (empty for none) to state to. Devices call
+// it on their own goroutines, so it stays shallow: a kind's few states are resolved once.
 func (k *Kind) StateChanged(from, to string) {
 	if from != "" {
-		k.states.WithLabelValues(k.kind, from).Dec()
+		k.state(from).Dec()
 		k.StateChanges.Inc()
 	}
-	k.states.WithLabelValues(k.kind, to).Inc()
+	k.state(to).Inc()
+}
+
+func (k *Kind) state(s string) prometheus.Gauge {
+	k.stateMu.RLock()
+	g := k.stateGauges[s]
+	k.stateMu.RUnlock()
+	if g != nil {
+		return g
+	}
+	return k.resolveState(s)
+}
+
+//go:noinline
+func (k *Kind) resolveState(s string) prometheus.Gauge {
+	k.stateMu.Lock()
+	defer k.stateMu.Unlock()
+	if g := k.stateGauges[s]; g != nil {
+		return g
+	}
+	if k.stateGauges == nil {
+		k.stateGauges = map[string]prometheus.Gauge{}
+	}
+	g := k.states.WithLabelValues(k.kind, s)
+	k.stateGauges[s] = g
+	return g
 }
 
 // BuildInfo registers fleetsim_build_info{version, goversion} = 1.

@@ -42,9 +42,11 @@ type port struct {
 	meas     *measurement
 	km       *kindMeasure
 	rcv      uint32                // receiver id in stream keys
-	streams  map[string]*outStream // measured publisher streams by topic; the device's goroutine only
+	streams  map[string]*outStream // measured publisher streams by topic; one publish at a time uses it
 	flight   context.Context       // bounds publishes in flight; outlives the device's ctx by the grace period
 	inFlight *atomic.Int64         // the run's publishes in flight
+	workers  *workers              // run the publishes
+	req      pubReq                // the device's publish request, reused
 }
 
 // deviceStats are one device's counters for the summary. The counters are written by the
@@ -57,29 +59,59 @@ type deviceStats struct {
 }
 
 func (p *port) Publish(ctx context.Context, topic string, payload []byte, qos byte, retained bool) error {
-	return p.publish(ctx, time.Time{}, topic, payload, qos, retained)
+	return p.PublishAt(ctx, time.Time{}, topic, payload, qos, retained)
 }
 
+// pubReq is one publish handed from a device's goroutine to a worker. Each port reuses its
+// own, since a device makes one publish at a time.
+type pubReq struct {
+	p        *port
+	ctx      context.Context // the device's: bounds the wait for the rate limit
+	due      time.Time       // zero for an unscheduled publish
+	start    time.Time       // when it left the rate limiter
+	topic    string
+	payload  []byte
+	qos      byte
+	retained bool
+	done     chan error
+}
+
+func (r *pubReq) run() { r.done <- r.p.send(r) }
+
+// PublishAt waits for the device's rate limit, then has a worker send the message (see
+// workers); a zero due is an unscheduled publish. The device's ctx only bounds the wait for
+// the rate limit: once a publish is handed over it is given until the run's grace period
+// ends to complete, so that stopping a run does not turn the publishes in flight into
+// losses. This runs on the device's goroutine, so it keeps a small frame and calls little.
 func (p *port) PublishAt(ctx context.Context, due time.Time, topic string, payload []byte, qos byte, retained bool) error {
-	return p.publish(ctx, due, topic, payload, qos, retained)
+	r := &p.req // made with the port: allocating here could grow the stack
+	r.ctx, r.due, r.topic, r.payload, r.qos, r.retained = ctx, due, topic, payload, qos, retained
+	select {
+	case p.workers.reqs <- r:
+	default:
+		p.workers.start(r)
+	}
+	err := <-r.done
+	r.ctx, r.payload = nil, nil // the device's buffer is its own again
+	return err
 }
 
-// publish stamps the payload's measurement header, sends it and counts the outcome. The
-// device's ctx only bounds the wait for the rate limit: once a publish is sent it is given
-// until the run's grace period ends to complete, so that stopping a run does not turn the
-// publishes in flight into losses.
-func (p *port) publish(ctx context.Context, due time.Time, topic string, payload []byte, qos byte, retained bool) error {
-	if qos > 2 {
-		return fmt.Errorf("publish %s: QoS %d is not 0, 1 or 2", topic, qos)
+// send waits for the device's rate limit, stamps the payload's measurement header, sends it
+// and counts the outcome. It runs on a worker: even the rate limiter's arithmetic is more
+// stack than a device's goroutine can spare.
+func (p *port) send(r *pubReq) error {
+	if r.qos > 2 {
+		return fmt.Errorf("publish %s: QoS %d is not 0, 1 or 2", r.topic, r.qos)
 	}
-	if err := p.limit.Wait(ctx); err != nil {
+	if err := p.limit.Wait(r.ctx); err != nil {
 		return err
 	}
-	now := time.Now()
-	sent := now
-	if !due.IsZero() {
-		sent = due
-		lag := max(now.Sub(due), 0)
+	r.start = time.Now()
+	topic, payload, qos := r.topic, r.payload, r.qos
+	sent := r.start
+	if !r.due.IsZero() {
+		sent = r.due
+		lag := max(r.start.Sub(r.due), 0)
 		p.km.lag.Record(lag)
 		p.km.scheduled.Add(1)
 		p.metrics.ScheduleLag.Observe(lag.Seconds())
@@ -106,7 +138,8 @@ func (p *port) publish(ctx context.Context, due time.Time, topic string, payload
 		p.metrics.UnmeasuredOut.Inc()
 	}
 	p.inFlight.Add(1)
-	err := p.conn.Publish(p.flight, topic, out, qos, retained)
+	sendAt := time.Now()
+	err := p.conn.Publish(p.flight, topic, out, qos, r.retained)
 	p.inFlight.Add(-1)
 	if err != nil {
 		p.stats.failed.Add(1)
@@ -114,7 +147,7 @@ func (p *port) publish(ctx context.Context, due time.Time, topic string, payload
 		return fmt.Errorf("publish %s: %w", topic, err)
 	}
 	if qos > 0 {
-		d := time.Since(now)
+		d := time.Since(sendAt)
 		p.km.ack[qos].Record(d)
 		p.metrics.PublishAck[qos].Observe(d.Seconds())
 	}

@@ -103,9 +103,12 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
+	pool := newWorkers()
 	for _, d := range devices {
 		d.port.flight = flight
 		d.port.inFlight = &inFlight
+		d.port.workers = pool
+		d.port.req = pubReq{p: d.port, done: make(chan error, 1)}
 	}
 	for i, d := range devices {
 		d.port.conn = conns[connIndex(s, i, d.port.home)]
@@ -117,23 +120,12 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		runCtx, stop = context.WithTimeout(runCtx, s.Duration)
 		defer stop()
 	}
-	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		devErrs []string
-	)
+	var wg sync.WaitGroup
+	failures := &failures{con: con}
 	for _, d := range devices {
 		cfg.Metrics.Devices.WithLabelValues(d.kind).Inc()
-		wg.Go(func() {
-			defer cfg.Metrics.Devices.WithLabelValues(d.kind).Dec()
-			if err := d.dev.Run(runCtx, d.port); err != nil && runCtx.Err() == nil {
-				msg := fmt.Sprintf("home %d %s: %v", d.port.home, d.port.id, err)
-				con.Println("device stopped: " + msg)
-				mu.Lock()
-				devErrs = append(devErrs, msg)
-				mu.Unlock()
-			}
-		})
+		wg.Add(1)
+		go failures.run(runCtx, d, &wg, cfg.Metrics)
 	}
 	// The run ends when its time is up, when it is interrupted, or when no device is
 	// left running (all stopped with errors, or finished their work).
@@ -164,6 +156,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	graceTimer := time.AfterFunc(grace, cutFlight)
 	defer graceTimer.Stop()
 	<-allDone
+	pool.close() // no device is left to publish
 	<-progressDone
 	<-samplerDone
 	drain(flight, devices, &inFlight)
@@ -174,6 +167,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	sum.Measured = summariseMeasurement(meas, gen, sum.Elapsed, devices)
 	sum.Links = summariseLinks(links, sum.Elapsed)
 	sum.Interrupted = ctx.Err() != nil
+	devErrs := failures.list()
 	sum.Errors = devErrs
 	passed := sum.CheckThresholds(cfg.Thresholds)
 	if len(devErrs) > 0 {
@@ -204,6 +198,42 @@ func sampleMax(ctx context.Context, v *atomic.Int64) int64 {
 		case <-t.C:
 		}
 	}
+}
+
+// failures collects the errors of devices that stopped.
+type failures struct {
+	con  *console
+	mu   sync.Mutex
+	errs []string
+}
+
+// run is a device's goroutine. It keeps only a small frame below the device's own Run: a
+// waiting device's stack then stays at the 2 KiB a goroutine starts with, which is what a
+// million devices cost (see workers). done's larger frame comes only once Run returns.
+func (f *failures) run(ctx context.Context, d *device, wg *sync.WaitGroup, m *metrics.Metrics) {
+	f.done(ctx, d, d.dev.Run(ctx, d.port), m)
+	wg.Done()
+}
+
+// done records that device d's Run returned err.
+//
+//go:noinline
+func (f *failures) done(ctx context.Context, d *device, err error, m *metrics.Metrics) {
+	m.Devices.WithLabelValues(d.kind).Dec()
+	if err == nil || ctx.Err() != nil {
+		return
+	}
+	msg := fmt.Sprintf("home %d %s: %v", d.port.home, d.port.id, err)
+	f.con.Println("device stopped: " + msg)
+	f.mu.Lock()
+	f.errs = append(f.errs, msg)
+	f.mu.Unlock()
+}
+
+func (f *failures) list() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.errs)
 }
 
 // drain waits, until ctx ends, for the publishes in flight to complete and then for
@@ -265,9 +295,12 @@ func build(cfg Config, clock sim.Clock, con *console, meas *measurement) ([]*dev
 					rng:     mrand.New(mrand.NewPCG(s.Seed, deviceSeed(home, dc.ID))),
 					metrics: km,
 					console: con,
-					meas:    meas,
-					km:      kmeas,
-					rcv:     meas.receiverID(),
+					// Room for a first state and one change, so that recording them
+					// does not allocate on the device's goroutine (see workers).
+					stats: deviceStats{states: make([]string, 0, 2)},
+					meas:  meas,
+					km:    kmeas,
+					rcv:   meas.receiverID(),
 				}})
 			}
 		}

@@ -1,0 +1,67 @@
+//go:build !race
+
+// The race detector instruments every call, so stacks measured under it say nothing about
+// a normal build; these tests run without -race (make test runs them separately).
+
+package runner_test
+
+import (
+	"context"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fleetsim/fleetsim/devices"
+	"github.com/fleetsim/fleetsim/sim/broker"
+	"github.com/fleetsim/fleetsim/sim/metrics"
+	"github.com/fleetsim/fleetsim/sim/mqttconn"
+	"github.com/fleetsim/fleetsim/sim/runner"
+	"github.com/fleetsim/fleetsim/sim/scenario"
+)
+
+// TestWaitingLoadDevicesKeepSmallStacks runs a fleet of load devices that publish and then
+// wait, and checks the bar a million-device run depends on: a waiting device's goroutine
+// keeps the 2 KiB stack it started with.
+func TestWaitingLoadDevicesKeepSmallStacks(t *testing.T) {
+	b, err := broker.Start(broker.Options{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	const homes, perHome = 50, 100
+	kinds := devices.Kinds()
+	params := kinds["load"].NewParams()
+	// Each device sends once in its first second, then waits; by the time the probe looks,
+	// the workers that sent for them have been idle long enough to end.
+	params.(*devices.LoadParams).Phases = []devices.LoadPhase{{For: 500 * time.Millisecond, Rate: 2}}
+	s := &scenario.Scenario{File: "scale.yaml", Name: "scale", Duration: 4 * time.Second, Seed: 1, Homes: homes,
+		TopicPrefix: "home/{home}", Connections: scenario.Connections{Mode: scenario.Pool, PoolSize: 2},
+		Groups: []scenario.Group{{Kind: "load", Name: "load", Count: perHome, MaxRate: 10, Topic: scenario.DefaultTopic, Params: params}}}
+	var perDevice uint64
+	probe := time.AfterFunc(3500*time.Millisecond, func() {
+		perDevice = stacks() / uint64(runtime.NumGoroutine())
+	})
+	defer probe.Stop()
+	sum, err := runner.Run(context.Background(), runner.Config{Scenario: s, Kinds: kinds, Metrics: metrics.New(prometheus.NewRegistry(), "scale"),
+		Conn: mqttconn.Options{Broker: b.URL(), ConnectTimeout: 5 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d bytes of stack per goroutine while %d devices wait", perDevice, homes*perHome)
+	if sum.Measured.Scheduled < homes*perHome {
+		t.Fatalf("%d scheduled sends, want every device to have sent", sum.Measured.Scheduled)
+	}
+	if perDevice > 3000 { // the other goroutines (clients, broker) add a little; a grown stack is 4096
+		t.Errorf("%d bytes of stack per goroutine, want about 2048", perDevice)
+	}
+}
+
+func stacks() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.StackInuse
+}

@@ -1,0 +1,62 @@
+package runner
+
+import (
+	"sync"
+	"time"
+)
+
+// workers run the engine's side of the devices' publishes: stamping, sending, waiting for
+// the acknowledgement, counting. A device's goroutine only hands its publish over and
+// waits for the answer, so its own stack never grows past the 2 KiB a goroutine starts
+// with. That is what a million mostly idle devices cost: Go never shrinks a stack that grew
+// to 4 KiB back to 2 KiB (runtime.shrinkstack keeps it unless under about 200 bytes are in
+// use), and the publish path through paho needs several kilobytes.
+//
+// The pool grows on demand: a request that finds no idle worker starts one, so publishes
+// waiting for QoS 1/2 acknowledgements never queue behind each other. A worker that stays
+// idle for workerIdle ends. close waits for every worker.
+type workers struct {
+	reqs chan *pubReq
+	quit chan struct{}
+	wg   sync.WaitGroup
+}
+
+// workerIdle is how long an idle worker waits for work before it ends.
+const workerIdle = 2 * time.Second
+
+func newWorkers() *workers {
+	return &workers{reqs: make(chan *pubReq), quit: make(chan struct{})}
+}
+
+// A request goes to an idle worker through reqs, or, when none is idle, to a new one from
+// start; either way the worker answers on r.done (see port.PublishAt).
+
+// start starts a worker whose first request is r.
+func (w *workers) start(r *pubReq) {
+	w.wg.Add(1)
+	go w.work(r)
+}
+
+func (w *workers) work(first *pubReq) {
+	defer w.wg.Done()
+	first.run()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		select {
+		case r := <-w.reqs:
+			r.run()
+			idle.Reset(workerIdle)
+		case <-idle.C:
+			return
+		case <-w.quit:
+			return
+		}
+	}
+}
+
+// close ends the idle workers and waits for the busy ones; no do may be running or start.
+func (w *workers) close() {
+	close(w.quit)
+	w.wg.Wait()
+}
