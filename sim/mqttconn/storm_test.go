@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/fleetsim/fleetsim/sim/testbroker"
 )
 
@@ -35,6 +37,7 @@ func TestReconnectStorm(t *testing.T) {
 		window  = 100 * time.Millisecond
 		dialers = 32
 	)
+	defer goleak.VerifyNone(t)
 	m := testbroker.StartMosquitto(t, testbroker.Config{})
 	defer m.Stop()
 
