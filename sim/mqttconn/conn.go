@@ -1,8 +1,9 @@
 // Package mqttconn owns fleetsim's MQTT connections. Many devices share one connection
 // (per home, or a pool); each connection has one Dispatcher that routes incoming messages
 // to the devices whose filters match, and the messages of a shared subscription
-// ("$share/{group}/{filter}") to one of the devices that subscribed to it. It wraps
-// github.com/eclipse/paho.mqtt.golang.
+// ("$share/{group}/{filter}") to one of the devices that subscribed to it. A connection that
+// drops reconnects by itself, with jittered exponential backoff, and may keep a persistent
+// session across drops (see Conn and Options). It wraps github.com/eclipse/paho.mqtt.golang.
 package mqttconn
 
 import (
@@ -11,6 +12,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/url"
@@ -35,9 +37,12 @@ type Options struct {
 	TLS      *tls.Config // for ssl:// and wss://; nil uses system roots
 	// NetDial, if set, opens the network connection, for instance through a shaped link
 	// (sim/link); TLS is layered on top of it here so its bytes are shaped too. It serves
-	// tcp:// and ssl:// brokers.
+	// tcp:// and ssl:// brokers. A connection it returns that breaks must say so with an
+	// error other than net.ErrClosed ("use of closed network connection"), which paho
+	// v1.5.1 takes for its own closing and ignores (net.go, startIncoming): the drop would
+	// go unnoticed until the keepalive. sim/link's ErrLinkDown is such an error.
 	NetDial        func(ctx context.Context, network, addr string) (net.Conn, error)
-	ConnectTimeout time.Duration // per attempt
+	ConnectTimeout time.Duration // per attempt; also bounds each Publish and Subscribe
 	// RetryFor is how long Dial keeps retrying a broker it cannot reach (refused, timed
 	// out, unresolvable), with exponential backoff and jitter. Refusals that retrying
 	// cannot fix (credentials, TLS) fail at once. 0 means one attempt.
@@ -47,6 +52,31 @@ type Options struct {
 	// error when an established connection dropped (nil when it was closed on purpose).
 	// It must not block.
 	OnChange func(up bool, lost error)
+
+	// ReconnectBase and ReconnectCap shape how a connection that dropped comes back:
+	// the pause before reconnect attempt k (from 0) is drawn uniformly from
+	// [0, min(ReconnectCap, ReconnectBase·2^k)) ("full jitter"), so that thousands of
+	// clients that lost their broker at the same moment return spread out rather than in
+	// one burst. Attempts go on until one succeeds or Close. The count restarts from 0
+	// once a connection has stayed up for ReconnectCap, so a connection that the broker
+	// drops right after each connect (say, another client with the same id) backs off
+	// instead of reconnecting in a tight loop. Defaults: 100 ms and 10 s; a cap below the
+	// base is raised to it.
+	ReconnectBase time.Duration
+	ReconnectCap  time.Duration
+	// OnReconnectAttempt, optional, is told the outcome of each reconnect attempt (not
+	// Dial's): nil when it connected, else the error explained as Explain does, so
+	// errors.Is tells ErrUnreachable, ErrAuth and ErrTLS apart. It must not block.
+	OnReconnectAttempt func(err error)
+
+	// Persistent asks the broker for a persistent session (MQTT CleanSession=false,
+	// §3.1.2.4) under the client id given to Dial. The broker then keeps the session's
+	// subscriptions and queues QoS 1 and 2 messages for it while it is away, and the
+	// connection keeps its QoS 1 and 2 publishes in flight across a drop and sends them
+	// again once it is back (see Publish). Incoming QoS 2 messages that the broker sends
+	// again after a drop are delivered once (see Conn). The zero value keeps clean
+	// sessions: the broker forgets everything at each drop.
+	Persistent bool
 }
 
 func (o *Options) withDefaults() {
@@ -56,44 +86,92 @@ func (o *Options) withDefaults() {
 	if o.KeepAlive <= 0 {
 		o.KeepAlive = 30 * time.Second
 	}
+	if o.ReconnectBase <= 0 {
+		o.ReconnectBase = 100 * time.Millisecond
+	}
+	if o.ReconnectCap <= 0 {
+		o.ReconnectCap = 10 * time.Second
+	}
+	o.ReconnectCap = max(o.ReconnectCap, o.ReconnectBase)
 }
 
 // Conn is one MQTT connection, shared by the devices routed through its Dispatcher.
+//
+// When an established connection drops, the Conn reconnects by itself (see
+// Options.ReconnectBase) in a goroutine of its own that Close ends, and sends its
+// subscriptions again after every reconnect. paho's own auto-reconnect is off: paho
+// v1.5.1 (client.go reconnect, backoff.go) tries at once, then after 1 s, 2 s, 4 s… up
+// to a maximum, without jitter, the same for every client, so a fleet that lost its
+// broker comes back in synchronized waves.
+//
+// paho v1.5.1 delivers a QoS 2 message again when the broker re-sends it (DUP) after a
+// drop, before paho's PUBREC reached the broker: paho does not keep the packet ids of
+// QoS 2 messages it has delivered (MQTT 3.1.1 §4.3.3, method B). The Conn does: it
+// passes a re-sent QoS 2 message on only if it has not delivered that packet id since
+// the broker's last PUBREL for it.
 type Conn struct {
 	client   mqtt.Client
 	dispatch Dispatcher
 	opts     Options
+	qos2     qos2Seen
 
-	up     atomic.Bool
-	mu     sync.Mutex
-	subQoS map[string]byte // highest QoS asked per filter, for resubscribing after a reconnect
-	wg     sync.WaitGroup  // resubscribe goroutines
-	closed bool
+	up atomic.Bool
+
+	mu      sync.Mutex
+	subQoS  map[string]byte // highest QoS asked per filter, for resubscribing after a reconnect
+	closed  bool
+	upCh    chan struct{}   // closed while the connection is up; replaced when it goes down
+	attempt context.Context // the connect attempt in progress, for open; nil between attempts
+	detach  func() bool     // keeps the attempt's network connection open after it succeeded
+
+	lost     chan error         // connection losses, for the reconnect loop
+	life     context.Context    // ends at Close: stops the reconnect loop and any attempt
+	end      context.CancelFunc // ends life
+	loopDone chan struct{}      // closed when the reconnect loop has returned
 }
 
+// errClosed is the error of Publish and Subscribe on a closed Conn.
+var errClosed = errors.New("connection closed")
+
 // Dial connects one client with the given client id and waits for the broker's CONNACK.
-// Failures are explained in terms a user can act on (see Explain).
+// Failures are explained in terms a user can act on (see Explain). Once connected, the
+// Conn keeps itself connected until Close; ctx bounds only the dialing.
 func Dial(ctx context.Context, opts Options, clientID string) (*Conn, error) {
 	opts.withDefaults()
-	c := &Conn{opts: opts, subQoS: map[string]byte{}}
+	c := &Conn{
+		opts:     opts,
+		subQoS:   map[string]byte{},
+		upCh:     make(chan struct{}),
+		lost:     make(chan error, 1),
+		loopDone: make(chan struct{}),
+	}
+	c.life, c.end = context.WithCancel(context.Background())
 	o := mqtt.NewClientOptions().
 		AddBroker(opts.Broker).
 		SetClientID(clientID).
 		SetProtocolVersion(4). // MQTT 3.1.1; no silent fallback to 3.1
-		SetCleanSession(true).
+		SetCleanSession(!opts.Persistent).
+		SetStore(&trackingStore{Store: newStore(opts.Persistent), seen: &c.qos2}).
 		SetKeepAlive(opts.KeepAlive).
 		SetConnectTimeout(opts.ConnectTimeout).
 		SetWriteTimeout(opts.ConnectTimeout).
-		SetAutoReconnect(true).
-		SetMaxReconnectInterval(10 * time.Second).
+		SetAutoReconnect(false). // reconnectLoop does it, with jitter
 		// In-order delivery keeps per-stream order intact for the devices. It is safe
 		// only because the handler never blocks: Dispatch does non-blocking sends.
 		SetOrderMatters(true).
 		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {
+			if m.Qos() == 2 && !c.qos2.deliver(m.MessageID(), m.Duplicate()) {
+				return // delivered already; paho still answers PUBREC
+			}
 			c.dispatch.Dispatch(sim.Message{Topic: m.Topic(), Payload: m.Payload(), QoS: m.Qos(), Retained: m.Retained()})
 		}).
-		SetConnectionLostHandler(func(_ mqtt.Client, err error) { c.setUp(false, err) }).
-		SetOnConnectHandler(func(mqtt.Client) { c.onConnect() })
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			select {
+			case c.lost <- err:
+			default: // one loss per connection, and the loop takes it before reconnecting
+			}
+		}).
+		SetCustomOpenConnectionFn(c.open)
 	if opts.Username != "" {
 		o.SetUsername(opts.Username)
 	}
@@ -103,35 +181,132 @@ func Dial(ctx context.Context, opts Options, clientID string) (*Conn, error) {
 	if opts.TLS != nil {
 		o.SetTLSConfig(opts.TLS)
 	}
-	if opts.NetDial != nil {
-		o.SetCustomOpenConnectionFn(func(u *url.URL, co mqtt.ClientOptions) (net.Conn, error) {
-			return dialVia(opts.NetDial, u, co.TLSConfig, opts.ConnectTimeout)
-		})
-	}
 	c.client = mqtt.NewClient(o)
 	deadline := time.Now().Add(opts.RetryFor)
 	for attempt := 0; ; attempt++ {
-		err := wait(ctx, c.client.Connect(), opts.ConnectTimeout+time.Second)
+		_, err := c.connectOnce(ctx, opts.ConnectTimeout+time.Second)
 		if err == nil {
-			return c, nil
+			break
 		}
 		c.client.Disconnect(0)
 		err = Explain(opts.Broker, err)
 		pause := backoff(attempt)
 		if ctx.Err() != nil || !errors.Is(err, ErrUnreachable) || time.Now().Add(pause).After(deadline) {
+			c.end()
 			return nil, err
 		}
 		select {
 		case <-ctx.Done():
+			c.end()
 			return nil, err
 		case <-time.After(pause):
 		}
 	}
+	c.setUp(true, nil)
+	go c.reconnectLoop()
+	return c, nil
 }
 
-// dialVia opens a connection to u with dial, adding TLS for ssl:// URLs.
-func dialVia(dial func(ctx context.Context, network, addr string) (net.Conn, error), u *url.URL, tlsConf *tls.Config, timeout time.Duration) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+// newStore returns paho's in-memory store for a session: for a persistent one, the
+// ordered kind, so that publishes in flight at a drop are sent again in their order.
+func newStore(persistent bool) mqtt.Store {
+	if persistent {
+		return mqtt.NewOrderedMemoryStore()
+	}
+	return mqtt.NewMemoryStore()
+}
+
+// connectOnce makes one connect attempt and waits for its outcome, for at most limit
+// (0: no limit beyond paho's own per-attempt timeouts). If ctx ends or the limit
+// passes first, it aborts the attempt (it closes the attempt's network connection, or
+// stops its dial) and waits for paho to give it up, which then takes no time: nothing
+// of the attempt outlives the call. present is the broker's CONNACK session-present flag.
+func (c *Conn) connectOnce(ctx context.Context, limit time.Duration) (present bool, err error) {
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c.mu.Lock()
+	c.attempt, c.detach = actx, nil
+	c.mu.Unlock()
+
+	tok := c.client.Connect()
+	var expired <-chan time.Time
+	if limit > 0 {
+		t := time.NewTimer(limit)
+		defer t.Stop()
+		expired = t.C
+	}
+	select {
+	case <-tok.Done():
+		err = tok.Error()
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-expired:
+		err = fmt.Errorf("no answer from the broker within %v", limit)
+	}
+
+	c.mu.Lock()
+	detach := c.detach
+	c.attempt, c.detach = nil, nil
+	c.mu.Unlock()
+	if err == nil {
+		if detach != nil {
+			detach()
+		}
+		if ct, ok := tok.(*mqtt.ConnectToken); ok {
+			present = ct.SessionPresent()
+		}
+		return present, nil
+	}
+	cancel()
+	<-tok.Done()
+	return false, err
+}
+
+// open opens the network connection of a connect attempt for paho, bound to the
+// attempt's context: ending it stops the dial, and closes a connection still in the
+// MQTT handshake (or, past it, until connectOnce detaches it).
+func (c *Conn) open(u *url.URL, co mqtt.ClientOptions) (net.Conn, error) {
+	c.mu.Lock()
+	ctx := c.attempt
+	c.mu.Unlock()
+	if ctx == nil { // paho connects only when connectOnce asks; be safe anyway
+		return nil, errors.New("no connect attempt in progress")
+	}
+	var (
+		conn net.Conn
+		err  error
+	)
+	switch u.Scheme {
+	case "ws", "wss":
+		if c.opts.NetDial != nil {
+			return nil, fmt.Errorf("a shaped link carries tcp:// and ssl:// brokers, not %s://", u.Scheme)
+		}
+		wu := *u
+		wu.User = nil // gorilla/websocket refuses URLs with user info
+		conn, err = mqtt.NewWebsocket(wu.String(), co.TLSConfig, co.ConnectTimeout, co.HTTPHeaders, co.WebsocketOptions)
+	default:
+		dial := c.opts.NetDial
+		if dial == nil {
+			dial = (&net.Dialer{}).DialContext
+		}
+		conn, err = dialVia(ctx, dial, u, co.TLSConfig, co.ConnectTimeout)
+	}
+	if err != nil {
+		return nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	c.mu.Lock()
+	if c.attempt == ctx {
+		c.detach = stop
+	}
+	c.mu.Unlock()
+	return conn, nil
+}
+
+// dialVia opens a connection to u with dial, adding TLS for ssl:// URLs; ctx and timeout
+// bound the dial and the TLS handshake.
+func dialVia(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), u *url.URL, tlsConf *tls.Config, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	conn, err := dial(ctx, "tcp", u.Host)
 	if err != nil {
@@ -156,40 +331,95 @@ func dialVia(dial func(ctx context.Context, network, addr string) (net.Conn, err
 		return tc, nil
 	default:
 		conn.Close()
-		return nil, fmt.Errorf("a shaped link carries tcp:// and ssl:// brokers, not %s://", u.Scheme)
+		return nil, fmt.Errorf("unsupported broker URL scheme %s:// (use tcp://, ssl://, ws:// or wss://)", u.Scheme)
 	}
 }
 
-// backoff is the pause before retry number attempt+1: exponential from 100 ms, capped at
-// 5 s, with full jitter so that many clients retrying at once spread out.
+// backoff is the pause before Dial's retry number attempt+1: exponential from 100 ms,
+// capped at 5 s, with full jitter so that many clients retrying at once spread out.
 func backoff(attempt int) time.Duration {
-	ceiling := min(100*time.Millisecond<<min(attempt, 6), 5*time.Second)
-	return time.Duration(rand.Int64N(int64(ceiling))) + time.Millisecond
+	return fullJitter(attempt, 100*time.Millisecond, 5*time.Second) + time.Millisecond
 }
 
-// onConnect runs (in paho's own goroutine) after every successful connect. After a
-// reconnect with a clean session, the broker has forgotten our subscriptions: send them again.
-func (c *Conn) onConnect() {
+// fullJitter returns a pause drawn uniformly from [0, min(ceiling, base·2^attempt)),
+// the "full jitter" backoff (AWS Architecture Blog, "Exponential Backoff And Jitter",
+// 2015), which spreads clients that start retrying together best for its cost. base
+// must be positive.
+func fullJitter(attempt int, base, ceiling time.Duration) time.Duration {
+	limit := base
+	for i := 0; i < attempt && limit < ceiling; i++ {
+		limit *= 2
+	}
+	limit = min(limit, ceiling)
+	return time.Duration(rand.Int64N(int64(limit)))
+}
+
+// reconnectLoop is the Conn's own goroutine: it waits for the connection to drop,
+// reconnects with full-jitter backoff and sends the subscriptions again, until Close.
+func (c *Conn) reconnectLoop() {
+	defer close(c.loopDone)
+	attempt := 0
+	upSince := time.Now()
+	for {
+		var lost error
+		select {
+		case <-c.life.Done():
+			return
+		case lost = <-c.lost:
+		}
+		c.setUp(false, lost)
+		if time.Since(upSince) >= c.opts.ReconnectCap {
+			attempt = 0
+		}
+		for {
+			pause := fullJitter(attempt, c.opts.ReconnectBase, c.opts.ReconnectCap)
+			attempt++
+			select {
+			case <-c.life.Done():
+				return
+			case <-time.After(pause):
+			}
+			present, err := c.connectOnce(c.life, 0)
+			if c.life.Err() != nil {
+				return
+			}
+			if f := c.opts.OnReconnectAttempt; f != nil {
+				if err != nil {
+					err = Explain(c.opts.Broker, err)
+				}
+				f(err)
+			}
+			if err == nil {
+				if !present {
+					c.qos2.reset() // a new session: the broker re-sends nothing
+				}
+				break
+			}
+		}
+		upSince = time.Now()
+		c.setUp(true, nil)
+		c.resubscribe()
+	}
+}
+
+// resubscribe sends every subscription again after a reconnect: after a clean session the
+// broker has forgotten them, and a persistent session may have been lost (a broker
+// restarted without persistence). It is best effort: a failure shows as missing messages
+// and lost-connection counts, and the next reconnect tries again.
+func (c *Conn) resubscribe() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
+	filters := maps.Clone(c.subQoS)
+	c.mu.Unlock()
+	if len(filters) == 0 {
 		return
 	}
-	c.setUp(true, nil)
-	if len(c.subQoS) == 0 {
-		return
+	t := time.NewTimer(c.opts.ConnectTimeout)
+	defer t.Stop()
+	select {
+	case <-c.client.SubscribeMultiple(filters, nil).Done():
+	case <-t.C:
+	case <-c.life.Done():
 	}
-	filters := make(map[string]byte, len(c.subQoS))
-	for f, q := range c.subQoS {
-		filters[f] = q
-	}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		// Best effort: a failure here shows as missing messages and lost-connection
-		// counts; the next reconnect tries again.
-		c.client.SubscribeMultiple(filters, nil).WaitTimeout(c.opts.ConnectTimeout)
-	}()
 }
 
 // Subscribe routes messages matching filter to r and sends SUBSCRIBE, even when another
@@ -197,7 +427,8 @@ func (c *Conn) onConnect() {
 // retained messages (MQTT 3.1.1 §3.8.4), so a device joining a shared connection late still
 // sees the current state. Devices that were already routed see those retained messages
 // again, which is why device models treat a repeated state as no change. It returns the
-// QoS the broker granted.
+// QoS the broker granted. While the connection is down it waits for it to come back, as
+// Publish does; the subscription is sent again after every reconnect in any case.
 //
 // filter may be a shared subscription "$share/{group}/{filter}": the SUBSCRIBE carries it
 // whole and the Dispatcher gives each message to one of the devices that subscribed to it.
@@ -212,8 +443,8 @@ func (c *Conn) Subscribe(ctx context.Context, filter string, qos byte, r Receive
 	c.mu.Unlock()
 
 	for attempt := 1; ; attempt++ {
-		tok := c.client.Subscribe(filter, qos, nil)
-		if err := wait(ctx, tok, c.opts.ConnectTimeout); err != nil {
+		tok, err := c.whenUp(ctx, func() mqtt.Token { return c.client.Subscribe(filter, qos, nil) })
+		if err != nil {
 			return 0, fmt.Errorf("subscribe %q: %w", filter, err)
 		}
 		g, ok := tok.(*mqtt.SubscribeToken).Result()[subackKey(filter)]
@@ -254,44 +485,112 @@ const (
 	maxSubscribeAttempts = 10
 )
 
-// Publish sends one message and waits until it is complete for its QoS, ctx ends, or the
-// connect timeout passes.
+// Publish sends one message and waits until it is complete for its QoS (QoS 0: written;
+// 1: PUBACK; 2: PUBCOMP), ctx ends, the connection is closed, or the connect timeout
+// passes, whichever comes first. The timeout covers the whole call:
+//
+//   - While the connection is down, Publish waits for it to come back, then publishes;
+//     if it is not back in time, the error wraps paho's ErrNotConnected and nothing was
+//     sent. This holds for every QoS: QoS 0 is not dropped silently during an outage.
+//   - A QoS 1 or 2 publish in flight when the connection drops: with a clean session it
+//     fails at once ("connection lost before Publish completed"); it may or may not have
+//     reached the broker, and it is not sent again. With Options.Persistent it stays in
+//     paho's store and is sent again (DUP) once the connection is back, in order; Publish
+//     returns nil when paho has sent it again (paho v1.5.1 completes the first attempt's
+//     token then, not at the broker's acknowledgement; the message stays in the store
+//     until acknowledged, across further drops, while the Conn lives).
+//
+// An error from ctx or the timeout does not withdraw a QoS 1 or 2 message already handed
+// to paho: with a persistent session it may still be delivered.
 func (c *Conn) Publish(ctx context.Context, topic string, payload []byte, qos byte, retained bool) error {
-	return wait(ctx, c.client.Publish(topic, qos, retained, payload), c.opts.ConnectTimeout)
+	_, err := c.whenUp(ctx, func() mqtt.Token { return c.client.Publish(topic, qos, retained, payload) })
+	return err
 }
 
-// Close disconnects, letting in-flight work finish for up to 250 ms, and waits for the
-// connection's own goroutines.
+// whenUp waits until the connection is up, calls send and waits for its token, all
+// bounded by ctx, Close and the connect timeout. When the connection drops between the
+// check and paho's (paho answers ErrNotConnected at once), it waits for the next
+// connection and sends again.
+func (c *Conn) whenUp(ctx context.Context, send func() mqtt.Token) (mqtt.Token, error) {
+	t := time.NewTimer(c.opts.ConnectTimeout)
+	defer t.Stop()
+	for {
+		c.mu.Lock()
+		up, closed := c.upCh, c.closed
+		c.mu.Unlock()
+		if closed {
+			return nil, errClosed
+		}
+		select {
+		case <-up:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.life.Done():
+			return nil, errClosed
+		case <-t.C:
+			return nil, fmt.Errorf("%w: the connection did not come back within %v", mqtt.ErrNotConnected, c.opts.ConnectTimeout)
+		}
+		tok := send()
+		select {
+		case <-tok.Done():
+			err := tok.Error()
+			if !errors.Is(err, mqtt.ErrNotConnected) {
+				return tok, err
+			}
+			// Dropped an instant ago: let the reconnect loop see it before looking again.
+			select {
+			case <-time.After(time.Millisecond):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.life.Done():
+			return nil, errClosed
+		case <-t.C:
+			return nil, fmt.Errorf("no answer from the broker within %v", c.opts.ConnectTimeout)
+		}
+	}
+}
+
+// Close ends the Conn: it stops reconnecting, aborting an attempt in progress (except a
+// ws:// or wss:// dial, which paho's websocket dialer bounds by the connect timeout
+// only), sends DISCONNECT if connected, letting in-flight work finish for up to 250 ms,
+// and waits for the connection's own goroutine. Publish and Subscribe calls waiting on it
+// return an error. It is safe to call more than once.
 func (c *Conn) Close() {
 	c.mu.Lock()
+	closed := c.closed
 	c.closed = true
 	c.mu.Unlock()
+	if closed {
+		return
+	}
+	c.end()
+	<-c.loopDone
 	c.client.Disconnect(250)
-	c.wg.Wait()
 	c.setUp(false, nil)
 }
 
 // Up reports whether the connection is established now.
 func (c *Conn) Up() bool { return c.up.Load() }
 
-// setUp records a change of the connection's state and tells OnChange about real changes.
+// setUp records a change of the connection's state, wakes whoever waits for the
+// connection, and tells OnChange about real changes. Dial, then the reconnect loop, then
+// Close call it, one after the other, so OnChange sees the changes in order.
 func (c *Conn) setUp(up bool, lost error) {
-	if c.up.Swap(up) != up && c.opts.OnChange != nil {
-		c.opts.OnChange(up, lost)
+	c.mu.Lock()
+	changed := c.up.Swap(up) != up
+	if changed {
+		if up {
+			close(c.upCh)
+		} else {
+			c.upCh = make(chan struct{})
+		}
 	}
-}
-
-// wait waits for a paho token, bounded by ctx and timeout.
-func wait(ctx context.Context, tok mqtt.Token, timeout time.Duration) error {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case <-tok.Done():
-		return tok.Error()
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return fmt.Errorf("no answer from the broker within %v", timeout)
+	c.mu.Unlock()
+	if changed && c.opts.OnChange != nil {
+		c.opts.OnChange(up, lost)
 	}
 }
 

@@ -1,8 +1,9 @@
 // Package testbroker runs a real mosquitto broker for tests: on loopback, on free ports,
-// optionally with a TLS listener (certificates made by NewTestCA) and password
-// authentication, and stopped when the test ends. StartProxy (proxy.go) puts a
-// fault-injecting MQTT proxy in front of any broker: delay, drop, duplicate, swap, pause
-// and cut, with exact counts of what it did.
+// optionally with a TLS listener (certificates made by NewTestCA), password authentication
+// and persistence, and stopped when the test ends. A test can also stop it and start it
+// again on the same ports (Restart), or freeze it to see a broker that hangs. StartProxy
+// (proxy.go) puts a fault-injecting MQTT proxy in front of any broker: delay, drop,
+// duplicate, swap, pause and cut, with exact counts of what it did.
 //
 // mosquitto comes from the Debian packages "mosquitto" (the broker and mosquitto_passwd)
 // and "mosquitto-clients" (mosquitto_sub, mosquitto_pub), which `make deps` installs. A
@@ -19,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -89,6 +91,11 @@ type Config struct {
 	// Users, if not empty, maps user names to passwords; clients must then give one of
 	// them, on every listener (anonymous clients are refused).
 	Users map[string]string
+	// Persistence makes mosquitto keep persistent sessions (their subscriptions and queued
+	// QoS 1 and 2 messages, in flight or not) and retained messages across Restart: it
+	// writes its database in the test's temporary directory when it stops (Stop sends
+	// SIGTERM) and reads it when it starts again. Without it nothing survives a restart.
+	Persistence bool
 }
 
 // Mosquitto is a running mosquitto process.
@@ -98,8 +105,11 @@ type Mosquitto struct {
 	ConfPath string // the generated mosquitto.conf
 	LogPath  string // mosquitto's log, and its standard output and error
 
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when the process has exited
+	bin string // the mosquitto executable
+
+	mu     sync.Mutex    // guards cmd and exited, which Start replaces
+	cmd    *exec.Cmd     // the current (or last) process
+	exited chan struct{} // closed when that process has exited
 }
 
 // URL is the plain listener's URL, "tcp://127.0.0.1:port".
@@ -157,31 +167,47 @@ func startMosquitto(t testing.TB, bin, dir, passwd string, cfg Config) (m *Mosqu
 		Addr:     net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t))),
 		ConfPath: filepath.Join(dir, "mosquitto.conf"),
 		LogPath:  filepath.Join(dir, "mosquitto.log"),
-		exited:   make(chan struct{}),
+		bin:      bin,
 	}
 	if cfg.TLS != nil {
 		m.TLSAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
 	}
-	if err := os.WriteFile(m.ConfPath, []byte(m.config(cfg, passwd)), 0o600); err != nil {
+	if err := os.WriteFile(m.ConfPath, []byte(m.config(cfg, passwd, dir)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logFile, err := os.OpenFile(m.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_TRUNC, 0o600)
-	if err != nil {
+	if err := os.WriteFile(m.LogPath, nil, 0o600); err != nil {
 		t.Fatal(err)
+	}
+	inUse, err = m.launch()
+	if m.cmd != nil {
+		t.Cleanup(m.Stop)
+	}
+	return m, inUse, err
+}
+
+// launch starts the mosquitto process and waits until its listeners accept TCP
+// connections. inUse tells whether an error was a port in use.
+func (m *Mosquitto) launch() (inUse bool, err error) {
+	logFile, err := os.OpenFile(m.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return false, err
 	}
 	defer logFile.Close() // the child has its own descriptor
 
-	m.cmd = exec.Command(bin, "-c", m.ConfPath)
-	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
-	m.cmd.SysProcAttr = procAttr()
-	if err := m.cmd.Start(); err != nil {
-		return nil, false, fmt.Errorf("start %s: %w", bin, err)
+	cmd := exec.Command(m.bin, "-c", m.ConfPath)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = procAttr()
+	if err := cmd.Start(); err != nil {
+		return false, fmt.Errorf("start %s: %w", m.bin, err)
 	}
-	go func() {
-		_ = m.cmd.Wait()
-		close(m.exited)
+	exited := make(chan struct{})
+	go func() { // ends when the process exits; Stop, or the test's end, sees to that
+		_ = cmd.Wait()
+		close(exited)
 	}()
-	t.Cleanup(m.Stop)
+	m.mu.Lock()
+	m.cmd, m.exited = cmd, exited
+	m.mu.Unlock()
 
 	addrs := []string{m.Addr}
 	if m.TLSAddr != "" {
@@ -196,24 +222,80 @@ func startMosquitto(t testing.TB, bin, dir, passwd string, cfg Config) (m *Mosqu
 				break
 			}
 			select {
-			case <-m.exited:
+			case <-exited:
 				log := m.Log()
-				return nil, strings.Contains(log, "Address already in use"),
-					fmt.Errorf("mosquitto exited at start (%v); config %s; log:\n%s", m.cmd.ProcessState, m.ConfPath, log)
+				return strings.Contains(log, "Address already in use"),
+					fmt.Errorf("mosquitto exited at start (%v); config %s; log:\n%s", cmd.ProcessState, m.ConfPath, log)
 			case <-time.After(10 * time.Millisecond):
 			}
 			if time.Now().After(deadline) {
 				m.Stop()
-				return nil, false, fmt.Errorf("mosquitto not accepting on %s after %v; config %s; log:\n%s",
+				return false, fmt.Errorf("mosquitto not accepting on %s after %v; config %s; log:\n%s",
 					addr, startTimeout, m.ConfPath, m.Log())
 			}
 		}
 	}
-	return m, false, nil
+	return false, nil
+}
+
+// Start starts a stopped mosquitto again, with the same configuration on the same ports
+// (with Config.Persistence, from the database it wrote when it stopped), and waits until
+// its listeners accept connections. Its log goes on in the same file. It fails if
+// mosquitto is running, or if it does not start within 5 seconds; a port that another
+// process took while mosquitto was stopped is retried until then.
+func (m *Mosquitto) Start() error {
+	if m.running() {
+		return fmt.Errorf("mosquitto on %s is already running", m.Addr)
+	}
+	deadline := time.Now().Add(startTimeout)
+	for {
+		inUse, err := m.launch()
+		if err == nil || !inUse || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Restart stops mosquitto (as Stop does) and starts it again (as Start does). Its clients
+// lose their connections; with Config.Persistence their persistent sessions survive.
+func (m *Mosquitto) Restart() error {
+	m.Stop()
+	return m.Start()
+}
+
+// running reports whether the current mosquitto process has not exited.
+func (m *Mosquitto) running() bool {
+	m.mu.Lock()
+	exited := m.exited
+	m.mu.Unlock()
+	select {
+	case <-exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// Freeze stops mosquitto's process in its tracks (SIGSTOP) until Thaw: its sockets stay
+// open and the kernel still accepts connections and data, but nothing is answered: a
+// broker that hangs. Stop thaws it.
+func (m *Mosquitto) Freeze() error { return m.signal(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen mosquitto (SIGCONT).
+func (m *Mosquitto) Thaw() error { return m.signal(syscall.SIGCONT) }
+
+func (m *Mosquitto) signal(sig syscall.Signal) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("mosquitto on %s: %v: %w", m.Addr, sig, err)
+	}
+	return nil
 }
 
 // config renders mosquitto.conf (see mosquitto.conf(5), mosquitto 2.0).
-func (m *Mosquitto) config(cfg Config, passwd string) string {
+func (m *Mosquitto) config(cfg Config, passwd, dir string) string {
 	var b strings.Builder
 	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	line("# Written by fleetsim's testbroker for one test.")
@@ -222,7 +304,12 @@ func (m *Mosquitto) config(cfg Config, passwd string) string {
 		// this test's temporary directory.
 		line("user root")
 	}
-	line("persistence false")
+	if cfg.Persistence {
+		line("persistence true")
+		line("persistence_location %s/", dir)
+	} else {
+		line("persistence false")
+	}
 	line("log_dest file %s", m.LogPath)
 	line("log_type error")
 	line("log_type warning")
@@ -281,18 +368,22 @@ func writePasswords(t testing.TB, dir string, users map[string]string) string {
 
 // Stop stops mosquitto (SIGTERM, then SIGKILL after 5 seconds) and waits for it to exit.
 // It is called when the test ends; tests may call it earlier, for example to see clients
-// lose their connection. It is safe to call more than once.
+// lose their connection, and Start it again. It is safe to call more than once.
 func (m *Mosquitto) Stop() {
+	m.mu.Lock()
+	cmd, exited := m.cmd, m.exited
+	m.mu.Unlock()
 	select {
-	case <-m.exited:
+	case <-exited:
 		return
 	default:
 	}
-	_ = m.cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Process.Signal(syscall.SIGCONT) // a frozen process acts on SIGTERM once thawed
 	select {
-	case <-m.exited:
+	case <-exited:
 	case <-time.After(5 * time.Second):
-		_ = m.cmd.Process.Kill()
-		<-m.exited
+		_ = cmd.Process.Kill()
+		<-exited
 	}
 }

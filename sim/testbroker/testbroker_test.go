@@ -223,3 +223,78 @@ func TestFreePort(t *testing.T) {
 	}
 	ln.Close()
 }
+
+func TestMosquittoRestart(t *testing.T) {
+	for _, persistence := range []bool{true, false} {
+		t.Run(fmt.Sprintf("persistence=%t", persistence), func(t *testing.T) {
+			m := StartMosquitto(t, Config{Persistence: persistence})
+			addr := m.Addr
+			session := func(id string) *paho.ClientOptions {
+				return clientOptions(m.URL(), id).SetCleanSession(false)
+			}
+			// A persistent session subscribes, leaves, and misses a QoS 1 message.
+			got := make(chan string, 10)
+			keep := func(_ paho.Client, msg paho.Message) { got <- string(msg.Payload()) }
+			sub := mustDial(t, session("keeper").SetDefaultPublishHandler(keep))
+			done(t, sub.Subscribe("test/queued", 1, nil), "subscribe")
+			sub.Disconnect(100)
+			pub := mustDial(t, clientOptions(m.URL(), "sender"))
+			done(t, pub.Publish("test/queued", 1, false, "while away"), "publish")
+
+			if err := m.Restart(); err != nil {
+				t.Fatal(err)
+			}
+			if m.Addr != addr || m.URL() != "tcp://"+addr {
+				t.Fatalf("restarted on %s, was %s", m.Addr, addr)
+			}
+			if err := m.Start(); err == nil {
+				t.Error("Start of a running mosquitto did not fail")
+			}
+
+			back := paho.NewClient(session("keeper").SetDefaultPublishHandler(keep))
+			tok := back.Connect()
+			done(t, tok, "connect after restart")
+			defer back.Disconnect(100)
+			present := tok.(*paho.ConnectToken).SessionPresent()
+			if present != persistence {
+				t.Fatalf("session present after restart: %t, want %t", present, persistence)
+			}
+			if !persistence {
+				return // the queued message went with the session
+			}
+			select {
+			case p := <-got:
+				if p != "while away" {
+					t.Errorf("got %q", p)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the queued message did not survive the restart")
+			}
+		})
+	}
+}
+
+func TestMosquittoFreeze(t *testing.T) {
+	m := StartMosquitto(t, Config{})
+	c := mustDial(t, clientOptions(m.URL(), "patient"))
+	if err := m.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	tok := c.Publish("test/frozen", 1, false, "x")
+	if tok.WaitTimeout(200 * time.Millisecond) {
+		t.Fatalf("a frozen broker acknowledged a QoS 1 publish (err %v)", tok.Error())
+	}
+	if err := m.Thaw(); err != nil {
+		t.Fatal(err)
+	}
+	done(t, tok, "publish after thaw")
+
+	if err := m.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	m.Stop() // stops a frozen broker too
+	if conn, err := net.Dial("tcp", m.Addr); err == nil {
+		conn.Close()
+		t.Error("port still open after Stop")
+	}
+}
