@@ -45,6 +45,7 @@ type runFlags struct {
 	caFile, certFile, keyFile             string
 	insecure, quiet, verbose              bool
 	progress, grace                       time.Duration
+	reconnectBase, reconnectCap           time.Duration
 	report                                string
 	thresholds                            stringList
 }
@@ -106,6 +107,8 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, string, error) {
 	fs.Var(&f.seed, "seed", "seed for every random choice, overriding the scenario's seed")
 	fs.DurationVar(&f.connectTimeout, "connect-timeout", 10*time.Second, "how long one connection attempt may take")
 	fs.DurationVar(&f.connectRetryFor, "connect-retry-for", 15*time.Second, "how long to keep retrying, with backoff, a broker that cannot be reached at the start (0: try once)")
+	fs.DurationVar(&f.reconnectBase, "reconnect-base", 100*time.Millisecond, "after a lost connection, the first reconnect waits up to this (full jitter), doubling each attempt")
+	fs.DurationVar(&f.reconnectCap, "reconnect-cap", 10*time.Second, "the most a reconnect waits; a larger cap spreads a reconnect storm over more time")
 	fs.StringVar(&f.username, "username", "", "MQTT username (default $FLEETSIM_USERNAME)")
 	fs.StringVar(&f.passwordFile, "password-file", "", "file holding the MQTT password (default: $FLEETSIM_PASSWORD)")
 	fs.StringVar(&f.brokerUsers, "broker-users", "", "file of the embedded broker's users, one name:password or name:password:teacher a line; students may write only students/<name>/# and device command topics")
@@ -147,6 +150,9 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, string, error) {
 	if f.connectTimeout <= 0 {
 		return nil, "", usagef("run: --connect-timeout must be positive")
 	}
+	if f.reconnectBase <= 0 || f.reconnectCap < f.reconnectBase {
+		return nil, "", usagef("run: --reconnect-base must be positive and --reconnect-cap at least as large")
+	}
 	if f.connectRetryFor < 0 {
 		return nil, "", usagef("run: --connect-retry-for must not be negative")
 	}
@@ -171,6 +177,9 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		return usageError{err}
 	}
 	applyOverrides(s, f)
+	if err := checkCapacity(s, s.Broker == scenario.Embedded); err != nil {
+		return err
+	}
 
 	connOpts, err := connectionOptions(s.Broker, f, getenv)
 	if err != nil {
@@ -376,7 +385,8 @@ func describe(s *scenario.Scenario, broker string) string {
 // connectionOptions builds the MQTT options from the flags and the environment. The
 // password is read from FLEETSIM_PASSWORD or --password-file only.
 func connectionOptions(brokerURL string, f *runFlags, getenv func(string) string) (mqttconn.Options, error) {
-	o := mqttconn.Options{Broker: brokerURL, ConnectTimeout: f.connectTimeout, RetryFor: f.connectRetryFor, Username: f.username}
+	o := mqttconn.Options{Broker: brokerURL, ConnectTimeout: f.connectTimeout, RetryFor: f.connectRetryFor, Username: f.username,
+		ReconnectBase: f.reconnectBase, ReconnectCap: f.reconnectCap}
 	if o.Username == "" {
 		o.Username = getenv("FLEETSIM_USERNAME")
 	}

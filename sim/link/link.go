@@ -247,6 +247,10 @@ func (l *Link) dialErr() error {
 	return nil
 }
 
+// SetLocalAddr makes Dial open connections from local (nil: any), for spreading many
+// connections over several source addresses. Call it before the first Dial.
+func (l *Link) SetLocalAddr(local net.Addr) { l.dialer.LocalAddr = local }
+
 // Dial connects to addr like net.Dialer.DialContext and wraps the connection in the link.
 // It fails with ErrLinkDown while the link is down (and if it goes down during the dial),
 // and takes a round trip of the link's latency for the TCP handshake. Its signature fits

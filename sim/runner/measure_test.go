@@ -5,7 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -394,5 +399,79 @@ func TestStallShowsInTheLatency(t *testing.T) {
 				t.Errorf("QoS 1: %d late sends, lag max %v: the held-up sends are not counted late", sum.Measured.Late, sum.Measured.Lag.Max)
 			}
 		})
+	}
+}
+
+// sourceRecorder relays TCP to upstream and records the source address of every client.
+type sourceRecorder struct {
+	ln      net.Listener
+	mu      sync.Mutex
+	sources map[string]int
+	wg      sync.WaitGroup
+}
+
+func recordSources(t *testing.T, upstream string) *sourceRecorder {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &sourceRecorder{ln: ln, sources: map[string]int{}}
+	r.wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			r.mu.Lock()
+			r.sources[c.RemoteAddr().(*net.TCPAddr).IP.String()]++
+			r.mu.Unlock()
+			up, err := net.Dial("tcp", upstream)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			r.wg.Go(func() { io.Copy(up, c); up.Close() })
+			r.wg.Go(func() { io.Copy(c, up); c.Close() })
+		}
+	})
+	return r
+}
+
+func (r *sourceRecorder) close() { r.ln.Close(); r.wg.Wait() }
+
+func TestConnectRateSourceAddressesAndPersistentSessions(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	b := embedded(t)
+	defer b.Close()
+	rec := recordSources(t, b.Addr())
+	defer rec.close()
+	s := streamScenario(1, 100, 50, false)
+	s.Homes = 10 // 20 connections
+	s.Connections.ConnectRate = 40
+	s.Connections.Persistent = true
+	s.Connections.SourceAddresses = []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")}
+	begin := time.Now()
+	sum, err, m := runMeasured(t, s, "tcp://"+rec.ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 20 connections at 40 a second: the last one opens about half a second in.
+	if dialling := sum.Started.Sub(begin); dialling < 400*time.Millisecond {
+		t.Errorf("20 connections opened in %v at 40/s; want at least 475ms", dialling)
+	}
+	rec.mu.Lock()
+	got := maps.Clone(rec.sources)
+	rec.mu.Unlock()
+	if got["127.0.0.1"] != 10 || got["127.0.0.2"] != 10 {
+		t.Errorf("connections by source address %v, want 10 from each", got)
+	}
+	// Every home's streamer publishes on the same topic, stream/streamer-1, with a stream of
+	// its own; every listener hears all ten.
+	if k := byKind(t, sum, "listener", 1); k.Totals.Delivered != 5000 || k.Totals.Streams != 100 || k.Totals.Lost != 0 {
+		t.Errorf("persistent sessions: totals %+v, want 100 streams of 50 (10 listeners × 10 streamers)", k.Totals)
+	}
+	if n := testutil.ToFloat64(m.ConnectAttempts.WithLabelValues("ok")); n != 20 {
+		t.Errorf("%v successful connects counted, want 20", n)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"io"
 	"math"
 	mrand "math/rand/v2"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -308,6 +309,9 @@ func build(cfg Config, clock sim.Clock, con *console, meas *measurement) ([]*dev
 	return devices, nil
 }
 
+// ConnectionCount is how many connections the scenario's connection mode needs.
+func ConnectionCount(s *scenario.Scenario) int { return connectionCount(s) }
+
 // connectionCount is how many connections the scenario's connection mode needs.
 func connectionCount(s *scenario.Scenario) int {
 	switch s.Connections.Mode {
@@ -410,18 +414,43 @@ func dialAll(ctx context.Context, cfg Config, n int, links []*link.Link) ([]*mqt
 		}
 	}
 
+	opts.OnReconnectAttempt = func(err error) {
+		if err != nil {
+			m.ConnectAttempts.WithLabelValues("error").Inc()
+			return
+		}
+		m.ConnectAttempts.WithLabelValues("ok").Inc()
+	}
+	c := cfg.Scenario.Connections
+	opts.Persistent = c.Persistent
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	conns := make([]*mqttconn.Conn, n)
 	errs := make([]error, n)
 	sem := make(chan struct{}, maxDialers)
+	// A ramp up: at most ConnectRate new connections a second.
+	ramp := rate.NewLimiter(rate.Inf, 1)
+	if c.ConnectRate > 0 {
+		ramp = rate.NewLimiter(rate.Limit(c.ConnectRate), 1)
+	}
 	var wg sync.WaitGroup
 	for i := range n {
+		if ramp.Wait(ctx) != nil {
+			errs[i] = ctx.Err()
+			break
+		}
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
 			o := opts
+			var local net.Addr
+			if srcs := c.SourceAddresses; len(srcs) > 0 {
+				local = &net.TCPAddr{IP: srcs[i%len(srcs)].AsSlice()}
+				o.NetDial = (&net.Dialer{LocalAddr: local}).DialContext
+			}
 			if i < len(links) && links[i] != nil {
+				links[i].SetLocalAddr(local)
 				o.NetDial = links[i].Dial
 			}
 			c, err := mqttconn.Dial(ctx, o, fmt.Sprintf("%s-%d", prefix, i+1))

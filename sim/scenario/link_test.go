@@ -131,3 +131,39 @@ func TestDeviceLink(t *testing.T) {
 		t.Errorf("with shared connections a device has link %+v, want none", l)
 	}
 }
+
+func TestConnectionsSessionRateAndSources(t *testing.T) {
+	s, err := Parse("c.yaml", []byte(doc(
+		"name: c",
+		"connections:",
+		"  mode: per-device",
+		"  session: persistent",
+		"  connect_rate: 1000",
+		"  source_addresses: [127.0.0.1, 127.0.0.2, '::1']",
+		"devices: [{kind: lamp}]",
+	)), testKinds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.Connections
+	if !c.Persistent || c.ConnectRate != 1000 || len(c.SourceAddresses) != 3 || c.SourceAddresses[1].String() != "127.0.0.2" {
+		t.Errorf("connections %+v", c)
+	}
+	_, err = Parse("bad.yaml", []byte(doc(
+		"name: c",
+		"connections:",
+		"  mode: per-device",
+		"  session: sticky",
+		"  connect_rate: 0",
+		"  source_addresses: [127.0.0.1, localhost]",
+		"devices: [{kind: lamp}]",
+	)), testKinds)
+	want := strings.Join([]string{
+		`bad.yaml:4: connections.session: expected clean or persistent, got "sticky"`,
+		`bad.yaml:5: connections.connect_rate: 0 is out of range (connections per second, > 0 and <= 1000000)`,
+		`bad.yaml:6: connections.source_addresses[1]: expected an IP address such as 127.0.0.2, got "localhost"`,
+	}, "\n")
+	if err == nil || err.Error() != want {
+		t.Errorf("got\n%v\nwant\n%s", err, want)
+	}
+}

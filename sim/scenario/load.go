@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/netip"
 	"os"
 	"reflect"
 	"regexp"
@@ -24,13 +25,14 @@ import (
 
 // Limits enforced by the loader.
 const (
-	MaxNameLen    = 64           // scenario and group names
-	MaxHomes      = 100_000      // homes
-	MaxCount      = 1_000_000    // devices per group per home
-	MaxDevices    = 10_000_000   // devices in the whole run (homes × devices per home)
-	MaxPoolSize   = 100_000      // connections in a pool
-	MaxRateLimit  = 1e6          // max_rate, publishes per second per device
-	MaxTopicBytes = topic.MaxLen // MQTT limit on a topic name, after expansion
+	MaxNameLen     = 64           // scenario and group names
+	MaxHomes       = 100_000      // homes
+	MaxCount       = 1_000_000    // devices per group per home
+	MaxDevices     = 10_000_000   // devices in the whole run (homes × devices per home)
+	MaxPoolSize    = 100_000      // connections in a pool
+	MaxConnectRate = 1_000_000    // connections per second
+	MaxRateLimit   = 1e6          // max_rate, publishes per second per device
+	MaxTopicBytes  = topic.MaxLen // MQTT limit on a topic name, after expansion
 )
 
 // Load reads the scenario file at path and parses it with Parse. If the file cannot be read
@@ -514,7 +516,13 @@ func checkBroker(v string) string {
 }
 
 // connectionFields are the fields of connections written as a mapping.
-var connectionFields = []string{"mode", "pool", "link"}
+var connectionFields = []string{"mode", "pool", "link", "session", "connect_rate", "source_addresses"}
+
+// Session kinds.
+const (
+	CleanSession      = "clean"      // the broker forgets a client's session when it goes
+	PersistentSession = "persistent" // CleanSession=false: subscriptions and QoS 1/2 messages survive a drop
+)
 
 // connections reads `connections: per-home`, `{pool: N}` or the mapping form with a link,
 // `{mode: per-home, link: nb-iot}` or `{pool: 4, link: {profile: wifi, ...}}`.
@@ -592,7 +600,50 @@ func (p *parser) connectionsMapping(v *yaml.Node) (Connections, bool) {
 	if kv, has := f["link"]; has && !isNull(kv.val) {
 		c.Link = p.link(kv, "connections.link")
 	}
+	if kv, has := f["session"]; has && !isNull(kv.val) {
+		if v, vok := p.str(kv, "connections.session"); vok {
+			switch v {
+			case CleanSession:
+			case PersistentSession:
+				c.Persistent = true
+			default:
+				p.addf(kv.val.Line, "connections.session: expected %s or %s, got %q", CleanSession, PersistentSession, v)
+			}
+		}
+	}
+	if kv, has := f["connect_rate"]; has && !isNull(kv.val) {
+		if v, vok := p.float(kv, "connections.connect_rate"); vok {
+			if !(v > 0 && v <= MaxConnectRate) {
+				p.addf(kv.val.Line, "connections.connect_rate: %s is out of range (connections per second, > 0 and <= %d)", scalarText(kv.val), MaxConnectRate)
+			} else {
+				c.ConnectRate = v
+			}
+		}
+	}
+	if kv, has := f["source_addresses"]; has && !isNull(kv.val) {
+		c.SourceAddresses = p.sourceAddresses(kv)
+	}
 	return c, ok
+}
+
+// sourceAddresses reads a list of local IP addresses to open connections from.
+func (p *parser) sourceAddresses(kv keyValue) []netip.Addr {
+	seq := deref(kv.val)
+	if seq == nil || seq.Kind != yaml.SequenceNode || len(seq.Content) == 0 {
+		p.addf(kv.val.Line, "connections.source_addresses: expected a list of local IP addresses such as [127.0.0.1, 127.0.0.2], got %s", describe(seq))
+		return nil
+	}
+	var out []netip.Addr
+	for i, item := range seq.Content {
+		n := deref(item)
+		a, err := netip.ParseAddr(n.Value)
+		if n.Kind != yaml.ScalarNode || err != nil {
+			p.addf(item.Line, "connections.source_addresses[%d]: expected an IP address such as 127.0.0.2, got %s", i, describe(n))
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // group decodes the i-th entry of devices. It does not run the kind's Build.

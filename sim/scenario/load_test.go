@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -641,7 +642,7 @@ func TestDefaults(t *testing.T) {
 	}
 	if s.File != "min.yaml" || s.Name != "min" || s.Description != "" || s.Broker != Embedded ||
 		s.Duration != 0 || s.Day != 0 || s.Start != 0 || s.Seed != 1 || s.Homes != 1 ||
-		s.TopicPrefix != DefaultTopicPrefix || s.Connections != (Connections{Mode: PerHome}) {
+		s.TopicPrefix != DefaultTopicPrefix || !reflect.DeepEqual(s.Connections, Connections{Mode: PerHome}) {
 		t.Errorf("scenario defaults wrong: %+v", s)
 	}
 	if len(s.Groups) != 2 {
@@ -709,7 +710,7 @@ func TestConnections(t *testing.T) {
 			t.Errorf("%s: %v", tt.value, err)
 			continue
 		}
-		if s.Connections != tt.want {
+		if !reflect.DeepEqual(s.Connections, tt.want) {
 			t.Errorf("%s: got %+v, want %+v", tt.value, s.Connections, tt.want)
 		}
 	}
@@ -770,7 +771,7 @@ func TestExample(t *testing.T) {
 	if s.File != path || s.Name != "smart-home" || !strings.HasPrefix(s.Description, "Three homes") ||
 		s.Broker != "tcp://localhost:1883" || s.Duration != 2*time.Minute || s.Day != 2*time.Minute ||
 		s.Start != 6*time.Hour || s.Seed != 42 || s.Homes != 3 || s.TopicPrefix != "home/{home}" ||
-		s.Connections != (Connections{Mode: Pool, PoolSize: 4}) {
+		!reflect.DeepEqual(s.Connections, Connections{Mode: Pool, PoolSize: 4}) {
 		t.Errorf("scenario = %+v", s)
 	}
 	if len(s.Groups) != 4 {

@@ -6,6 +6,7 @@
 package scenario
 
 import (
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -51,6 +52,15 @@ type Connections struct {
 	// share its radio. With PerDevice it is the link of every device whose group has none
 	// of its own (see DeviceLink).
 	Link *link.Profile
+	// Persistent asks for sessions that survive a drop (CleanSession=false): the broker
+	// keeps subscriptions and queues QoS 1/2 messages, and in-flight publishes are resent.
+	Persistent bool
+	// ConnectRate, if positive, opens at most this many connections per second: a ramp up
+	// instead of everyone at once.
+	ConnectRate float64
+	// SourceAddresses, if set, are the local addresses connections are opened from, in
+	// turn, for more connections than one address's ephemeral ports allow (~28k).
+	SourceAddresses []netip.Addr
 }
 
 // Group is one entry of the devices list: Count devices of one Kind in every home.
