@@ -15,6 +15,7 @@ import (
 
 	"github.com/fleetsim/fleetsim/devices"
 	"github.com/fleetsim/fleetsim/sim/link"
+	"github.com/fleetsim/fleetsim/sim/runner"
 	"github.com/fleetsim/fleetsim/sim/scenario"
 )
 
@@ -124,8 +125,8 @@ func validateCommand(args []string, stdout, stderr io.Writer) error {
 			bad++
 			continue
 		}
-		fmt.Fprintf(stdout, "%s: ok (%s: %d home(s) × %d device(s), %s connections)\n",
-			f, s.Name, s.Homes, s.DevicesPerHome(), s.Connections.Mode)
+		fmt.Fprintf(stdout, "%s: ok (%s: %d device(s) in %d home(s), %d %s connection(s))\n",
+			f, s.Name, s.DeviceCount(), s.Homes, runner.ConnectionCount(s), s.Connections.Mode)
 	}
 	if bad > 0 {
 		return fmt.Errorf("%d of %d scenario file(s) have problems", bad, len(files))

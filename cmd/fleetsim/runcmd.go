@@ -247,6 +247,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	}
 	if f.progress > 0 {
 		cfg.Progress, cfg.ProgressEvery = stderr, f.progress
+		cfg.ProgressInPlace = isTerminal(stderr)
 	}
 	if f.verbose {
 		cfg.Debug = stderr
@@ -285,6 +286,17 @@ func writeReport(file string, sum *runner.Summary, w io.Writer) error {
 		return fmt.Errorf("report: %w", err)
 	}
 	return nil
+}
+
+// isTerminal reports whether w is a terminal (a character device), where one progress line
+// can be rewritten in place; anything else (a file, a pipe, CI's log) gets plain lines.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // readUsers reads a --broker-users file: lines "name:password" or "name:password:teacher",
@@ -378,8 +390,8 @@ func describe(s *scenario.Scenario, broker string) string {
 	if s.Day > 0 {
 		day = fmt.Sprintf(", a simulated day every %v", s.Day)
 	}
-	return fmt.Sprintf("fleetsim: running %s %s: %d home(s) × %d device(s), %s connections to %s%s, seed %d",
-		s.Name, how, s.Homes, s.DevicesPerHome(), s.Connections.Mode, broker, day, s.Seed)
+	return fmt.Sprintf("fleetsim: running %s %s: %d device(s) in %d home(s), %d %s connection(s) to %s%s, seed %d",
+		s.Name, how, s.DeviceCount(), s.Homes, runner.ConnectionCount(s), s.Connections.Mode, broker, day, s.Seed)
 }
 
 // connectionOptions builds the MQTT options from the flags and the environment. The

@@ -29,10 +29,11 @@ type measurement struct {
 	streams []*outStream // by publisher id - 1
 	kinds   map[string]*kindMeasure
 	nextRcv atomic.Uint32
+	groups  map[string]uint32 // receiver ids of shared subscriptions' groups
 }
 
 func newMeasurement() *measurement {
-	return &measurement{kinds: map[string]*kindMeasure{}}
+	return &measurement{kinds: map[string]*kindMeasure{}, groups: map[string]uint32{}}
 }
 
 // outStream is one publisher stream: one device's publishes on one topic.
@@ -75,6 +76,18 @@ func (m *measurement) kind(name string, km *metrics.Kind, mm *metrics.Metrics) *
 
 // receiverID gives each receiving port its own id for stream keys.
 func (m *measurement) receiverID() uint32 { return m.nextRcv.Add(1) }
+
+// groupReceiver is the receiver id shared by the members of a shared subscription's group.
+func (m *measurement) groupReceiver(group string) uint32 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	id, ok := m.groups[group]
+	if !ok {
+		id = m.nextRcv.Add(1)
+		m.groups[group] = id
+	}
+	return id
+}
 
 // newStream registers a publisher stream.
 func (m *measurement) newStream(topic string) *outStream {

@@ -15,6 +15,7 @@ import (
 	"github.com/fleetsim/fleetsim/sim/measure"
 	"github.com/fleetsim/fleetsim/sim/metrics"
 	"github.com/fleetsim/fleetsim/sim/mqttconn"
+	"github.com/fleetsim/fleetsim/sim/topic"
 )
 
 // inboxSize is how many messages a device may have waiting before new ones are dropped.
@@ -41,7 +42,7 @@ type port struct {
 
 	meas     *measurement
 	km       *kindMeasure
-	rcv      uint32                // receiver id in stream keys
+	rcv      atomic.Uint32         // receiver id in stream keys (a shared subscription's group's, see Subscribe)
 	streams  map[string]*outStream // measured publisher streams by topic; one publish at a time uses it
 	flight   context.Context       // bounds publishes in flight; outlives the device's ctx by the grace period
 	inFlight *atomic.Int64         // the run's publishes in flight
@@ -163,6 +164,11 @@ func (p *port) Subscribe(ctx context.Context, filter string, qos byte) (byte, er
 	if qos > 2 {
 		return 0, fmt.Errorf("subscribe %s: QoS %d is not 0, 1 or 2", filter, qos)
 	}
+	if group, _, ok := topic.SharedFilter(filter); ok {
+		// The members of a shared subscription's group each get a part of every stream:
+		// together they are one receiver, and count as one.
+		p.rcv.Store(p.meas.groupReceiver(group))
+	}
 	if p.inbox == nil {
 		// Made on the first subscription: the many devices of a large fleet that only
 		// publish save its few kilobytes. Deliver sees it through the dispatcher's lock,
@@ -176,7 +182,7 @@ func (p *port) Inbox() <-chan sim.Message { return p.inbox }
 
 // Deliver is called by the connection's dispatcher; it never blocks.
 func (p *port) Deliver(m sim.Message) {
-	p.meas.received(p.km, p.rcv, m, time.Now())
+	p.meas.received(p.km, p.rcv.Load(), m, time.Now())
 	q := min(m.QoS, 2)
 	select {
 	case p.inbox <- m:

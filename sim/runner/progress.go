@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/fleetsim/fleetsim/sim/measure"
 	"github.com/fleetsim/fleetsim/sim/mqttconn"
 )
 
 // reportProgress writes a status line every cfg.ProgressEvery until ctx ends: how long the
-// run has gone, connections up, and message rates since the previous line.
-func reportProgress(ctx context.Context, cfg Config, started time.Time, devices []*device, conns []*mqttconn.Conn) {
+// run has gone, connections up, message rates since the previous line, the latency p99 so
+// far and what is lost. On a terminal (cfg.ProgressInPlace) the line is rewritten in place.
+func reportProgress(ctx context.Context, cfg Config, started time.Time, devices []*device, conns []*mqttconn.Conn, meas *measurement) {
 	every := cfg.ProgressEvery
 	if every <= 0 {
 		every = 10 * time.Second
@@ -22,13 +24,22 @@ func reportProgress(ctx context.Context, cfg Config, started time.Time, devices 
 	for {
 		select {
 		case <-ctx.Done():
+			if cfg.ProgressInPlace && prevAt != started {
+				fmt.Fprintln(cfg.Progress) // leave the last line standing
+			}
 			return
 		case now := <-t.C:
 			p := measureProgress(devices, conns)
+			lat, tot := meas.sofar()
 			secs := now.Sub(prevAt).Seconds()
-			fmt.Fprintf(cfg.Progress, "fleetsim: %v: %d devices, %d/%d connections up, %.0f msg/s out, %.0f msg/s in, %d dropped, %d failed\n",
+			line := fmt.Sprintf("fleetsim: %v: %d devices, %d/%d connections up, %.0f msg/s out, %.0f msg/s in, p99 %s, %d lost, %d dropped, %d failed",
 				now.Sub(started).Round(time.Second), len(devices), p.up, len(conns),
-				float64(p.out-prev.out)/secs, float64(p.in-prev.in)/secs, p.dropped, p.failed)
+				float64(p.out-prev.out)/secs, float64(p.in-prev.in)/secs, dur(lat.P99, lat.Count), tot.Lost, p.dropped, p.failed)
+			if cfg.ProgressInPlace {
+				fmt.Fprint(cfg.Progress, "\r\033[K"+line) // carriage return, erase the line
+			} else {
+				fmt.Fprintln(cfg.Progress, line)
+			}
 			prev, prevAt = p, now
 		}
 	}
@@ -52,4 +63,20 @@ func measureProgress(devices []*device, conns []*mqttconn.Conn) progress {
 		}
 	}
 	return p
+}
+
+// sofar is the latency of every measured delivery so far and the accounting totals (Lost
+// is final loss; what may still arrive is Missing).
+func (m *measurement) sofar() (measure.Percentiles, measure.Totals) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var recs []*measure.Recorder
+	var tot measure.Totals
+	for _, k := range m.kinds {
+		for q := range 3 {
+			recs = append(recs, k.latency[q])
+			tot = addTotals(tot, k.tracker[q].Snapshot())
+		}
+	}
+	return measure.Combined(recs...), tot
 }

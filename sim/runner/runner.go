@@ -40,6 +40,8 @@ type Config struct {
 	// Progress, if set, gets one status line every ProgressEvery (default 10s).
 	Progress      io.Writer
 	ProgressEvery time.Duration
+	// ProgressInPlace rewrites one progress line in place, for a terminal.
+	ProgressInPlace bool
 	// Grace is how long a stopping run waits for publishes in flight to complete and for
 	// messages on their way to arrive before it counts what is missing as lost (default
 	// DefaultGrace). A second interrupt (cancelling Hard) cuts it short.
@@ -106,6 +108,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	pool := newWorkers()
 	for _, d := range devices {
+		d.port.rcv.Store(meas.receiverID())
 		d.port.flight = flight
 		d.port.inFlight = &inFlight
 		d.port.workers = pool
@@ -136,7 +139,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	go func() {
 		defer close(progressDone)
 		if cfg.Progress != nil {
-			reportProgress(runCtx, cfg, started, devices, conns)
+			reportProgress(runCtx, cfg, started, devices, conns, meas)
 		}
 	}()
 	samplerDone := make(chan struct{})
@@ -266,11 +269,14 @@ func drain(ctx context.Context, devices []*device, inFlight *atomic.Int64) {
 func build(cfg Config, clock sim.Clock, con *console, meas *measurement) ([]*device, error) {
 	s := cfg.Scenario
 	kindMetrics := map[string]*metrics.Kind{}
-	devices := make([]*device, 0, s.Homes*s.DevicesPerHome())
+	devices := make([]*device, 0, s.DeviceCount())
 	for home := 1; home <= s.Homes; home++ {
 		shared := sim.NewShared()
 		for gi := range s.Groups {
 			g := &s.Groups[gi]
+			if !g.InHome(home) {
+				continue
+			}
 			kind, ok := cfg.Kinds[g.Kind]
 			if !ok {
 				return nil, fmt.Errorf("%s:%d: unknown device kind %q", s.File, g.Line, g.Kind)
@@ -301,7 +307,6 @@ func build(cfg Config, clock sim.Clock, con *console, meas *measurement) ([]*dev
 					stats: deviceStats{states: make([]string, 0, 2)},
 					meas:  meas,
 					km:    kmeas,
-					rcv:   meas.receiverID(),
 				}})
 			}
 		}
@@ -316,9 +321,9 @@ func ConnectionCount(s *scenario.Scenario) int { return connectionCount(s) }
 func connectionCount(s *scenario.Scenario) int {
 	switch s.Connections.Mode {
 	case scenario.PerDevice:
-		return s.Homes * s.DevicesPerHome()
+		return s.DeviceCount()
 	case scenario.Pool:
-		return min(s.Connections.PoolSize, s.Homes*s.DevicesPerHome())
+		return min(s.Connections.PoolSize, s.DeviceCount())
 	default:
 		return s.Homes
 	}
@@ -362,6 +367,9 @@ func makeLinks(s *scenario.Scenario, m *metrics.Metrics) []*link.Link {
 	for home := 1; home <= s.Homes; home++ {
 		for gi := range s.Groups {
 			g := &s.Groups[gi]
+			if !g.InHome(home) {
+				continue
+			}
 			p := s.DeviceLink(g)
 			for n := 1; n <= g.Count; n++ {
 				if p == nil {

@@ -202,7 +202,8 @@ func TestProgressLines(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(progress.String()), "\n")
 	// 1.5 s run, a line every 300 ms.
-	if len(lines) < 3 || !strings.Contains(lines[0], "6 devices, 2/2 connections up") || !strings.Contains(lines[0], "msg/s out") {
+	if len(lines) < 3 || !strings.Contains(lines[0], "6 devices, 2/2 connections up") || !strings.Contains(lines[0], "msg/s out") ||
+		!strings.Contains(lines[0], "p99 ") || !strings.Contains(lines[0], " 0 lost") {
 		t.Fatalf("progress lines:\n%s", progress.String())
 	}
 }
@@ -299,5 +300,24 @@ func TestLinkSummaryByProfile(t *testing.T) {
 	(&Summary{Links: got}).Print(&out)
 	if !strings.Contains(out.String(), "50000") || !strings.Contains(out.String(), "8000") {
 		t.Errorf("printed summary lacks one of the rates:\n%s", out.String())
+	}
+}
+
+func TestProgressInPlaceOnATerminal(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	b := embedded(t)
+	defer b.Close()
+	var out bytes.Buffer
+	cfg := Config{Scenario: testScenario(scenario.PerHome, 0, 1, 2, pingParams{}), Kinds: kinds,
+		Metrics: metrics.New(prometheus.NewRegistry(), "t"), Conn: mqttconn.Options{Broker: b.URL(), ConnectTimeout: 5 * time.Second},
+		Progress: &out, ProgressEvery: 300 * time.Millisecond, ProgressInPlace: true}
+	if _, err := Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	// Every update starts by returning to the start of the line and erasing it; only the
+	// last one ends with a newline.
+	if n := strings.Count(got, "\r\033[K"); n < 3 || strings.Count(got, "\n") != 1 || !strings.HasSuffix(got, "\n") {
+		t.Errorf("%d in-place updates, %d newlines in %q", n, strings.Count(got, "\n"), got)
 	}
 }

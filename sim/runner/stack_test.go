@@ -63,7 +63,7 @@ func TestIdleDeviceStackStaysSmall(t *testing.T) {
 			do := step(stage)
 			for i := range n {
 				p := &port{id: "d", conn: nullConn{}, limit: rate.NewLimiter(10, 10), rng: rand.New(rand.NewPCG(1, uint64(i))),
-					metrics: km, console: &console{}, meas: meas, km: kmeas, rcv: meas.receiverID(),
+					metrics: km, console: &console{}, meas: meas, km: kmeas,
 					flight: context.Background(), inFlight: &inFlight.Int64, workers: pool}
 				p.req = pubReq{p: p, done: make(chan error, 1)}
 				ready.Add(1)

@@ -167,3 +167,32 @@ func TestConnectionsSessionRateAndSources(t *testing.T) {
 		t.Errorf("got\n%v\nwant\n%s", err, want)
 	}
 }
+
+func TestGroupInSomeHomes(t *testing.T) {
+	s, err := Parse("h.yaml", []byte(doc(
+		"name: h",
+		"homes: 10",
+		"connections: per-device",
+		"devices:",
+		"  - {kind: lamp, count: 3}",
+		"  - {kind: lamp, name: backend, count: 2, homes: 1}",
+	)), testKinds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.DeviceCount(); got != 32 {
+		t.Errorf("%d devices, want 30 lamps and 2 backends", got)
+	}
+	if g := &s.Groups[1]; !g.InHome(1) || g.InHome(2) || !s.Groups[0].InHome(10) {
+		t.Errorf("InHome wrong for %+v", g)
+	}
+	_, err = Parse("bad.yaml", []byte(doc(
+		"name: h",
+		"homes: 2",
+		"devices:",
+		"  - {kind: lamp, homes: 3}",
+	)), testKinds)
+	if want := "bad.yaml:4: devices[0].homes: 3 is more than the scenario's 2 homes"; err == nil || err.Error() != want {
+		t.Errorf("got %v, want %s", err, want)
+	}
+}

@@ -254,7 +254,7 @@ func countNodes(n *yaml.Node) int {
 // Field names, in the order they are documented.
 var (
 	topFields   = []string{"name", "description", "broker", "duration", "day", "start", "seed", "homes", "topic_prefix", "connections", "thresholds", "devices"}
-	groupFields = []string{"kind", "name", "count", "period", "qos", "retained", "max_rate", "topic", "link", "params"}
+	groupFields = []string{"kind", "name", "count", "homes", "period", "qos", "retained", "max_rate", "topic", "link", "params"}
 )
 
 // groupState is what the loader knows about one group while validating.
@@ -267,6 +267,7 @@ type groupState struct {
 	paramsKey  *yaml.Node // key node of params, if given
 	paramsNode *yaml.Node // value of params (dereferenced), if given and not null
 	linkLine   int        // line of link, if given
+	homesLine  int        // line of homes, if given
 	kind       sim.Kind
 	kindOK     bool
 }
@@ -700,6 +701,12 @@ func (p *parser) group(s *Scenario, i int, item *yaml.Node) *groupState {
 			gs.g.Count = 0
 		}
 	}
+	if kv, ok := f["homes"]; ok && !isNull(kv.val) {
+		if v, ok := p.intRange(kv, w+".homes", 1, MaxHomes); ok {
+			gs.g.Homes = int(v)
+			gs.homesLine = kv.val.Line
+		}
+	}
 	if kv, ok := f["period"]; ok && !isNull(kv.val) {
 		if d, ok := p.duration(kv, w+".period"); ok {
 			if d < 0 || (d > 0 && d < minPeriod) {
@@ -783,6 +790,9 @@ func (p *parser) checkGroups(s *Scenario, groups []*groupState, homesOK, prefixO
 			countsOK = false
 		} else {
 			perHome = min(perHome+int64(g.Count), 1<<40)
+		}
+		if g.Homes > s.Homes && homesOK {
+			p.addf(gs.homesLine, "%s.homes: %d is more than the scenario's %d homes", gs.where, g.Homes, s.Homes)
 		}
 		// Unique names.
 		if g.Name != "" {

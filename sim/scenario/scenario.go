@@ -68,6 +68,7 @@ type Group struct {
 	Kind     string        // kind name, a key of the kinds map
 	Name     string        // id stem: devices are Name-1, Name-2, ... (defaults to Kind)
 	Count    int           // devices per home
+	Homes    int           // 0: the group is in every home; N: only in homes 1..N
 	Period   time.Duration // telemetry period; 0 means none
 	QoS      byte          // QoS of the devices' publishes
 	Retained bool          // retain state publishes
@@ -128,7 +129,24 @@ func (s *Scenario) DeviceLink(g *Group) *link.Profile {
 	return s.Connections.Link
 }
 
-// DevicesPerHome is the number of devices in one home.
+// InHome reports whether the group has devices in home h.
+func (g *Group) InHome(h int) bool { return g.Homes == 0 || h <= g.Homes }
+
+// DeviceCount is the number of devices in the whole run.
+func (s *Scenario) DeviceCount() int {
+	n := 0
+	for i := range s.Groups {
+		g := &s.Groups[i]
+		homes := s.Homes
+		if g.Homes > 0 {
+			homes = min(homes, g.Homes)
+		}
+		n += g.Count * homes
+	}
+	return n
+}
+
+// DevicesPerHome is the number of devices in one home (the first, which has them all).
 func (s *Scenario) DevicesPerHome() int {
 	n := 0
 	for _, g := range s.Groups {
