@@ -516,10 +516,11 @@ func TestEncyclopediaOverTLSWithPassword(t *testing.T) {
 			}
 		}
 	})
-	t.Run("password not in metrics", func(t *testing.T) {
+	t.Run("password not in metrics or the report", func(t *testing.T) {
 		metricsAddr := fmt.Sprintf("127.0.0.1:%d", testbroker.FreePort(t))
+		report := filepath.Join(t.TempDir(), "report.json")
 		p := start(t, []string{"FLEETSIM_PASSWORD=" + password}, "run", "scenarios/encyclopedia.yaml", "--broker", m.TLSURL(),
-			"--ca-file", ca.CA, "--username", "alice", "--duration", "3s", "--metrics-addr", metricsAddr)
+			"--ca-file", ca.CA, "--username", "alice", "--duration", "3s", "--metrics-addr", metricsAddr, "--report", report)
 		var body []byte
 		for deadline := time.Now().Add(5 * time.Second); len(body) == 0 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 			if resp, err := http.Get("http://" + metricsAddr + "/metrics"); err == nil {
@@ -535,6 +536,18 @@ func TestEncyclopediaOverTLSWithPassword(t *testing.T) {
 		}
 		if code := p.wait(t, 15*time.Second); code != 0 {
 			t.Fatalf("exit code %d, want 0", code)
+		}
+		for name, out := range map[string]string{"stdout": p.stdout.String(), "stderr": p.stderr.String()} {
+			if strings.Contains(out, password) {
+				t.Errorf("the password appears on %s", name)
+			}
+		}
+		written, err := os.ReadFile(report)
+		if err != nil || !bytes.Contains(written, []byte(`"schema"`)) {
+			t.Fatalf("no report written (%v)", err)
+		}
+		if bytes.Contains(written, []byte(password)) {
+			t.Errorf("the password appears in the report")
 		}
 	})
 	t.Run("password file", func(t *testing.T) {
