@@ -194,9 +194,12 @@ func (l *Link) schedule() {
 		}
 	}
 	for {
-		l.rngMu.Lock()
-		every := time.Duration(l.rng.ExpFloat64() * float64(l.profile.OutageEvery))
-		l.rngMu.Unlock()
+		every := l.profile.OutageEvery
+		if !l.profile.OutageFixed {
+			l.rngMu.Lock()
+			every = time.Duration(l.rng.ExpFloat64() * float64(every))
+			l.rngMu.Unlock()
+		}
 		if !sleep(every) {
 			return
 		}

@@ -83,6 +83,31 @@ func TestOutageSchedule(t *testing.T) {
 	})
 }
 
+func TestFixedOutageSchedule(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := Profile{Name: "scheduled", OutageEvery: 10 * time.Second, OutageFor: 2 * time.Second, OutageFixed: true}
+		begin := time.Now()
+		l := NewLink(p, nil)
+		defer l.Close()
+		// Down at 10 s for 2 s, at 22 s for 2 s, ...: up just before each, down just after.
+		for _, at := range []time.Duration{10 * time.Second, 22 * time.Second, 34 * time.Second} {
+			time.Sleep(at - time.Millisecond - time.Since(begin))
+			synctest.Wait()
+			if !l.Up() {
+				t.Fatalf("down before %v", at)
+			}
+			time.Sleep(2 * time.Millisecond)
+			synctest.Wait()
+			if l.Up() {
+				t.Fatalf("up just after %v", at)
+			}
+		}
+		if got := l.Stats().Outages; got != 3 {
+			t.Errorf("%d outages, want 3", got)
+		}
+	})
+}
+
 // nopConn is a net.Conn that does nothing, for connections that are never used.
 type nopConn struct{ net.Conn }
 

@@ -43,6 +43,9 @@ type Profile struct {
 	// OutageFor. Both zero means no outages. Only a Link made by NewLink schedules them.
 	OutageEvery time.Duration `yaml:"outage_every"`
 	OutageFor   time.Duration `yaml:"outage_for"`
+	// OutageFixed makes the schedule fixed instead: down exactly OutageEvery after the link
+	// was made (and after the end of each outage), for OutageFor.
+	OutageFixed bool `yaml:"outage_fixed"`
 }
 
 // Limits checked by Validate.
@@ -202,6 +205,7 @@ func Lookup(name string, override Profile) (Profile, error) {
 	set(&p.Jitter, override.Jitter)
 	set(&p.OutageEvery, override.OutageEvery)
 	set(&p.OutageFor, override.OutageFor)
+	p.OutageFixed = p.OutageFixed || override.OutageFixed
 	switch {
 	case override.Name != "":
 		p.Name = override.Name
