@@ -5,6 +5,9 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -161,5 +164,49 @@ func TestCapacityIsCheckedBeforeTheRun(t *testing.T) {
 	}
 	if took := time.Since(begin); took > 5*time.Second || !strings.Contains(p.stderr.String(), "30000 connections need about") {
 		t.Errorf("after %v: stderr %q; want the numbers at once", took, p.stderr)
+	}
+}
+
+// TestStuckBrokerKeepsMetricsAndCtrlC freezes the broker under a run: the metrics endpoint
+// keeps answering, and Ctrl-C still stops the run within seconds.
+func TestStuckBrokerKeepsMetricsAndCtrlC(t *testing.T) {
+	t.Parallel()
+	m := testbroker.StartMosquitto(t, testbroker.Config{})
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testbroker.FreePort(t))
+	p := start(t, nil, "run", loadScenario(t, "0s", 20), "--broker", m.URL(), "--metrics-addr", metricsAddr, "--quiet",
+		"--connect-timeout", "1s", "--grace", "1s")
+	scrape := func() string {
+		c := http.Client{Timeout: 2 * time.Second}
+		resp, err := c.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(scrape(), "fleetsim_messages_published_total"); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no publishes seen in the metrics")
+		}
+	}
+	if err := m.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Thaw()
+	time.Sleep(2 * time.Second)
+	begin := time.Now()
+	body := scrape()
+	if !strings.Contains(body, "fleetsim_publish_failures_total") || time.Since(begin) > time.Second {
+		t.Errorf("the metrics endpoint did not answer promptly while the broker was stuck (%v)", time.Since(begin))
+	}
+	begin = time.Now()
+	p.cmd.Process.Signal(os.Interrupt)
+	// The scenario's loss==0 threshold is crossed: the stuck broker lost what was sent to it.
+	if code := p.wait(t, 10*time.Second); code != 99 || !strings.Contains(p.stdout.String(), "interrupted") {
+		t.Errorf("exit code %d after Ctrl-C; want 99 (loss==0 crossed) and an interrupted summary", code)
+	}
+	if took := time.Since(begin); took > 5*time.Second {
+		t.Errorf("Ctrl-C took %v to stop the run", took)
 	}
 }

@@ -63,7 +63,7 @@ func (d *streamer) Run(ctx context.Context, io sim.IO) error {
 	return nil
 }
 
-// listener subscribes to Filter and drains its inbox.
+// listener subscribes to Filter ("{prefix}" is its home's prefix) and drains its inbox.
 type listener struct {
 	cfg sim.DeviceConfig
 	p   listenParams
@@ -74,7 +74,7 @@ type listenParams struct {
 }
 
 func (d *listener) Run(ctx context.Context, io sim.IO) error {
-	if _, err := io.Subscribe(ctx, d.p.Filter, d.cfg.QoS); err != nil {
+	if _, err := io.Subscribe(ctx, strings.ReplaceAll(d.p.Filter, "{prefix}", d.cfg.Prefix), d.cfg.QoS); err != nil {
 		return err
 	}
 	io.SetState("listening")

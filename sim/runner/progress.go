@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"fmt"
+	"runtime/metrics"
 	"time"
 
 	"github.com/fleetsim/fleetsim/sim/measure"
@@ -32,9 +33,11 @@ func reportProgress(ctx context.Context, cfg Config, started time.Time, devices 
 			p := measureProgress(devices, conns)
 			lat, tot := meas.sofar()
 			secs := now.Sub(prevAt).Seconds()
-			line := fmt.Sprintf("fleetsim: %v: %d devices, %d/%d connections up, %.0f msg/s out, %.0f msg/s in, p99 %s, %d lost, %d dropped, %d failed",
+			heap, goroutines := processNow()
+			line := fmt.Sprintf("fleetsim: %v: %d devices, %d/%d connections up, %.0f msg/s out, %.0f msg/s in, p99 %s, %d lost, %d dropped, %d failed; %d goroutines, %.0f MB heap",
 				now.Sub(started).Round(time.Second), len(devices), p.up, len(conns),
-				float64(p.out-prev.out)/secs, float64(p.in-prev.in)/secs, dur(lat.P99, lat.Count), tot.Lost, p.dropped, p.failed)
+				float64(p.out-prev.out)/secs, float64(p.in-prev.in)/secs, dur(lat.P99, lat.Count), tot.Lost, p.dropped, p.failed,
+				goroutines, float64(heap)/1e6)
 			if cfg.ProgressInPlace {
 				fmt.Fprint(cfg.Progress, "\r\033[K"+line) // carriage return, erase the line
 			} else {
@@ -43,6 +46,24 @@ func reportProgress(ctx context.Context, cfg Config, started time.Time, devices 
 			prev, prevAt = p, now
 		}
 	}
+}
+
+// processNow reads the process's heap in use and goroutine count without stopping the
+// world (runtime/metrics), so a long soak can watch them for growth.
+func processNow() (heap uint64, goroutines uint64) {
+	samples := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/sched/goroutines:goroutines"}}
+	metrics.Read(samples)
+	for i, s := range samples {
+		if s.Value.Kind() != metrics.KindUint64 {
+			continue
+		}
+		if i == 0 {
+			heap = s.Value.Uint64()
+		} else {
+			goroutines = s.Value.Uint64()
+		}
+	}
+	return heap, goroutines
 }
 
 // progress is a snapshot of the fleet's counters.

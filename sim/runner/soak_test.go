@@ -1,0 +1,80 @@
+package runner
+
+import (
+	"context"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+
+	"github.com/fleetsim/fleetsim/sim/metrics"
+	"github.com/fleetsim/fleetsim/sim/mqttconn"
+	"github.com/fleetsim/fleetsim/sim/scenario"
+)
+
+// TestSoakDoesNotGrow is the short version of the soak run (README, "Soak"): a thousand
+// devices streaming for several seconds must not grow in goroutines or heap once warmed
+// up, and must leave nothing running.
+func TestSoakDoesNotGrow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("soak: skipped with -short")
+	}
+	defer goleak.VerifyNone(t)
+	b := embedded(t)
+	defer b.Close()
+	s := streamScenario(1, 10, 1_000_000, false) // never runs out
+	s.Homes = 500                               // 500 streamers and 500 listeners, 5,000 msg/s out
+	s.Duration = 8 * time.Second
+	s.Connections = scenario.Connections{Mode: scenario.Pool, PoolSize: 20}
+	// Each listener hears its own home's streamer only, so deliveries grow with devices,
+	// not with their square.
+	s.Groups[0].Params = &listenParams{Filter: "{prefix}/stream/#"}
+	s.Groups[1].Topic = "{prefix}/stream/{id}"
+	type sample struct {
+		goroutines int
+		heap       uint64
+	}
+	var samples []sample
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				runtime.GC()
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				samples = append(samples, sample{runtime.NumGoroutine(), ms.HeapAlloc})
+			}
+		}
+	}()
+	_, err := Run(context.Background(), Config{Scenario: s, Kinds: measureKinds, Metrics: metrics.New(prometheus.NewRegistry(), "soak"),
+		Conn: mqttconn.Options{Broker: b.URL(), ConnectTimeout: 5 * time.Second}, Grace: time.Second})
+	cancel()
+	<-sampled
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Warm-up is the first 3 s; after it the counts may wobble, not climb.
+	warm := samples[6:len(samples)-2] // and not the stop
+	first, last := warm[0], warm[len(warm)-1]
+	t.Logf("after warm-up: goroutines %d → %d, heap %.1f → %.1f MB over %d samples", first.goroutines, last.goroutines,
+		float64(first.heap)/1e6, float64(last.heap)/1e6, len(warm))
+	for _, x := range warm {
+		if x.goroutines > first.goroutines+max(first.goroutines/10, 100) { // publish workers come and go
+			t.Errorf("goroutines grew from %d to %d after warm-up", first.goroutines, x.goroutines)
+			break
+		}
+	}
+	if last.heap > first.heap+first.heap/4+4<<20 {
+		t.Errorf("heap grew from %.1f to %.1f MB after warm-up", float64(first.heap)/1e6, float64(last.heap)/1e6)
+	}
+}
