@@ -25,7 +25,7 @@ func TestSoakDoesNotGrow(t *testing.T) {
 	b := embedded(t)
 	defer b.Close()
 	s := streamScenario(1, 10, 1_000_000, false) // never runs out
-	s.Homes = 500                               // 500 streamers and 500 listeners, 5,000 msg/s out
+	s.Homes = 500                                // 500 streamers and 500 listeners, 5,000 msg/s out
 	s.Duration = 8 * time.Second
 	s.Connections = scenario.Connections{Mode: scenario.Pool, PoolSize: 20}
 	// Each listener hears its own home's streamer only, so deliveries grow with devices,
@@ -64,7 +64,7 @@ func TestSoakDoesNotGrow(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Warm-up is the first 3 s; after it the counts may wobble, not climb.
-	warm := samples[6:len(samples)-2] // and not the stop
+	warm := samples[6 : len(samples)-2] // and not the stop
 	first, last := warm[0], warm[len(warm)-1]
 	t.Logf("after warm-up: goroutines %d → %d, heap %.1f → %.1f MB over %d samples", first.goroutines, last.goroutines,
 		float64(first.heap)/1e6, float64(last.heap)/1e6, len(warm))
