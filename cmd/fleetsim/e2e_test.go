@@ -768,6 +768,8 @@ func TestConstrainedLinks(t *testing.T) {
 		`fleetsim_link_bytes_total\{direction="up",profile="wifi-congested",scenario="constrained"\} [1-9]`,
 		`fleetsim_link_bytes_total\{direction="up",profile="nb-iot",scenario="constrained"\} [1-9]`,
 		`fleetsim_link_wait_seconds_total\{direction="up",profile="wifi-congested",scenario="constrained"\} [0-9.e+-]*[1-9]`,
+		`fleetsim_link_wait_seconds_count\{direction="up",profile="wifi-congested",scenario="constrained"\} [1-9]`,
+		`fleetsim_link_connects_total\{profile="nb-iot",scenario="constrained"\} [1-9]`,
 	} {
 		if !regexp.MustCompile(re).Match(body) {
 			t.Errorf("metrics lack %s", re)

@@ -165,7 +165,11 @@ func (c *Conn) take(ctx context.Context, d *direction, n int) error {
 	}
 	start := time.Now()
 	err := d.lim.WaitN(ctx, n)
-	d.waitNs.Add(int64(time.Since(start)))
+	waited := time.Since(start)
+	d.waitNs.Add(int64(waited))
+	if d.observe != nil {
+		d.observe(waited)
+	}
 	return err
 }
 

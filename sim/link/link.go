@@ -47,6 +47,8 @@ type direction struct {
 
 	bytes  atomic.Int64 // bytes that crossed the underlying connections
 	waitNs atomic.Int64 // time spent waiting for tokens
+	// observe, if set, is told of every wait for tokens (see SetWaitObserver).
+	observe func(time.Duration)
 }
 
 func (d *direction) init(bytesPerSec float64, latency, jitter time.Duration, now time.Time) {
@@ -77,6 +79,7 @@ type Stats struct {
 	BytesUp, BytesDown int64         // bytes written to / read from the underlying connections
 	WaitUp, WaitDown   time.Duration // time spent waiting for bandwidth (summed over connections)
 	Outages            int64         // times the link went down (scheduled or by Down)
+	Dials              int64         // connections Dial opened: the first, then one per reconnect
 }
 
 // Link is one shaped link. All connections wrapped or dialled through it share its
@@ -94,6 +97,7 @@ type Link struct {
 	closed    bool
 
 	outages atomic.Int64
+	dials   atomic.Int64
 	dialer  net.Dialer
 	stop    chan struct{}
 	wg      sync.WaitGroup // the outage scheduler
@@ -136,6 +140,7 @@ func (l *Link) Stats() Stats {
 		WaitUp:    time.Duration(l.up.waitNs.Load()),
 		WaitDown:  time.Duration(l.down.waitNs.Load()),
 		Outages:   l.outages.Load(),
+		Dials:     l.dials.Load(),
 	}
 }
 
@@ -250,6 +255,12 @@ func (l *Link) dialErr() error {
 	return nil
 }
 
+// SetWaitObserver has up and down told of every wait for bandwidth, in each direction, for
+// a histogram of waits. Call it before the link carries bytes.
+func (l *Link) SetWaitObserver(up, down func(time.Duration)) {
+	l.up.observe, l.down.observe = up, down
+}
+
 // SetLocalAddr makes Dial open connections from local (nil: any), for spreading many
 // connections over several source addresses. Call it before the first Dial.
 func (l *Link) SetLocalAddr(local net.Addr) { l.dialer.LocalAddr = local }
@@ -267,6 +278,7 @@ func (l *Link) Dial(ctx context.Context, network, addr string) (net.Conn, error)
 	if err != nil {
 		return nil, err
 	}
+	l.dials.Add(1)
 	c := l.Wrap(nc)
 	if rtt := l.delay(&l.up) + l.delay(&l.down); rtt > 0 {
 		t := time.NewTimer(rtt)

@@ -358,6 +358,7 @@ type jsonLink struct {
 	BytesDown       int64   `json:"bytes_down"`
 	WaitedUpSeconds float64 `json:"waited_up_seconds"`
 	Outages         int64   `json:"outages"`
+	Connects        int64   `json:"connects"`
 }
 
 type jsonThreshold struct {
@@ -406,7 +407,7 @@ func (s *Summary) report() jsonReport {
 	for _, l := range s.Links {
 		r.Links = append(r.Links, jsonLink{Profile: l.Profile, Links: l.Links, UpBytesPerSec: l.UpRate, DownBytesPerSec: l.DownRate,
 			AchievedUp: l.AchievedUp, AchievedDown: l.AchievedDn, BytesUp: l.BytesUp, BytesDown: l.BytesDown,
-			WaitedUpSeconds: l.WaitUp.Seconds(), Outages: l.Outages})
+			WaitedUpSeconds: l.WaitUp.Seconds(), Outages: l.Outages, Connects: l.Connects})
 	}
 	for _, th := range s.Thresholds {
 		r.Thresholds = append(r.Thresholds, jsonThreshold(th))

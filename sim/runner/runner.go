@@ -351,6 +351,7 @@ func makeLinks(s *scenario.Scenario, m *metrics.Metrics) []*link.Link {
 	newLink := func(p *link.Profile, home int, name string) *link.Link {
 		l := link.NewLink(*p, mrand.New(mrand.NewPCG(s.Seed, deviceSeed(home, name+"/link"))))
 		m.Links.Add(p.Name, l.Stats)
+		l.SetWaitObserver(m.Links.Observe(p.Name))
 		return l
 	}
 	var links []*link.Link

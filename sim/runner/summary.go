@@ -37,6 +37,7 @@ type LinkSummary struct {
 	AchievedUp, AchievedDn float64 // average bytes/s per link over the run
 	WaitUp                 time.Duration
 	Outages                int64
+	Connects               int64 // connections opened over the profile's links, reconnects included
 }
 
 // KindSummary adds up the devices of one kind.
@@ -128,10 +129,10 @@ func (s *Summary) Print(w io.Writer) {
 	if len(s.Links) > 0 {
 		fmt.Fprintln(w, "\nshaped links (per link: configured rate, average achieved over the run):")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "profile\tlinks\tup B/s set\tup B/s used\tdown B/s set\tdown B/s used\tbytes up\tbytes down\twaited up\toutages\tone-way delay\t")
+		fmt.Fprintln(tw, "profile\tlinks\tup B/s set\tup B/s used\tdown B/s set\tdown B/s used\tbytes up\tbytes down\twaited up\toutages\tconnects\tone-way delay\t")
 		for _, l := range s.Links {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%.0f\t%d\t%d\t%v\t%d\t%s\t\n", l.Profile, l.Links, rateText(l.UpRate), l.AchievedUp,
-				rateText(l.DownRate), l.AchievedDn, l.BytesUp, l.BytesDown, l.WaitUp.Round(time.Millisecond), l.Outages, delayText(l.Latency, l.Jitter))
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%.0f\t%d\t%d\t%v\t%d\t%d\t%s\t\n", l.Profile, l.Links, rateText(l.UpRate), l.AchievedUp,
+				rateText(l.DownRate), l.AchievedDn, l.BytesUp, l.BytesDown, l.WaitUp.Round(time.Millisecond), l.Outages, l.Connects, delayText(l.Latency, l.Jitter))
 		}
 		tw.Flush()
 	}
@@ -194,6 +195,7 @@ func summariseLinks(links []*link.Link, elapsed time.Duration) []LinkSummary {
 		r.BytesDown += st.BytesDown
 		r.WaitUp += st.WaitUp
 		r.Outages += st.Outages
+		r.Connects += st.Dials
 	}
 	for i := range out {
 		r := &out[i]
