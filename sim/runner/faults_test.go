@@ -41,8 +41,8 @@ func TestBrokerRestartLosesNothingAtQoS1And2(t *testing.T) {
 			sent := uint64(sum.Measured.Scheduled)
 			lost := testutil.ToFloat64(mm.ConnectionsLost)
 			t.Logf("QoS %d: %d sent, %+v, %v connections lost and regained", qos, sent, k.Totals, lost)
-			if lost != 2 {
-				t.Errorf("%v connections lost, want both (the broker restarted)", lost)
+			if c := sum.Connections; lost != 2 || c.Lost != 2 || c.Episodes != 1 || c.Longest <= 0 || c.StillDown != 0 {
+				t.Errorf("%v connections lost, summary %+v; want both lost once and back", lost, c)
 			}
 			switch qos {
 			case 1:

@@ -269,6 +269,7 @@ type jsonReport struct {
 	ByKind         []jsonByKind    `json:"by_kind"`
 	Publishing     jsonPublishing  `json:"publishing"`
 	Generator      jsonGenerator   `json:"generator"`
+	Connections    jsonConnections `json:"connections"`
 	Kinds          []jsonKind      `json:"kinds"`
 	Links          []jsonLink      `json:"links"`
 	Thresholds     []jsonThreshold `json:"thresholds"`
@@ -334,6 +335,16 @@ type jsonGenerator struct {
 	Reasons        []string `json:"reasons"`
 }
 
+type jsonConnections struct {
+	Opened                int     `json:"opened"`
+	Connects              int64   `json:"connects"`
+	Lost                  int64   `json:"lost"`
+	PeakConnectsPerSecond float64 `json:"peak_connects_per_second"`
+	Episodes              int     `json:"loss_episodes"`
+	FullReconnectSeconds  float64 `json:"full_reconnect_seconds"`
+	StillDown             int     `json:"still_down"`
+}
+
 type jsonKind struct {
 	Kind         string `json:"kind"`
 	Devices      int    `json:"devices"`
@@ -382,6 +393,9 @@ func (s *Summary) report() jsonReport {
 		Generator: jsonGenerator{CPUSeconds: m.Generator.CPU.Seconds(), Cores: m.Generator.Cores, Utilisation: m.Generator.Utilisation,
 			GCCycles: m.Generator.GCCycles, GCPauseSeconds: m.Generator.GCPause.Seconds(), MaxInFlight: m.Generator.MaxInFlight,
 			Bottleneck: m.Generator.Bottleneck, Reasons: nonNil(m.Generator.BottleneckWhy)},
+		Connections: jsonConnections{Opened: s.Connections.Connections, Connects: s.Connections.Connects, Lost: s.Connections.Lost,
+			PeakConnectsPerSecond: s.Connections.PeakPerSecond, Episodes: s.Connections.Episodes,
+			FullReconnectSeconds: s.Connections.Longest.Seconds(), StillDown: s.Connections.StillDown},
 		ByKind: []jsonByKind{}, Kinds: []jsonKind{}, Links: []jsonLink{}, Thresholds: []jsonThreshold{}, Errors: nonNil(s.Errors),
 	}
 	t := m.All.Totals

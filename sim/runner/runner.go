@@ -82,7 +82,8 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	s := cfg.Scenario
 	links := makeLinks(s, cfg.Metrics)
 	defer closeLinks(links) // after the connections over them
-	conns, err := dialAll(ctx, cfg, connectionCount(s), links)
+	watch := newConnWatch(connectionCount(s))
+	conns, err := dialAll(ctx, cfg, connectionCount(s), links, watch)
 	if err != nil {
 		return nil, err
 	}
@@ -169,6 +170,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	sum := summarise(s, cfg.Conn.Broker, started, devices)
 	sum.Elapsed = stopped.Sub(started)
 	sum.Measured = summariseMeasurement(meas, gen, sum.Elapsed, devices)
+	sum.Connections = watch.summary(stopped)
 	sum.Links = summariseLinks(links, sum.Elapsed)
 	sum.Interrupted = ctx.Err() != nil
 	devErrs := failures.list()
@@ -405,7 +407,7 @@ func deviceSeed(home int, id string) uint64 {
 
 // dialAll opens n connections, at most maxDialers at a time. If any fails, it closes the
 // ones that opened and returns the first error.
-func dialAll(ctx context.Context, cfg Config, n int, links []*link.Link) ([]*mqttconn.Conn, error) {
+func dialAll(ctx context.Context, cfg Config, n int, links []*link.Link, watch *connWatch) ([]*mqttconn.Conn, error) {
 	runID := make([]byte, 3)
 	_, _ = rand.Read(runID)
 	prefix := "fleetsim-" + hex.EncodeToString(runID)
@@ -413,6 +415,7 @@ func dialAll(ctx context.Context, cfg Config, n int, links []*link.Link) ([]*mqt
 	opts := cfg.Conn
 	m := cfg.Metrics
 	opts.OnChange = func(up bool, lost error) {
+		watch.change(up, lost != nil, time.Now())
 		if up {
 			m.Connections.Inc()
 			return

@@ -24,6 +24,7 @@ type Summary struct {
 	Links       []LinkSummary // shaped links per distinct profile; empty when none
 	Errors      []string      // devices that stopped with an error
 	Measured    Measured      // end-to-end accounting and the generator's own health
+	Connections ConnSummary   // drops, reconnects, connect rates
 	Thresholds  []ThresholdResult
 }
 
@@ -136,6 +137,8 @@ func (s *Summary) Print(w io.Writer) {
 		}
 		tw.Flush()
 	}
+	fmt.Fprintln(w)
+	s.Connections.print(w)
 	s.Measured.print(w)
 	if len(s.Thresholds) > 0 {
 		fmt.Fprintln(w, "\nthresholds:")
