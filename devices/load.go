@@ -45,7 +45,7 @@ func buildLoad(cfg sim.DeviceConfig, p LoadParams) (sim.Device, error) {
 		return nil, &sim.ParamError{Field: "payload_bytes", Err: fmt.Errorf("%d is outside %d..%d (the measurement header takes %d)",
 			p.PayloadBytes, sim.HeaderRoom, maxLoadPayload, sim.HeaderRoom)}
 	}
-	d := &load{cfg: cfg}
+	d := &load{topic: cfg.Topic, qos: cfg.QoS}
 	// Everything the device needs is made here, on the builder's goroutine: an allocation in
 	// Run could assist the garbage collector on the device's small stack and grow it.
 	d.payload = sim.Reserve(p.PayloadBytes) // the engine copies it, so one buffer serves every send
@@ -125,7 +125,8 @@ func (pause) String() string                                   { return "pause" 
 // stacks are what it costs: the waiting state lives in the struct, and the function
 // that waits has a small frame, so a waiting goroutine's stack stays at the 2 KiB minimum.
 type load struct {
-	cfg   sim.DeviceConfig
+	topic string // only what it needs of its DeviceConfig: a million of them add up
+	qos   byte
 	pacer measure.Pacer
 	first float64 // seconds: the device's start is spread over one interval of its peak rate
 
@@ -146,7 +147,7 @@ func (d *load) Run(ctx context.Context, io sim.IO) error {
 			return nil
 		}
 		if !due.IsZero() {
-			_ = io.PublishAt(ctx, due, d.cfg.Topic, d.payload, d.cfg.QoS, false) // failures are the engine's to count
+			_ = io.PublishAt(ctx, due, d.topic, d.payload, d.qos, false) // failures are the engine's to count
 			d.sent++
 		}
 	}

@@ -507,6 +507,10 @@ func (c *Conn) Publish(ctx context.Context, topic string, payload []byte, qos by
 	return err
 }
 
+// ErrNotSent marks (errors.Is) a Publish or Subscribe that failed before anything was
+// handed to the connection: the broker cannot have it.
+var ErrNotSent = errors.New("not sent")
+
 // whenUp waits until the connection is up, calls send and waits for its token, all
 // bounded by ctx, Close and the connect timeout. When the connection drops between the
 // check and paho's (paho answers ErrNotConnected at once), it waits for the next
@@ -514,34 +518,43 @@ func (c *Conn) Publish(ctx context.Context, topic string, payload []byte, qos by
 func (c *Conn) whenUp(ctx context.Context, send func() mqtt.Token) (mqtt.Token, error) {
 	t := time.NewTimer(c.opts.ConnectTimeout)
 	defer t.Stop()
+	sent := false // whether paho took the packet: until then, a failure means nothing went out
+	fail := func(err error) (mqtt.Token, error) {
+		if !sent {
+			err = fmt.Errorf("%w: %w", ErrNotSent, err)
+		}
+		return nil, err
+	}
 	for {
 		c.mu.Lock()
 		up, closed := c.upCh, c.closed
 		c.mu.Unlock()
 		if closed {
-			return nil, errClosed
+			return fail(errClosed)
 		}
 		select {
 		case <-up:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return fail(ctx.Err())
 		case <-c.life.Done():
-			return nil, errClosed
+			return fail(errClosed)
 		case <-t.C:
-			return nil, fmt.Errorf("%w: the connection did not come back within %v", mqtt.ErrNotConnected, c.opts.ConnectTimeout)
+			return fail(fmt.Errorf("%w: the connection did not come back within %v", mqtt.ErrNotConnected, c.opts.ConnectTimeout))
 		}
 		tok := send()
+		sent = true
 		select {
 		case <-tok.Done():
 			err := tok.Error()
 			if !errors.Is(err, mqtt.ErrNotConnected) {
 				return tok, err
 			}
+			sent = false // paho refused it without sending
 			// Dropped an instant ago: let the reconnect loop see it before looking again.
 			select {
 			case <-time.After(time.Millisecond):
 			case <-ctx.Done():
-				return nil, ctx.Err()
+				return fail(ctx.Err())
 			}
 		case <-ctx.Done():
 			return nil, ctx.Err()

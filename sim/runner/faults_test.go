@@ -108,3 +108,27 @@ func TestStuckBrokerTimesOutAndStaysResponsive(t *testing.T) {
 		t.Errorf("summary %+v: want an interrupted run with the failures counted", r.sum.Kinds)
 	}
 }
+
+// TestPublishesThatNeverWentOutAreFailuresNotLosses stops the broker for good under a QoS 1
+// stream: the publishes made while it is gone wait for it, time out and are counted as
+// failures. They never went out, so they are not also counted as lost: only the one that
+// may have been on its way when the broker went can be.
+func TestPublishesThatNeverWentOutAreFailuresNotLosses(t *testing.T) {
+	m := testbroker.StartMosquitto(t, testbroker.Config{})
+	s := streamScenario(1, 20, 200, false)
+	s.Duration = 4 * time.Second
+	stop := time.AfterFunc(1500*time.Millisecond, m.Stop)
+	defer stop.Stop()
+	mm := metrics.New(prometheus.NewRegistry(), s.Name)
+	sum, err := Run(context.Background(), Config{Scenario: s, Kinds: measureKinds, Metrics: mm, Grace: time.Second,
+		Conn: mqttconn.Options{Broker: m.URL(), ConnectTimeout: 500 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := byKind(t, sum, "listener", 1)
+	failed := testutil.ToFloat64(mm.PublishFailures.WithLabelValues("streamer", "1"))
+	t.Logf("%+v, %v failures", k.Totals, failed)
+	if failed < 2 || k.Totals.Lost > 1 {
+		t.Errorf("%v failures, %+v; want failures counted and at most the one in flight lost", failed, k.Totals)
+	}
+}

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -43,7 +44,8 @@ type port struct {
 	meas     *measurement
 	km       *kindMeasure
 	rcv      atomic.Uint32         // receiver id in stream keys (a shared subscription's group's, see Subscribe)
-	streams  map[string]*outStream // measured publisher streams by topic; one publish at a time uses it
+	first    *outStream            // the stream of the first topic it published a measured message on
+	streams  map[string]*outStream // the streams of its other topics (most devices have none)
 	flight   context.Context       // bounds publishes in flight; outlives the device's ctx by the grace period
 	inFlight *atomic.Int64         // the run's publishes in flight
 	workers  *workers              // run the publishes
@@ -69,7 +71,6 @@ type pubReq struct {
 	p        *port
 	ctx      context.Context // the device's: bounds the wait for the rate limit
 	due      time.Time       // zero for an unscheduled publish
-	start    time.Time       // when it left the rate limiter
 	topic    string
 	payload  []byte
 	qos      byte
@@ -97,6 +98,27 @@ func (p *port) PublishAt(ctx context.Context, due time.Time, topic string, paylo
 	return err
 }
 
+// stream returns the device's publisher stream on topic, making it on first use. One
+// publish at a time calls it.
+func (p *port) stream(topic string) *outStream {
+	if p.first != nil && p.first.topic == topic {
+		return p.first
+	}
+	if st := p.streams[topic]; st != nil {
+		return st
+	}
+	st := p.meas.newStream(topic)
+	if p.first == nil {
+		p.first = st
+		return st
+	}
+	if p.streams == nil {
+		p.streams = map[string]*outStream{}
+	}
+	p.streams[topic] = st
+	return st
+}
+
 // send waits for the device's rate limit, stamps the payload's measurement header, sends it
 // and counts the outcome. It runs on a worker: even the rate limiter's arithmetic is more
 // stack than a device's goroutine can spare.
@@ -107,12 +129,12 @@ func (p *port) send(r *pubReq) error {
 	if err := p.limit.Wait(r.ctx); err != nil {
 		return err
 	}
-	r.start = time.Now()
+	start := time.Now() // when it left the rate limiter
 	topic, payload, qos := r.topic, r.payload, r.qos
-	sent := r.start
+	sent := start
 	if !r.due.IsZero() {
 		sent = r.due
-		lag := max(r.start.Sub(r.due), 0)
+		lag := max(start.Sub(r.due), 0)
 		p.km.lag.Record(lag)
 		p.km.scheduled.Add(1)
 		p.metrics.ScheduleLag.Observe(lag.Seconds())
@@ -122,15 +144,9 @@ func (p *port) send(r *pubReq) error {
 		}
 	}
 	out := payload
+	var st *outStream
 	if measurable(payload) {
-		st := p.streams[topic]
-		if st == nil {
-			st = p.meas.newStream(topic)
-			if p.streams == nil {
-				p.streams = map[string]*outStream{}
-			}
-			p.streams[topic] = st
-		}
+		st = p.stream(topic)
 		seq := st.last.Load() + 1
 		out = stamp(payload, measure.Header{ID: st.id, Seq: seq, Sent: sent.UnixNano()})
 		st.last.Store(seq)
@@ -143,6 +159,11 @@ func (p *port) send(r *pubReq) error {
 	err := p.conn.Publish(p.flight, topic, out, qos, r.retained)
 	p.inFlight.Add(-1)
 	if err != nil {
+		if st != nil && errors.Is(err, mqttconn.ErrNotSent) {
+			// Nothing went out, so nothing can arrive: the seq is not spent, and the
+			// failure is counted as one, not also as a loss.
+			st.last.Add(^uint64(0))
+		}
 		p.stats.failed.Add(1)
 		p.metrics.PublishFailures[qos].Inc()
 		return fmt.Errorf("publish %s: %w", topic, err)
