@@ -2,6 +2,7 @@ package runner
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,10 +20,17 @@ type workers struct {
 	reqs chan *pubReq
 	quit chan struct{}
 	wg   sync.WaitGroup
+	n    atomic.Int64 // workers running
 }
 
 // workerIdle is how long an idle worker waits for work before it ends.
 const workerIdle = 2 * time.Second
+
+// maxWorkers caps the pool. Without a cap, a stall (a collection with a million stacks to
+// scan, a slow connection) made a new worker for every publish that came meanwhile: a
+// million-device run grew 35,000 of them, 280 MB of stacks. Beyond the cap a publish waits
+// for a worker; the wait shows as schedule lag, where it belongs.
+const maxWorkers = 2048
 
 func newWorkers() *workers {
 	return &workers{reqs: make(chan *pubReq), quit: make(chan struct{})}
@@ -31,14 +39,21 @@ func newWorkers() *workers {
 // A request goes to an idle worker through reqs, or, when none is idle, to a new one from
 // start; either way the worker answers on r.done (see port.PublishAt).
 
-// start starts a worker whose first request is r.
+// start starts a worker whose first request is r, or, when the pool is full, waits for a
+// worker to take r.
 func (w *workers) start(r *pubReq) {
+	if w.n.Add(1) > maxWorkers {
+		w.n.Add(-1)
+		w.reqs <- r
+		return
+	}
 	w.wg.Add(1)
 	go w.work(r)
 }
 
 func (w *workers) work(first *pubReq) {
 	defer w.wg.Done()
+	defer w.n.Add(-1)
 	first.run()
 	idle := time.NewTimer(workerIdle)
 	defer idle.Stop()
