@@ -37,11 +37,13 @@ func runShaped(b *testing.B, p Profile, size int) (int64, time.Duration) {
 }
 
 // BenchmarkShapedThroughput reports the achieved rate through an up-shaped conn over
-// loopback and its error against the target. Each op writes 10 ms worth of the rate.
+// loopback and its error against the target. Each op writes 10 ms worth of the rate (at
+// least a byte). For the 10 s window: go test -run '^$' -bench ShapedThroughput
+// -benchtime 10s ./sim/link/.
 func BenchmarkShapedThroughput(b *testing.B) {
-	for _, rate := range []float64{64e3, 1e6, 10e6, 100e6} {
+	for _, rate := range []float64{300, 64e3, 1e6, 10e6, 100e6} {
 		b.Run(fmt.Sprintf("%gB/s", rate), func(b *testing.B) {
-			size := int(rate / 100)
+			size := max(int(rate/100), 1)
 			b.SetBytes(int64(size))
 			n, elapsed := runShaped(b, Profile{UpBytesPerSec: rate}, size)
 			got := float64(n) / elapsed.Seconds()
