@@ -90,10 +90,14 @@ func measureProgress(devices []*device, conns []*mqttconn.Conn) progress {
 // is final loss; what may still arrive is Missing).
 func (m *measurement) sofar() (measure.Percentiles, measure.Totals) {
 	m.mu.RLock()
-	defer m.mu.RUnlock()
+	kinds := make([]*kindMeasure, 0, len(m.kinds))
+	for _, k := range m.kinds {
+		kinds = append(kinds, k)
+	}
+	m.mu.RUnlock() // not held over the snapshots: a waiting writer would stall every delivery
 	var recs []*measure.Recorder
 	var tot measure.Totals
-	for _, k := range m.kinds {
+	for _, k := range kinds {
 		for q := range 3 {
 			recs = append(recs, k.latency[q])
 			tot = addTotals(tot, k.tracker[q].Snapshot())
