@@ -38,6 +38,7 @@ type port struct {
 	metrics *metrics.Kind
 	console *console
 	stats   deviceStats
+	discard bool // the device is a sim.Discarder: count and measure, never queue
 
 	meas     *measurement
 	km       *kindMeasure
@@ -135,18 +136,20 @@ func (p *port) Inbox() <-chan sim.Message { return p.inbox }
 // Deliver is called by the connection's dispatcher; it never blocks.
 func (p *port) Deliver(m sim.Message) {
 	p.meas.received(p.km, p.rcv, m, time.Now())
-	q := min(m.QoS, 2)
-	select {
-	case p.inbox <- m:
-		n := int64(len(m.Payload))
-		p.stats.in.Add(1)
-		p.stats.inBytes.Add(n)
-		p.metrics.Received[q].Inc()
-		p.metrics.ReceivedBytes[q].Add(float64(n))
-	default:
-		p.stats.dropped.Add(1)
-		p.metrics.Dropped.Inc()
+	if !p.discard {
+		select {
+		case p.inbox <- m:
+		default:
+			p.stats.dropped.Add(1)
+			p.metrics.Dropped.Inc()
+			return
+		}
 	}
+	q, n := min(m.QoS, 2), int64(len(m.Payload))
+	p.stats.in.Add(1)
+	p.stats.inBytes.Add(n)
+	p.metrics.Received[q].Inc()
+	p.metrics.ReceivedBytes[q].Add(float64(n))
 }
 
 func (p *port) SetState(state string) {
