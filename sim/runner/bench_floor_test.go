@@ -121,6 +121,7 @@ func floorStep(b *testing.B, m *testbroker.Mosquitto, sh shape, rate float64, d 
 	total := measure.Phases([]measure.Phase{{Pacer: measure.Constant{Rate: per}, Duration: d}}).Total()
 	r.expected = total * uint64(sh.pubs)
 	cpu0, broker0, gc0 := processCPU(), brokerCPU(m), gcCycles()
+	reads0, writes0 := syscalls()
 	start := time.Now().Add(pause)
 	var late, failed atomic.Int64
 	var wg sync.WaitGroup
@@ -162,6 +163,8 @@ func floorStep(b *testing.B, m *testbroker.Mosquitto, sh shape, rate float64, d 
 		time.Sleep(10 * time.Millisecond)
 	}
 	r.cpu, r.brokerCPU, r.gc = processCPU()-cpu0, brokerCPU(m)-broker0, gcCycles()-gc0
+	reads, writes := syscalls()
+	r.reads, r.writes = reads-reads0, writes-writes0
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
 	r.delivered, r.dups = sub.delivered, sub.dups

@@ -29,6 +29,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -108,6 +109,7 @@ type stepResult struct {
 	cpu, brokerCPU           time.Duration // the generator's process; mosquitto
 	elapsed                  time.Duration
 	gc                       uint32
+	reads, writes            int64 // the generator's read and write system calls
 	err                      error
 }
 
@@ -146,9 +148,11 @@ func (r stepResult) String() string {
 	if !ok {
 		verdict = "FAIL: " + why
 	}
-	return fmt.Sprintf("%8.0f msg/s: %d delivered, p50 %v p99 %v, lag p99 %v, ack p99 %v, cpu %.2fs (%.2f cpu-s/Mmsg), broker %.2f cpu-s/Mmsg, %d GC: %s",
+	perMsg := func(n int64) float64 { return float64(n) / float64(max(r.delivered, 1)) }
+	return fmt.Sprintf("%8.0f msg/s: %d delivered, p50 %v p99 %v, lag p99 %v, ack p99 %v, cpu %.2fs (%.2f cpu-s/Mmsg), broker %.2f cpu-s/Mmsg, %d GC, %.2f reads and %.2f writes per message: %s",
 		r.rate, r.delivered, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.lagP99.Round(time.Microsecond),
-		r.ackP99.Round(time.Microsecond), r.cpu.Seconds(), cpuPerM(r.cpu, r.delivered), cpuPerM(r.brokerCPU, r.delivered), r.gc, verdict)
+		r.ackP99.Round(time.Microsecond), r.cpu.Seconds(), cpuPerM(r.cpu, r.delivered), cpuPerM(r.brokerCPU, r.delivered), r.gc,
+		perMsg(r.reads), perMsg(r.writes), verdict)
 }
 
 // search finds the highest rate that step sustains: it doubles from sh.start until a rate
@@ -233,9 +237,12 @@ func fleetsimStep(b *testing.B, m *testbroker.Mosquitto, sh shape, rate float64,
 	s, expected := loadScenario(sh, rate, d)
 	met := metrics.New(prometheus.NewRegistry(), s.Name)
 	broker0 := brokerCPU(m)
+	reads0, writes0 := syscalls()
 	sum, err := runner.Run(context.Background(), runner.Config{Scenario: s, Kinds: devices.Kinds(), Metrics: met,
 		Grace: 3 * time.Second, Conn: mqttconn.Options{Broker: m.URL(), ConnectTimeout: 10 * time.Second}})
 	r := stepResult{rate: rate, expected: expected, err: err, brokerCPU: brokerCPU(m) - broker0}
+	reads, writes := syscalls()
+	r.reads, r.writes = reads-reads0, writes-writes0
 	if sum == nil {
 		return r
 	}
@@ -386,6 +393,26 @@ func benchConnections(b *testing.B, m *testbroker.Mosquitto, n int) {
 	b.ReportMetric(float64(mem.goMem-goMem0)/float64(n), "B/conn")
 	b.ReportMetric(float64(mem.rss-rss0)/float64(n), "rss-B/conn")
 	b.ReportMetric(float64(mem.broker-broker0.RSS)/float64(n), "broker-B/conn")
+}
+
+// syscalls returns how many read and write system calls this process has made (Linux,
+// /proc/self/io; 0 elsewhere). Connection setup is in the count too, a few per connection.
+func syscalls() (reads, writes int64) {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		name, v, _ := strings.Cut(line, ": ")
+		n, _ := strconv.ParseInt(v, 10, 64)
+		switch name {
+		case "syscr":
+			reads = n
+		case "syscw":
+			writes = n
+		}
+	}
+	return reads, writes
 }
 
 // goMemory is the Go heap in use plus goroutine stacks, after a collection.
