@@ -283,8 +283,8 @@ func (c *Conn) setUp(up bool, lost error) {
 
 // wait waits for a paho token, bounded by ctx and timeout.
 func wait(ctx context.Context, tok mqtt.Token, timeout time.Duration) error {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
+	t := getTimer(timeout)
+	defer putTimer(t)
 	select {
 	case <-tok.Done():
 		return tok.Error()
