@@ -20,6 +20,10 @@ import (
 // inboxSize is how many messages a device may have waiting before new ones are dropped.
 const inboxSize = 64
 
+// maxSpare bounds the stamped payload a port keeps for its next publish (port.spare), so
+// that a device which once sent a large payload does not hold its size for good.
+const maxSpare = 4 << 10
+
 // connection is what a port needs from its MQTT connection; *mqttconn.Conn implements it.
 type connection interface {
 	Publish(ctx context.Context, topic string, payload []byte, qos byte, retained bool) error
@@ -44,6 +48,7 @@ type port struct {
 	km       *kindMeasure
 	rcv      uint32                // receiver id in stream keys
 	streams  map[string]*outStream // measured publisher streams by topic; the device's goroutine only
+	spare    []byte                // the last stamped payload, once its publish completed: the client is done with it
 	flight   context.Context       // bounds publishes in flight; outlives the device's ctx by the grace period
 	inFlight *atomic.Int64         // the run's publishes in flight
 }
@@ -73,10 +78,13 @@ func (p *port) publish(ctx context.Context, due time.Time, topic string, payload
 	if qos > 2 {
 		return fmt.Errorf("publish %s: QoS %d is not 0, 1 or 2", topic, qos)
 	}
-	if err := p.limit.Wait(ctx); err != nil {
-		return err
-	}
 	now := time.Now()
+	if !p.limit.AllowN(now, 1) {
+		if err := p.limit.Wait(ctx); err != nil {
+			return err
+		}
+		now = time.Now()
+	}
 	sent := now
 	if !due.IsZero() {
 		sent = due
@@ -89,7 +97,7 @@ func (p *port) publish(ctx context.Context, due time.Time, topic string, payload
 			p.metrics.PublishLate.Inc()
 		}
 	}
-	out := payload
+	out, stamped := payload, false
 	if measurable(payload) {
 		st := p.streams[topic]
 		if st == nil {
@@ -97,7 +105,8 @@ func (p *port) publish(ctx context.Context, due time.Time, topic string, payload
 			p.streams[topic] = st
 		}
 		seq := st.last.Load() + 1
-		out = stamp(payload, measure.Header{ID: st.id, Seq: seq, Sent: sent.UnixNano()})
+		out = stamp(p.spare, payload, measure.Header{ID: st.id, Seq: seq, Sent: sent.UnixNano()})
+		p.spare, stamped = nil, true
 		st.last.Store(seq)
 	} else {
 		p.km.unmeasuredOut.Add(1)
@@ -110,6 +119,9 @@ func (p *port) publish(ctx context.Context, due time.Time, topic string, payload
 		p.stats.failed.Add(1)
 		p.metrics.PublishFailures[qos].Inc()
 		return fmt.Errorf("publish %s: %w", topic, err)
+	}
+	if stamped && cap(out) <= maxSpare {
+		p.spare = out // complete: written (QoS 0) or acknowledged, so paho holds it no more
 	}
 	if qos > 0 {
 		d := time.Since(now)
