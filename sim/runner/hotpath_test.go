@@ -155,3 +155,16 @@ func BenchmarkPortDeliverParallel(b *testing.B) {
 		}
 	})
 }
+
+func TestAStoppedDeviceSendsNothing(t *testing.T) {
+	conn := &nullConn{}
+	p := benchPort(newMeasurement(), "load", conn, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := p.PublishAt(ctx, time.Now(), "t", sim.Reserve(40), 0, false); !errors.Is(err, context.Canceled) {
+		t.Errorf("publish after the device's context ended: %v, want context.Canceled", err)
+	}
+	if n := conn.n.Load(); n != 0 {
+		t.Errorf("%d publishes reached the connection after the device's context ended", n)
+	}
+}

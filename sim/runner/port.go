@@ -78,6 +78,9 @@ func (p *port) publish(ctx context.Context, due time.Time, topic string, payload
 	if qos > 2 {
 		return fmt.Errorf("publish %s: QoS %d is not 0, 1 or 2", topic, qos)
 	}
+	if err := ctx.Err(); err != nil {
+		return err // a stopped device sends nothing more, rate limit or not
+	}
 	now := time.Now()
 	if !p.limit.AllowN(now, 1) {
 		if err := p.limit.Wait(ctx); err != nil {
