@@ -2,7 +2,8 @@
 // (per home, or a pool); each connection has one Dispatcher that routes incoming messages
 // to the devices whose filters match, and the messages of a shared subscription
 // ("$share/{group}/{filter}") to one of the devices that subscribed to it. It wraps
-// github.com/eclipse/paho.mqtt.golang.
+// github.com/eclipse/paho.mqtt.golang, and reads plain TCP through a read-ahead buffer
+// (readahead.go).
 package mqttconn
 
 import (
@@ -22,6 +23,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
+	"golang.org/x/net/proxy"
 
 	"github.com/fleetsim/fleetsim/sim"
 	"github.com/fleetsim/fleetsim/sim/topic"
@@ -103,9 +105,12 @@ func Dial(ctx context.Context, opts Options, clientID string) (*Conn, error) {
 	if opts.TLS != nil {
 		o.SetTLSConfig(opts.TLS)
 	}
-	if opts.NetDial != nil {
+	if dial := opts.NetDial; dial != nil || plainTCP(opts.Broker) {
+		if dial == nil {
+			dial = proxy.Dial // as paho dials tcp://: through $ALL_PROXY if set
+		}
 		o.SetCustomOpenConnectionFn(func(u *url.URL, co mqtt.ClientOptions) (net.Conn, error) {
-			return dialVia(opts.NetDial, u, co.TLSConfig, opts.ConnectTimeout)
+			return dialVia(dial, u, co.TLSConfig, opts.ConnectTimeout)
 		})
 	}
 	c.client = mqtt.NewClient(o)
@@ -129,7 +134,8 @@ func Dial(ctx context.Context, opts Options, clientID string) (*Conn, error) {
 	}
 }
 
-// dialVia opens a connection to u with dial, adding TLS for ssl:// URLs.
+// dialVia opens a connection to u with dial, adding TLS for ssl:// URLs; plain TCP is read
+// through readAhead.
 func dialVia(dial func(ctx context.Context, network, addr string) (net.Conn, error), u *url.URL, tlsConf *tls.Config, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -139,7 +145,7 @@ func dialVia(dial func(ctx context.Context, network, addr string) (net.Conn, err
 	}
 	switch u.Scheme {
 	case "tcp", "mqtt":
-		return conn, nil
+		return newReadAhead(conn), nil
 	case "ssl", "tls", "mqtts":
 		conf := &tls.Config{MinVersion: tls.VersionTLS12}
 		if tlsConf != nil {
