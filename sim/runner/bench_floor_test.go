@@ -28,7 +28,7 @@ func BenchmarkPahoFloorQoS0(b *testing.B) { benchFloor(b, shapeQoS0) }
 func BenchmarkPahoFloorQoS1(b *testing.B) { benchFloor(b, shapeQoS1) }
 
 func benchFloor(b *testing.B, sh shape) {
-	sz := sizes()
+	sh, sz := sh.withFlags(), sizes()
 	m := benchBroker(b)
 	for b.Loop() {
 		if *benchRate > 0 {

@@ -48,9 +48,22 @@ import (
 )
 
 var (
-	benchFull = flag.Bool("fleetsim.full", false, "end-to-end benchmarks: run the full sizes (tens of minutes) instead of the quick ones")
-	benchRate = flag.Float64("fleetsim.rate", 0, "throughput benchmarks: hold this one rate (msgs/s) instead of searching, for profiling")
+	benchFull  = flag.Bool("fleetsim.full", false, "end-to-end benchmarks: run the full sizes (tens of minutes) instead of the quick ones")
+	benchRate  = flag.Float64("fleetsim.rate", 0, "throughput benchmarks: hold this one rate (msgs/s) instead of searching, for profiling")
+	benchPubs  = flag.Int("fleetsim.pubs", 0, "throughput benchmarks: this many publishers instead of the shape's")
+	benchConns = flag.Int("fleetsim.conns", -1, "throughput benchmarks: this many connections (0: one per device) instead of the shape's")
 )
+
+// withFlags is sh with the publishers and connections the flags ask for.
+func (sh shape) withFlags() shape {
+	if *benchPubs > 0 {
+		sh.pubs = *benchPubs
+	}
+	if *benchConns >= 0 {
+		sh.conns = *benchConns
+	}
+	return sh
+}
 
 // benchSizes are the knobs that trade a benchmark's time for its precision.
 type benchSizes struct {
@@ -264,7 +277,7 @@ func BenchmarkThroughputQoS0(b *testing.B) { benchThroughput(b, shapeQoS0) }
 func BenchmarkThroughputQoS1(b *testing.B) { benchThroughput(b, shapeQoS1) }
 
 func benchThroughput(b *testing.B, sh shape) {
-	sz := sizes()
+	sh, sz := sh.withFlags(), sizes()
 	m := benchBroker(b)
 	for b.Loop() {
 		if *benchRate > 0 {
