@@ -76,7 +76,7 @@ func sizes() benchSizes {
 	if *benchFull {
 		return benchSizes{step: 10 * time.Second, bisect: 5, conns: 0}
 	}
-	return benchSizes{step: 2 * time.Second, bisect: 3, conns: 2000}
+	return benchSizes{step: 3 * time.Second, bisect: 3, conns: 2000}
 }
 
 // shape is how a throughput benchmark's traffic flows: pubs publishers, each on an
@@ -94,8 +94,8 @@ type shape struct {
 }
 
 var (
-	shapeQoS0 = shape{qos: 0, pubs: 4, conns: 0, payload: 64, start: 10_000, ref: 20_000, max: 400_000}
-	shapeQoS1 = shape{qos: 1, pubs: 64, conns: 0, payload: 64, start: 5_000, ref: 10_000, max: 400_000}
+	shapeQoS0 = shape{qos: 0, pubs: 4, conns: 0, payload: 64, start: 10_000, ref: 60_000, max: 400_000}
+	shapeQoS1 = shape{qos: 1, pubs: 64, conns: 0, payload: 64, start: 5_000, ref: 30_000, max: 400_000}
 )
 
 // pause is how long publishers wait at the start of a step, so that the subscriber is
@@ -171,13 +171,20 @@ func (r stepResult) String() string {
 // search finds the highest rate that step sustains: it doubles from sh.start until a rate
 // fails (or sh.max), then halves the interval between the last that held and the first
 // that did not, bisect times. It returns the best step, or the zero result if none held.
+//
+// A rate fails only if it fails twice: on a machine shared with other work, a stall of
+// 20 ms from elsewhere is enough to make 1% of a short step's sends late.
 func search(b *testing.B, sh shape, bisect int, step func(rate float64) stepResult) stepResult {
 	b.Helper()
 	try := func(rate float64) (stepResult, bool) {
-		r := step(rate)
-		ok, _ := r.verdict()
-		b.Logf("%v", r)
-		return r, ok
+		for attempt := 1; ; attempt++ {
+			r := step(rate)
+			ok, _ := r.verdict()
+			b.Logf("%v", r)
+			if ok || attempt == 2 {
+				return r, ok
+			}
+		}
 	}
 	var best stepResult
 	lo, hi := 0.0, 0.0
@@ -314,6 +321,7 @@ func reportThroughput(b *testing.B, best, ref stepResult) {
 	b.ReportMetric(0, "ns/op") // one search, not a per-operation time
 	b.ReportMetric(best.rate, "msgs/s")
 	b.ReportMetric(cpuPerM(best.cpu, best.delivered), "cpu-s/Mmsg")
+	b.ReportMetric(ref.rate, "ref-msgs/s")
 	b.ReportMetric(cpuPerM(ref.cpu, ref.delivered), "cpu-s/Mmsg@ref")
 	b.ReportMetric(cpuPerM(ref.brokerCPU, ref.delivered), "broker-cpu-s/Mmsg@ref")
 	b.ReportMetric(float64(best.p99.Microseconds()), "p99-µs")
