@@ -37,8 +37,11 @@ fmt-check: ## fail if gofmt would change a file
 vet: ## go vet
 	$(GO) vet ./...
 
-bench: ## run the benchmarks
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+bench: deps ## benchmarks as one table: throughput and connections against a mosquitto it starts, paho's floor, the micro-benchmarks (~4 min)
+	@mkdir -p bin
+	@echo "make bench: about 4 minutes; raw output and every step in bin/bench.txt"
+	@$(GO) test -p 1 -run '^$$' -bench . -benchmem -timeout 30m ./... > bin/bench.txt 2>&1; status=$$?; \
+	awk -v raw=bin/bench.txt -f .ci/benchtable.awk bin/bench.txt; exit $$status
 
 fuzz: ## fuzz the scenario loader and the payload decoders for 30 s each
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./sim/scenario

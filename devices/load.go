@@ -214,11 +214,17 @@ func buildSink(cfg sim.DeviceConfig, p SinkParams) (sim.Device, error) {
 	return d, nil
 }
 
-// sink subscribes and drains its inbox; the engine measures what arrives.
+// sink subscribes and drains its inbox; the engine measures what arrives. It is a
+// sim.Discarder: the engine need not queue anything for it.
 type sink struct {
 	cfg     sim.DeviceConfig
 	filters []string
 }
+
+// DiscardsInbox implements sim.Discarder.
+func (*sink) DiscardsInbox() {}
+
+var _ sim.Discarder = (*sink)(nil)
 
 func (d *sink) Run(ctx context.Context, io sim.IO) error {
 	if err := subscribe(ctx, io, d.cfg.QoS, d.filters...); err != nil {

@@ -24,6 +24,16 @@ type Device interface {
 	Run(ctx context.Context, io IO) error
 }
 
+// Discarder is implemented by a device that takes every message its subscriptions bring
+// and does nothing with it, such as a backend sink that exists to be measured. The engine
+// counts and measures what arrives for it as for any device but queues nothing: its Inbox
+// stays empty, so no message is dropped for want of room and none costs the device's
+// goroutine a wakeup.
+type Discarder interface {
+	Device
+	DiscardsInbox()
+}
+
 // IO is everything a device may do. The engine implements it over MQTT; tests implement it
 // with a small fake. Methods are safe to call from the device's own goroutine.
 type IO interface {

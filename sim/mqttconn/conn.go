@@ -3,7 +3,8 @@
 // to the devices whose filters match, and the messages of a shared subscription
 // ("$share/{group}/{filter}") to one of the devices that subscribed to it. A connection that
 // drops reconnects by itself, with jittered exponential backoff, and may keep a persistent
-// session across drops (see Conn and Options). It wraps github.com/eclipse/paho.mqtt.golang.
+// session across drops (see Conn and Options). It wraps github.com/eclipse/paho.mqtt.golang,
+// and reads plain TCP through a read-ahead buffer (readahead.go).
 package mqttconn
 
 import (
@@ -304,7 +305,7 @@ func (c *Conn) open(u *url.URL, co mqtt.ClientOptions) (net.Conn, error) {
 }
 
 // dialVia opens a connection to u with dial, adding TLS for ssl:// URLs; ctx and timeout
-// bound the dial and the TLS handshake.
+// bound the dial and the TLS handshake. Plain TCP is read through readAhead.
 func dialVia(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), u *url.URL, tlsConf *tls.Config, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -314,7 +315,7 @@ func dialVia(ctx context.Context, dial func(ctx context.Context, network, addr s
 	}
 	switch u.Scheme {
 	case "tcp", "mqtt":
-		return conn, nil
+		return newReadAhead(conn), nil
 	case "ssl", "tls", "mqtts":
 		conf := &tls.Config{MinVersion: tls.VersionTLS12}
 		if tlsConf != nil {
@@ -516,8 +517,8 @@ var ErrNotSent = errors.New("not sent")
 // check and paho's (paho answers ErrNotConnected at once), it waits for the next
 // connection and sends again.
 func (c *Conn) whenUp(ctx context.Context, send func() mqtt.Token) (mqtt.Token, error) {
-	t := time.NewTimer(c.opts.ConnectTimeout)
-	defer t.Stop()
+	t := getTimer(c.opts.ConnectTimeout)
+	defer putTimer(t)
 	sent := false // whether paho took the packet: until then, a failure means nothing went out
 	fail := func(err error) (mqtt.Token, error) {
 		if !sent {

@@ -25,9 +25,11 @@ const LateAfter = 10 * time.Millisecond
 // a publisher started is not charged with what it was never there for. At the end,
 // FinishWith counts as lost every seq a publisher sent after the last one that arrived.
 type measurement struct {
-	mu      sync.RWMutex
-	streams []*outStream // by publisher id - 1
-	kinds   map[string]*kindMeasure
+	mu    sync.RWMutex // guards kinds and the appending to streams
+	kinds map[string]*kindMeasure
+	// streams is every publisher stream, by id - 1. It is appended to under mu and read
+	// without it, once per received message: readers see a complete prefix.
+	streams atomic.Pointer[[]*outStream]
 	nextRcv atomic.Uint32
 	groups  map[string]uint32 // receiver ids of shared subscriptions' groups
 }
@@ -93,19 +95,23 @@ func (m *measurement) groupReceiver(group string) uint32 {
 func (m *measurement) newStream(topic string) *outStream {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s := &outStream{id: uint32(len(m.streams) + 1), topic: topic}
-	m.streams = append(m.streams, s)
+	var streams []*outStream
+	if p := m.streams.Load(); p != nil {
+		streams = *p
+	}
+	s := &outStream{id: uint32(len(streams) + 1), topic: topic}
+	streams = append(streams, s) // past every reader's length, if in the same array
+	m.streams.Store(&streams)
 	return s
 }
 
 // stream returns publisher stream id, or nil if there is none.
 func (m *measurement) stream(id uint32) *outStream {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	if id == 0 || int(id) > len(m.streams) {
+	p := m.streams.Load()
+	if p == nil || id == 0 || int(id) > len(*p) {
 		return nil
 	}
-	return m.streams[id-1]
+	return (*p)[id-1]
 }
 
 // lastSeq is the highest seq publisher stream id sent, for Tracker.FinishWith.
@@ -122,19 +128,19 @@ func measurable(payload []byte) bool {
 	return sim.Reserved(payload) || (len(payload) >= 2 && payload[0] == '{')
 }
 
-// stamp returns a measurable payload with header h in it: a JSON object gets the header's
-// fields first, a reserved payload the binary header in its room. The device's slice is
-// never written to: the client may still hold a publish after Publish returns (a timed-out
-// QoS 1 publish stays in its store), so the device must be free to reuse its buffer.
-func stamp(payload []byte, h measure.Header) []byte {
+// stamp returns a measurable payload with header h in it, built in dst's room (dst[:0]):
+// a JSON object gets the header's fields first, a reserved payload the binary header in
+// its room. The device's slice is never written to: the client may still hold a publish
+// after Publish returns (a timed-out QoS 1 publish stays in its store), so the device must
+// be free to reuse its buffer. For the same reason dst must be a buffer the client is
+// done with (see port.spare).
+func stamp(dst, payload []byte, h measure.Header) []byte {
 	if sim.Reserved(payload) {
-		out := make([]byte, 0, len(payload))
-		out = measure.AppendHeader(out, h)
+		out := measure.AppendHeader(dst[:0], h)
 		return append(out, payload[measure.HeaderSize:]...)
 	}
 	body := bytes.TrimSpace(payload[1:])
-	out := make([]byte, 0, len(payload)+64)
-	out = append(out, '{')
+	out := append(dst[:0], '{')
 	out = measure.AppendJSONFields(out, h)
 	if len(body) > 0 && body[0] != '}' {
 		out = append(out, ',')

@@ -22,6 +22,10 @@ import (
 // inboxSize is how many messages a device may have waiting before new ones are dropped.
 const inboxSize = 64
 
+// maxSpare bounds the stamped payload a port keeps for its next publish (port.spare), so
+// that a device which once sent a large payload does not hold its size for good.
+const maxSpare = 4 << 10
+
 // connection is what a port needs from its MQTT connection; *mqttconn.Conn implements it.
 type connection interface {
 	Publish(ctx context.Context, topic string, payload []byte, qos byte, retained bool) error
@@ -40,12 +44,14 @@ type port struct {
 	metrics *metrics.Kind
 	console *console
 	stats   deviceStats
+	discard bool // the device is a sim.Discarder: count and measure, never queue
 
 	meas     *measurement
 	km       *kindMeasure
 	rcv      atomic.Uint32         // receiver id in stream keys (a shared subscription's group's, see Subscribe)
 	first    *outStream            // the stream of the first topic it published a measured message on
 	streams  map[string]*outStream // the streams of its other topics (most devices have none)
+	spare    []byte                // the last stamped payload, once its publish completed: the client is done with it
 	flight   context.Context       // bounds publishes in flight; outlives the device's ctx by the grace period
 	inFlight *atomic.Int64         // the run's publishes in flight
 	workers  *workers              // run the publishes
@@ -126,10 +132,16 @@ func (p *port) send(r *pubReq) error {
 	if r.qos > 2 {
 		return fmt.Errorf("publish %s: QoS %d is not 0, 1 or 2", r.topic, r.qos)
 	}
-	if err := p.limit.Wait(r.ctx); err != nil {
-		return err
+	if err := r.ctx.Err(); err != nil {
+		return err // a stopped device sends nothing more, rate limit or not
 	}
 	start := time.Now() // when it left the rate limiter
+	if !p.limit.AllowN(start, 1) {
+		if err := p.limit.Wait(r.ctx); err != nil {
+			return err
+		}
+		start = time.Now()
+	}
 	topic, payload, qos := r.topic, r.payload, r.qos
 	sent := start
 	if !r.due.IsZero() {
@@ -148,7 +160,8 @@ func (p *port) send(r *pubReq) error {
 	if measurable(payload) {
 		st = p.stream(topic)
 		seq := st.last.Load() + 1
-		out = stamp(payload, measure.Header{ID: st.id, Seq: seq, Sent: sent.UnixNano()})
+		out = stamp(p.spare, payload, measure.Header{ID: st.id, Seq: seq, Sent: sent.UnixNano()})
+		p.spare = nil
 		st.last.Store(seq)
 	} else {
 		p.km.unmeasuredOut.Add(1)
@@ -167,6 +180,12 @@ func (p *port) send(r *pubReq) error {
 		p.stats.failed.Add(1)
 		p.metrics.PublishFailures[qos].Inc()
 		return fmt.Errorf("publish %s: %w", topic, err)
+	}
+	if st != nil && qos == 0 && cap(out) <= maxSpare {
+		// Written, so paho holds it no more. Not at QoS 1 and 2: with a persistent session
+		// paho completes a resent publish's token when it writes it again, and keeps the
+		// payload in its store until the acknowledgement (seen as a race under -race).
+		p.spare = out
 	}
 	if qos > 0 {
 		d := time.Since(sendAt)
@@ -204,18 +223,20 @@ func (p *port) Inbox() <-chan sim.Message { return p.inbox }
 // Deliver is called by the connection's dispatcher; it never blocks.
 func (p *port) Deliver(m sim.Message) {
 	p.meas.received(p.km, p.rcv.Load(), m, time.Now())
-	q := min(m.QoS, 2)
-	select {
-	case p.inbox <- m:
-		n := int64(len(m.Payload))
-		p.stats.in.Add(1)
-		p.stats.inBytes.Add(n)
-		p.metrics.Received[q].Inc()
-		p.metrics.ReceivedBytes[q].Add(float64(n))
-	default:
-		p.stats.dropped.Add(1)
-		p.metrics.Dropped.Inc()
+	if !p.discard {
+		select {
+		case p.inbox <- m:
+		default:
+			p.stats.dropped.Add(1)
+			p.metrics.Dropped.Inc()
+			return
+		}
 	}
+	q, n := min(m.QoS, 2), int64(len(m.Payload))
+	p.stats.in.Add(1)
+	p.stats.inBytes.Add(n)
+	p.metrics.Received[q].Inc()
+	p.metrics.ReceivedBytes[q].Add(float64(n))
 }
 
 func (p *port) SetState(state string) {

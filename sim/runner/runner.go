@@ -297,7 +297,9 @@ func build(cfg Config, clock sim.Clock, con *console, meas *measurement) ([]*dev
 				if err != nil {
 					return nil, fmt.Errorf("%s:%d: home %d %s: %w", s.File, g.Line, home, dc.ID, err)
 				}
+				_, discard := dev.(sim.Discarder)
 				devices = append(devices, &device{dev: dev, kind: g.Kind, port: &port{
+					discard: discard,
 					home:    home,
 					id:      dc.ID,
 					limit:   rate.NewLimiter(rate.Limit(g.MaxRate), max(1, int(math.Ceil(g.MaxRate)))),

@@ -19,16 +19,7 @@ import (
 
 	"github.com/fleetsim/fleetsim/sim"
 	"github.com/fleetsim/fleetsim/sim/metrics"
-	"github.com/fleetsim/fleetsim/sim/mqttconn"
 )
-
-// nullConn is a connection that accepts every publish at once.
-type nullConn struct{}
-
-func (nullConn) Publish(context.Context, string, []byte, byte, bool) error { return nil }
-func (nullConn) Subscribe(context.Context, string, byte, mqttconn.Receiver) (byte, error) {
-	return 0, nil
-}
 
 // TestIdleDeviceStackStaysSmall checks what a million-device fleet depends on: a device
 // goroutine that has published, changed state and gone back to waiting keeps the 2 KiB
@@ -62,7 +53,7 @@ func TestIdleDeviceStackStaysSmall(t *testing.T) {
 			before := stackInuse()
 			do := step(stage)
 			for i := range n {
-				p := &port{id: "d", conn: nullConn{}, limit: rate.NewLimiter(10, 10), rng: rand.New(rand.NewPCG(1, uint64(i))),
+				p := &port{id: "d", conn: &nullConn{}, limit: rate.NewLimiter(10, 10), rng: rand.New(rand.NewPCG(1, uint64(i))),
 					metrics: km, console: &console{}, meas: meas, km: kmeas,
 					flight: context.Background(), inFlight: &inFlight.Int64, workers: pool}
 				p.req = pubReq{p: p, done: make(chan error, 1)}

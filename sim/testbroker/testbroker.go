@@ -1,9 +1,11 @@
 // Package testbroker runs a real mosquitto broker for tests: on loopback, on free ports,
-// optionally with a TLS listener (certificates made by NewTestCA), password authentication
-// and persistence, and stopped when the test ends. A test can also stop it and start it
-// again on the same ports (Restart), or freeze it to see a broker that hangs. StartProxy
-// (proxy.go) puts a fault-injecting MQTT proxy in front of any broker: delay, drop,
-// duplicate, swap, pause and cut, with exact counts of what it did.
+// optionally with a TLS listener (certificates made by NewTestCA), password authentication,
+// persistence and the limits a test needs (queued and in-flight messages, connections),
+// and stopped when the test ends. A test can also stop it and start it again on the same
+// ports (Restart), or freeze it to see a broker that hangs; Usage reports its CPU time and
+// memory for benchmarks. StartProxy (proxy.go) puts a fault-injecting MQTT proxy in front
+// of any broker: delay, drop, duplicate, swap, pause and cut, with exact counts of what it
+// did.
 //
 // mosquitto comes from the Debian packages "mosquitto" (the broker and mosquitto_passwd)
 // and "mosquitto-clients" (mosquitto_sub, mosquitto_pub), which `make deps` installs. A
@@ -96,6 +98,22 @@ type Config struct {
 	// writes its database in the test's temporary directory when it stops (Stop sends
 	// SIGTERM) and reads it when it starts again. Without it nothing survives a restart.
 	Persistence bool
+
+	// Limits (mosquitto.conf(5)); zero keeps the value noted. set_tcp_nodelay is always on:
+	// without it QoS 1 with many messages in flight stalls on delayed ACKs (DESIGN.md §7).
+	//
+	// MaxQueuedMessages is how many messages mosquitto queues for a client beyond those in
+	// flight before it drops new ones (max_queued_messages; 0: 100000, where mosquitto's
+	// own default of 1000 would drop the bursts of a simulated fleet).
+	MaxQueuedMessages int
+	// MaxInflightMessages is how many QoS 1 and 2 messages mosquitto has in flight to each
+	// client at once (max_inflight_messages; 0: mosquitto's default, 20).
+	MaxInflightMessages int
+	// MaxConnections caps the clients each listener accepts (max_connections; 0: no cap).
+	// mosquitto 2.0.11 lets a connection that closes before its CONNECT (such as the probe
+	// StartMosquitto makes to see the listener is up) lower its count twice, so the cap
+	// admits one client more than set.
+	MaxConnections int
 }
 
 // Mosquitto is a running mosquitto process.
@@ -318,9 +336,14 @@ func (m *Mosquitto) config(cfg Config, passwd, dir string) string {
 	line("connection_messages true")
 	line("log_timestamp_format %%Y-%%m-%%dT%%H:%%M:%%S")
 	line("set_tcp_nodelay true")
-	// A simulated fleet's subscribers may fall behind in bursts; the default of 1000
-	// queued messages per client would drop them.
-	line("max_queued_messages 100000")
+	queued := cfg.MaxQueuedMessages
+	if queued <= 0 {
+		queued = 100000
+	}
+	line("max_queued_messages %d", queued)
+	if cfg.MaxInflightMessages > 0 {
+		line("max_inflight_messages %d", cfg.MaxInflightMessages)
+	}
 	if passwd != "" {
 		line("allow_anonymous false")
 		line("password_file %s", passwd)
@@ -328,11 +351,17 @@ func (m *Mosquitto) config(cfg Config, passwd, dir string) string {
 		line("allow_anonymous true")
 	}
 
+	maxConns := -1
+	if cfg.MaxConnections > 0 {
+		maxConns = cfg.MaxConnections
+	}
 	host, port, _ := net.SplitHostPort(m.Addr)
 	line("listener %s %s", port, host)
+	line("max_connections %d", maxConns)
 	if cfg.TLS != nil {
 		host, port, _ := net.SplitHostPort(m.TLSAddr)
 		line("listener %s %s", port, host)
+		line("max_connections %d", maxConns)
 		line("cafile %s", cfg.TLS.CA)
 		line("certfile %s", cfg.TLS.Cert)
 		line("keyfile %s", cfg.TLS.Key)
@@ -365,6 +394,16 @@ func writePasswords(t testing.TB, dir string, users map[string]string) string {
 	}
 	return path
 }
+
+// Usage is what a process has used so far.
+type Usage struct {
+	CPU time.Duration // user + system CPU time
+	RSS int64         // resident memory, bytes
+}
+
+// Usage returns mosquitto's CPU time and resident memory so far, for benchmarks that
+// account for the broker's share of a run (Linux only: it reads /proc).
+func (m *Mosquitto) Usage() (Usage, error) { return usage(m.cmd.Process.Pid) }
 
 // Stop stops mosquitto (SIGTERM, then SIGKILL after 5 seconds) and waits for it to exit.
 // It is called when the test ends; tests may call it earlier, for example to see clients

@@ -298,3 +298,35 @@ func TestMosquittoFreeze(t *testing.T) {
 		t.Error("port still open after Stop")
 	}
 }
+
+func TestMosquittoLimitsAndUsage(t *testing.T) {
+	m := StartMosquitto(t, Config{MaxConnections: 1, MaxInflightMessages: 5, MaxQueuedMessages: 7})
+	conf, err := os.ReadFile(m.ConfPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"set_tcp_nodelay true\n", "max_queued_messages 7\n", "max_inflight_messages 5\n", "max_connections 1\n"} {
+		if !strings.Contains(string(conf), want) {
+			t.Errorf("config lacks %q:\n%s", want, conf)
+		}
+	}
+	roundTrip(t, mustDial(t, clientOptions(m.URL(), "first")))
+	// mosquitto 2.0.11 may admit one client more than max_connections (see Config), so
+	// the cap shows at the third client at the latest.
+	_, err2 := dial(t, clientOptions(m.URL(), "second"))
+	_, err3 := dial(t, clientOptions(m.URL(), "third"))
+	if err2 == nil && err3 == nil {
+		t.Errorf("three clients connected under max_connections 1; log:\n%s", m.Log())
+	}
+	u, err := m.Usage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.RSS < 1<<20 || u.CPU < 0 || u.CPU > time.Minute {
+		t.Errorf("usage %+v: want a resident mosquitto of at least 1 MiB and a plausible CPU time", u)
+	}
+	m.Stop()
+	if _, err := m.Usage(); err == nil {
+		t.Error("usage of a stopped mosquitto: want an error")
+	}
+}

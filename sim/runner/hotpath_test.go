@@ -1,0 +1,172 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/fleetsim/fleetsim/sim"
+	"github.com/fleetsim/fleetsim/sim/measure"
+	"github.com/fleetsim/fleetsim/sim/metrics"
+	"github.com/fleetsim/fleetsim/sim/mqttconn"
+)
+
+// The per-message path without the network: what fleetsim itself does for each message a
+// load device publishes (BenchmarkPortPublish) and a sink receives (BenchmarkPortDeliver),
+// metrics and accounting included. The end-to-end benchmarks (bench_mosquitto_test.go)
+// put these figures next to paho's and the kernel's.
+
+// nullConn completes every publish at once.
+type nullConn struct{ n atomic.Int64 }
+
+func (c *nullConn) Publish(context.Context, string, []byte, byte, bool) error {
+	c.n.Add(1)
+	return nil
+}
+
+func (c *nullConn) Subscribe(context.Context, string, byte, mqttconn.Receiver) (byte, error) {
+	return 0, nil
+}
+
+// benchPort is a port as build makes it, on conn.
+func benchPort(meas *measurement, kind string, conn connection, discard bool) *port {
+	m := metrics.New(prometheus.NewRegistry(), "bench")
+	km := m.For(kind)
+	p := &port{
+		home: 1, id: kind + "-1", conn: conn, discard: discard,
+		limit:   rate.NewLimiter(rate.Limit(1e9), 1e9), // never the limit here: its cost, not its waits
+		inbox:   make(chan sim.Message, inboxSize),
+		metrics: km, console: &console{}, meas: meas, km: meas.kind(kind, km, m),
+		flight: context.Background(), inFlight: new(atomic.Int64), workers: newWorkers(),
+	}
+	p.rcv.Store(meas.receiverID())
+	p.req = pubReq{p: p, done: make(chan error, 1)}
+	return p
+}
+
+func BenchmarkPortPublish(b *testing.B) {
+	for _, qos := range []byte{0, 1} {
+		b.Run([]string{"qos0", "qos1"}[qos], func(b *testing.B) {
+			p := benchPort(newMeasurement(), "load", &nullConn{}, false)
+			payload := sim.Reserve(64)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := p.PublishAt(ctx, time.Now(), "bench/load-1", payload, qos, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkPortDeliver(b *testing.B) {
+	meas := newMeasurement()
+	st := meas.newStream("bench/load-1")
+	p := benchPort(meas, "sink", &nullConn{}, true)
+	payload := sim.Reserve(64)
+	b.ReportAllocs()
+	seq := uint64(0)
+	for b.Loop() {
+		seq++
+		st.last.Store(seq)
+		measure.AppendHeader(payload[:0], measure.Header{ID: st.id, Seq: seq, Sent: time.Now().UnixNano()})
+		p.Deliver(sim.Message{Topic: "bench/load-1", Payload: payload})
+	}
+	if got := p.km.tracker[0].Snapshot().Delivered; got != seq {
+		b.Fatalf("%d delivered of %d", got, seq)
+	}
+}
+
+// recordingConn keeps every payload it is given (the slice itself, as paho does) and fails
+// the publishes it is told to.
+type recordingConn struct {
+	nullConn
+	got  [][]byte
+	fail bool
+}
+
+func (c *recordingConn) Publish(_ context.Context, _ string, payload []byte, _ byte, _ bool) error {
+	c.got = append(c.got, payload)
+	if c.fail {
+		return errors.New("no answer")
+	}
+	return nil
+}
+
+func TestStampedPayloadsAreReusedOnlyOnceComplete(t *testing.T) {
+	conn := &recordingConn{}
+	p := benchPort(newMeasurement(), "load", conn, false)
+	payload := sim.Reserve(40)
+	ctx := context.Background()
+	publish := func(fail bool) {
+		t.Helper()
+		conn.fail = fail
+		if err := p.Publish(ctx, "t", payload, 1, false); (err != nil) != fail {
+			t.Fatalf("publish: %v", err)
+		}
+	}
+	publish(false)
+	publish(false)
+	publish(true) // the client may still hold this one
+	publish(false)
+	publish(false)
+	same := func(i, j int) bool { return &conn.got[i][0] == &conn.got[j][0] }
+	if !same(0, 1) || !same(1, 2) {
+		t.Error("a completed publish's buffer was not reused")
+	}
+	if same(2, 3) {
+		t.Error("the buffer of a failed publish was reused")
+	}
+	if !same(3, 4) {
+		t.Error("reuse did not resume after the failure")
+	}
+	if payload[0] != 0xF1 || payload[1] != 0 {
+		t.Error("the device's own payload was written to")
+	}
+	// The first buffer still holds what the failed publish sent in it (seq 3): nothing
+	// wrote to it after the failure.
+	for i, want := range []uint64{3, 3, 3, 5, 5} {
+		h, ok := readHeader(conn.got[i])
+		if !ok || h.Seq != want {
+			t.Errorf("payload %d: header %+v (ok %v), want seq %d", i, h, ok, want)
+		}
+	}
+}
+
+// BenchmarkPortDeliverParallel is BenchmarkPortDeliver on every core at once, each
+// goroutine a sink receiving its own stream, as the connections of a run do.
+func BenchmarkPortDeliverParallel(b *testing.B) {
+	meas := newMeasurement()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		st := meas.newStream("bench/load")
+		p := benchPort(meas, "sink", &nullConn{}, true)
+		payload := sim.Reserve(64)
+		seq := uint64(0)
+		for pb.Next() {
+			seq++
+			st.last.Store(seq)
+			measure.AppendHeader(payload[:0], measure.Header{ID: st.id, Seq: seq, Sent: time.Now().UnixNano()})
+			p.Deliver(sim.Message{Topic: "bench/load", Payload: payload})
+		}
+	})
+}
+
+func TestAStoppedDeviceSendsNothing(t *testing.T) {
+	conn := &nullConn{}
+	p := benchPort(newMeasurement(), "load", conn, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := p.PublishAt(ctx, time.Now(), "t", sim.Reserve(40), 0, false); !errors.Is(err, context.Canceled) {
+		t.Errorf("publish after the device's context ended: %v, want context.Canceled", err)
+	}
+	if n := conn.n.Load(); n != 0 {
+		t.Errorf("%d publishes reached the connection after the device's context ended", n)
+	}
+}
