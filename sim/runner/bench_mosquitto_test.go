@@ -14,13 +14,18 @@ package runner_test
 //
 // Each runs its search once, however many iterations the framework asks for (b.Loop ends
 // after one: an iteration takes far longer than -benchtime). The default sizes finish in a
-// few minutes in all; -fleetsim.full runs the full sizes (longer steps, a finer search,
-// connections up to the open-file limit):
+// few minutes in all (`make bench`); -fleetsim.full runs the full sizes (10 s steps, a finer
+// search, connections up to the open-file limit), about 20 minutes:
 //
-//	go test -run '^$' -bench 'Throughput|Floor|Connections' -benchtime 1x ./sim/runner                 # quick (make bench)
+//	go test -run '^$' -bench 'Throughput|Floor|Connections' -benchtime 1x ./sim/runner
 //	go test -run '^$' -bench 'Throughput|Floor|Connections' -benchtime 1x -timeout 1h ./sim/runner -args -fleetsim.full
 //
-// Every step is logged (b.Logf, shown with -v).
+// Every step is logged (b.Logf: benchmarks always print their log). To profile the
+// per-message path, hold one rate instead of searching (-fleetsim.rate), and change the
+// shape with -fleetsim.pubs and -fleetsim.conns:
+//
+//	go test -run '^$' -bench 'ThroughputQoS0$' -benchtime 1x -cpuprofile cpu.out ./sim/runner -args -fleetsim.rate 60000 -fleetsim.full
+//	go tool pprof -top runner.test cpu.out  # go test leaves the binary beside the profile
 
 import (
 	"context"
