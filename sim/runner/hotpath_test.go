@@ -107,10 +107,26 @@ func TestStampedPayloadsAreReusedOnlyOnceComplete(t *testing.T) {
 	publish := func(fail bool) {
 		t.Helper()
 		conn.fail = fail
-		if err := p.Publish(ctx, "t", payload, 1, false); (err != nil) != fail {
+		if err := p.Publish(ctx, "t", payload, 0, false); (err != nil) != fail {
 			t.Fatalf("publish: %v", err)
 		}
 	}
+	// At QoS 1 and 2 a buffer is never reused: with a persistent session the client keeps
+	// a payload after the publish's token completed.
+	defer func() {
+		n := len(conn.got)
+		publish(false)
+		publish(false)
+		if err := p.Publish(ctx, "t", payload, 1, false); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Publish(ctx, "t", payload, 1, false); err != nil {
+			t.Fatal(err)
+		}
+		if &conn.got[n+2][0] == &conn.got[n+3][0] {
+			t.Error("a QoS 1 publish's buffer was reused")
+		}
+	}()
 	publish(false)
 	publish(false)
 	publish(true) // the client may still hold this one

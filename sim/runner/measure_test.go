@@ -116,7 +116,7 @@ func runMeasured(t *testing.T, s *scenario.Scenario, brokerURL string, threshold
 	}
 	m := metrics.New(prometheus.NewRegistry(), s.Name)
 	sum, err := Run(context.Background(), Config{Scenario: s, Kinds: measureKinds, Metrics: m, Grace: 2 * time.Second,
-		Conn: mqttconn.Options{Broker: brokerURL, ConnectTimeout: 5 * time.Second}, Thresholds: ts})
+		Conn: mqttconn.Options{Broker: brokerURL, ConnectTimeout: 5 * time.Second, ReconnectCap: 200 * time.Millisecond}, Thresholds: ts})
 	return sum, err, m
 }
 
