@@ -7,7 +7,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/fleetsim/fleetsim/sim/link"
-	"github.com/fleetsim/fleetsim/sim/scenario"
 	"github.com/fleetsim/fleetsim/sim/testbroker"
 )
 
@@ -118,5 +117,3 @@ func outages(sum *Summary) int64 {
 	}
 	return n
 }
-
-var _ = scenario.PerDevice

@@ -13,9 +13,9 @@ import (
 // to 4 KiB back to 2 KiB (runtime.shrinkstack keeps it unless under about 200 bytes are in
 // use), and the publish path through paho needs several kilobytes.
 //
-// The pool grows on demand: a request that finds no idle worker starts one, so publishes
-// waiting for QoS 1/2 acknowledgements never queue behind each other. A worker that stays
-// idle for workerIdle ends. close waits for every worker.
+// The pool grows on demand, up to maxWorkers: a request that finds no idle worker starts
+// one, so publishes waiting for QoS 1/2 acknowledgements do not queue behind each other. A
+// worker that stays idle for workerIdle ends. close waits for every worker.
 type workers struct {
 	reqs chan *pubReq
 	quit chan struct{}
