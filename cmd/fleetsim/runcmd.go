@@ -81,8 +81,9 @@ func (o *optionalUint) Set(s string) error {
 const runSynopsis = `Runs a scenario. Without --broker (and with broker: embedded in the scenario) fleetsim starts
 its own MQTT broker on --listen, so any MQTT client can watch and join:
   mosquitto_sub -h 127.0.0.1 -t '#' -v
-Devices narrate what they do on stdout; the summary follows when the run ends or on Ctrl-C
-(a second Ctrl-C stops at once). Metrics are served at http://--metrics-addr/metrics.
+Devices narrate what they do on stdout; the summary (and --report) follows when the run ends
+or on Ctrl-C, after waiting up to --grace for messages in flight (a second Ctrl-C skips the
+wait, a third quits at once). Metrics are served at http://--metrics-addr/metrics.
 
 Credentials never go on the command line: the username comes from --username or
 FLEETSIM_USERNAME, the password only from FLEETSIM_PASSWORD or --password-file.`
