@@ -7,7 +7,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/fleetsim/fleetsim/sim/runner"
 	"github.com/fleetsim/fleetsim/sim/scenario"
 )
 
@@ -20,7 +19,7 @@ const spareFiles = 64
 // embedded broker, which holds the other end), and one ephemeral port each per source
 // address.
 func checkCapacity(s *scenario.Scenario, embedded bool) error {
-	conns := runner.ConnectionCount(s)
+	conns := s.ConnectionCount()
 	need := conns + spareFiles
 	if embedded {
 		need += conns

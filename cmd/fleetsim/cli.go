@@ -15,7 +15,6 @@ import (
 
 	"github.com/fleetsim/fleetsim/devices"
 	"github.com/fleetsim/fleetsim/sim/link"
-	"github.com/fleetsim/fleetsim/sim/runner"
 	"github.com/fleetsim/fleetsim/sim/scenario"
 )
 
@@ -126,7 +125,7 @@ func validateCommand(args []string, stdout, stderr io.Writer) error {
 			continue
 		}
 		fmt.Fprintf(stdout, "%s: ok (%s: %d device(s) in %d home(s), %d %s connection(s))\n",
-			f, s.Name, s.DeviceCount(), s.Homes, runner.ConnectionCount(s), s.Connections.Mode)
+			f, s.Name, s.DeviceCount(), s.Homes, s.ConnectionCount(), s.Connections.Mode)
 	}
 	if bad > 0 {
 		return fmt.Errorf("%d of %d scenario file(s) have problems", bad, len(files))

@@ -392,7 +392,7 @@ func describe(s *scenario.Scenario, broker string) string {
 		day = fmt.Sprintf(", a simulated day every %v", s.Day)
 	}
 	return fmt.Sprintf("fleetsim: running %s %s: %d device(s) in %d home(s), %d %s connection(s) to %s%s, seed %d",
-		s.Name, how, s.DeviceCount(), s.Homes, runner.ConnectionCount(s), s.Connections.Mode, broker, day, s.Seed)
+		s.Name, how, s.DeviceCount(), s.Homes, s.ConnectionCount(), s.Connections.Mode, broker, day, s.Seed)
 }
 
 // connectionOptions builds the MQTT options from the flags and the environment. The

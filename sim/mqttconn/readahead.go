@@ -2,7 +2,6 @@ package mqttconn
 
 import (
 	"net"
-	"strings"
 	"sync"
 )
 
@@ -64,11 +63,4 @@ func (c *readAhead) Read(p []byte) (int, error) {
 		c.buf = nil
 	}
 	return n, nil
-}
-
-// plainTCP reports whether broker is a URL for MQTT over plain TCP, the connections
-// readAhead serves. TLS connections buffer their records already; paho's WebSocket
-// connection reads whole frames.
-func plainTCP(broker string) bool {
-	return strings.HasPrefix(broker, "tcp://") || strings.HasPrefix(broker, "mqtt://")
 }

@@ -76,6 +76,18 @@ func (m *measurement) kind(name string, km *metrics.Kind, mm *metrics.Metrics) *
 	return k
 }
 
+// kindList returns the kinds measured so far. The lock is not held over what the caller does
+// with them (snapshots can be long): a writer waiting on it would stall every delivery.
+func (m *measurement) kindList() []*kindMeasure {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	kinds := make([]*kindMeasure, 0, len(m.kinds))
+	for _, k := range m.kinds {
+		kinds = append(kinds, k)
+	}
+	return kinds
+}
+
 // receiverID gives each receiving port its own id for stream keys.
 func (m *measurement) receiverID() uint32 { return m.nextRcv.Add(1) }
 

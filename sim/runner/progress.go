@@ -89,12 +89,7 @@ func measureProgress(devices []*device, conns []*mqttconn.Conn) progress {
 // sofar is the latency of every measured delivery so far and the accounting totals (Lost
 // is final loss; what may still arrive is Missing).
 func (m *measurement) sofar() (measure.Percentiles, measure.Totals) {
-	m.mu.RLock()
-	kinds := make([]*kindMeasure, 0, len(m.kinds))
-	for _, k := range m.kinds {
-		kinds = append(kinds, k)
-	}
-	m.mu.RUnlock() // not held over the snapshots: a waiting writer would stall every delivery
+	kinds := m.kindList()
 	var recs []*measure.Recorder
 	var tot measure.Totals
 	for _, k := range kinds {

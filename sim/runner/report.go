@@ -109,12 +109,7 @@ func (g *Generator) finish(elapsed time.Duration, m *Measured) {
 // summariseMeasurement settles the accounting once the run has drained.
 func summariseMeasurement(m *measurement, gen Generator, elapsed time.Duration, devices []*device) Measured {
 	var out Measured
-	m.mu.RLock()
-	kinds := make([]*kindMeasure, 0, len(m.kinds))
-	for _, k := range m.kinds {
-		kinds = append(kinds, k)
-	}
-	m.mu.RUnlock()
+	kinds := m.kindList()
 	var lat, lag, ack []*measure.Recorder
 	for _, k := range kinds {
 		for q := range 3 {

@@ -82,8 +82,8 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	s := cfg.Scenario
 	links := makeLinks(s, cfg.Metrics)
 	defer closeLinks(links) // after the connections over them
-	watch := newConnWatch(connectionCount(s))
-	conns, err := dialAll(ctx, cfg, connectionCount(s), links, watch)
+	watch := newConnWatch(s.ConnectionCount())
+	conns, err := dialAll(ctx, cfg, s.ConnectionCount(), links, watch)
 	if err != nil {
 		return nil, err
 	}
@@ -318,21 +318,6 @@ func build(cfg Config, clock sim.Clock, con *console, meas *measurement) ([]*dev
 	return devices, nil
 }
 
-// ConnectionCount is how many connections the scenario's connection mode needs.
-func ConnectionCount(s *scenario.Scenario) int { return connectionCount(s) }
-
-// connectionCount is how many connections the scenario's connection mode needs.
-func connectionCount(s *scenario.Scenario) int {
-	switch s.Connections.Mode {
-	case scenario.PerDevice:
-		return s.DeviceCount()
-	case scenario.Pool:
-		return min(s.Connections.PoolSize, s.DeviceCount())
-	default:
-		return s.Homes
-	}
-}
-
 // connIndex is the connection device i (of home) rides on.
 func connIndex(s *scenario.Scenario, i, home int) int {
 	switch s.Connections.Mode {
@@ -363,7 +348,7 @@ func makeLinks(s *scenario.Scenario, m *metrics.Metrics) []*link.Link {
 		if s.Connections.Link == nil {
 			return nil
 		}
-		links = make([]*link.Link, connectionCount(s))
+		links = make([]*link.Link, s.ConnectionCount())
 		for i := range links {
 			links[i] = newLink(s.Connections.Link, 0, fmt.Sprintf("connection-%d", i+1))
 		}

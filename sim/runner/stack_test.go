@@ -35,7 +35,7 @@ func TestIdleDeviceStackStaysSmall(t *testing.T) {
 	// One device publishes at a time, so one worker serves them all and its own stack
 	// does not blur the figure.
 	var one sync.Mutex
-	var inFlight = new(atomicInt64)
+	inFlight := new(atomic.Int64)
 	step := func(stage string) func(p *port, ctx context.Context) {
 		return func(p *port, ctx context.Context) {
 			switch stage {
@@ -55,7 +55,7 @@ func TestIdleDeviceStackStaysSmall(t *testing.T) {
 			for i := range n {
 				p := &port{id: "d", conn: &nullConn{}, limit: rate.NewLimiter(10, 10), rng: rand.New(rand.NewPCG(1, uint64(i))),
 					metrics: km, console: &console{}, meas: meas, km: kmeas,
-					flight: context.Background(), inFlight: &inFlight.Int64, workers: pool}
+					flight: context.Background(), inFlight: inFlight, workers: pool}
 				p.req = pubReq{p: p, done: make(chan error, 1)}
 				ready.Add(1)
 				done.Add(1)
@@ -84,8 +84,6 @@ func TestIdleDeviceStackStaysSmall(t *testing.T) {
 		})
 	}
 }
-
-type atomicInt64 struct{ Int64 atomic.Int64 }
 
 func stackInuse() int64 {
 	runtime.GC()

@@ -146,6 +146,18 @@ func (s *Scenario) DeviceCount() int {
 	return n
 }
 
+// ConnectionCount is how many MQTT connections the connection mode needs.
+func (s *Scenario) ConnectionCount() int {
+	switch s.Connections.Mode {
+	case PerDevice:
+		return s.DeviceCount()
+	case Pool:
+		return min(s.Connections.PoolSize, s.DeviceCount())
+	default:
+		return s.Homes
+	}
+}
+
 // DevicesPerHome is the number of devices in one home (the first, which has them all).
 func (s *Scenario) DevicesPerHome() int {
 	n := 0
