@@ -186,10 +186,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics.BuildInfo(reg, version(), runtime.Version())
-	m := metrics.New(reg, s.Name)
+	reg, m := newRegistry(s.Name)
 	var users map[string]broker.User
 	if f.brokerUsers != "" {
 		if s.Broker != scenario.Embedded {
@@ -458,6 +455,17 @@ func tlsConfig(f *runFlags) (*tls.Config, error) {
 		t.Certificates = []tls.Certificate{cert}
 	}
 	return t, nil
+}
+
+// newRegistry builds the registry `fleetsim run` serves: the Go and process collectors,
+// fleetsim_build_info and the run's metrics, labelled with the scenario's name. The embedded
+// broker's metrics join it once the broker is up (metrics.RegisterBroker). The dashboard test
+// builds its registry here too, so a panel cannot query a metric the binary does not serve.
+func newRegistry(scenarioName string) (*prometheus.Registry, *metrics.Metrics) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics.BuildInfo(reg, version(), runtime.Version())
+	return reg, metrics.New(reg, scenarioName)
 }
 
 // serveMetrics serves reg on addr until stop is called. It returns the bound address.
