@@ -1,0 +1,726 @@
+package main
+
+// The dashboard tests keep dashboards/ honest: every panel of the Grafana dashboard queries
+// metrics that fleetsim really serves, by the labels they really carry, and the Prometheus
+// and Grafana provisioning files point at this binary's metrics address and at the dashboard.
+// The metrics come from a real run: the binary's own registry (newRegistry), the embedded
+// broker, and a second of load over a shaped link, so renaming a metric or a label without
+// updating the dashboard fails here.
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/fleetsim/fleetsim/devices"
+	"github.com/fleetsim/fleetsim/sim/broker"
+	"github.com/fleetsim/fleetsim/sim/metrics"
+	"github.com/fleetsim/fleetsim/sim/mqttconn"
+	"github.com/fleetsim/fleetsim/sim/runner"
+	"github.com/fleetsim/fleetsim/sim/scenario"
+)
+
+const dashboardsDir = "../../dashboards"
+
+// dsVar is the dashboard's datasource variable; every panel and query names it, so the
+// dashboard imports into any Grafana whatever its Prometheus datasource is called.
+const dsVar = "${DS_PROMETHEUS}"
+
+// dsRef is a Grafana datasource reference.
+type dsRef struct {
+	Type string `json:"type"`
+	UID  string `json:"uid"`
+}
+
+type grafanaTarget struct {
+	RefID      string `json:"refId"`
+	Expr       string `json:"expr"`
+	Datasource *dsRef `json:"datasource"`
+}
+
+type grafanaPanel struct {
+	ID          int             `json:"id"`
+	Type        string          `json:"type"`
+	Title       string          `json:"title"`
+	Description string          `json:"description"`
+	Datasource  *dsRef          `json:"datasource"`
+	Targets     []grafanaTarget `json:"targets"`
+	Panels      []grafanaPanel  `json:"panels"` // a collapsed row's panels
+	GridPos     *struct{ H, W, X, Y int }
+	FieldConfig struct {
+		Defaults struct {
+			Unit string `json:"unit"`
+		} `json:"defaults"`
+	} `json:"fieldConfig"`
+}
+
+type grafanaVariable struct {
+	Name       string          `json:"name"`
+	Type       string          `json:"type"`
+	Datasource *dsRef          `json:"datasource"`
+	Query      json.RawMessage `json:"query"` // a string, or {"query": "..."} for Prometheus
+	Definition string          `json:"definition"`
+}
+
+type grafanaDashboard struct {
+	UID           string         `json:"uid"`
+	Title         string         `json:"title"`
+	SchemaVersion int            `json:"schemaVersion"`
+	Panels        []grafanaPanel `json:"panels"`
+	Templating    struct {
+		List []grafanaVariable `json:"list"`
+	} `json:"templating"`
+}
+
+func readDashboard(t *testing.T) (*grafanaDashboard, []byte) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dashboardsDir, "fleetsim.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d grafanaDashboard
+	if err := json.Unmarshal(raw, &d); err != nil {
+		t.Fatalf("dashboards/fleetsim.json: %v", err)
+	}
+	return &d, raw
+}
+
+// allPanels returns the dashboard's panels, rows' nested panels included.
+func allPanels(ps []grafanaPanel) []grafanaPanel {
+	var out []grafanaPanel
+	for _, p := range ps {
+		out = append(out, p)
+		out = append(out, allPanels(p.Panels)...)
+	}
+	return out
+}
+
+// variableQuery is the query of a query variable, in either of Grafana's forms.
+func variableQuery(v grafanaVariable) string {
+	var s string
+	if json.Unmarshal(v.Query, &s) == nil && s != "" {
+		return s
+	}
+	var o struct {
+		Query string `json:"query"`
+	}
+	if json.Unmarshal(v.Query, &o) == nil && o.Query != "" {
+		return o.Query
+	}
+	return v.Definition
+}
+
+var labelValuesRE = regexp.MustCompile(`^label_values\((.+),\s*([a-zA-Z_][a-zA-Z0-9_]*)\)$`)
+
+func TestDashboardPanels(t *testing.T) {
+	d, raw := readDashboard(t)
+	if d.UID == "" || d.Title == "" || d.SchemaVersion < 36 {
+		t.Errorf("uid %q, title %q, schemaVersion %d: want a uid, a title and schemaVersion ≥ 36", d.UID, d.Title, d.SchemaVersion)
+	}
+	vars := map[string]grafanaVariable{}
+	for _, v := range d.Templating.List {
+		vars[v.Name] = v
+	}
+	if v, ok := vars["DS_PROMETHEUS"]; !ok || v.Type != "datasource" || variableQuery(v) != "prometheus" {
+		t.Errorf("want a datasource variable DS_PROMETHEUS of type prometheus, got %+v", v)
+	}
+	if v, ok := vars["scenario"]; !ok || v.Type != "query" || !strings.Contains(variableQuery(v), ", scenario)") {
+		t.Errorf("want a query variable scenario from label_values(..., scenario), got %+v", v)
+	}
+
+	// No datasource is named by uid: the whole document refers to the variable only (or to
+	// Grafana's own for the built-in annotations).
+	var walk func(any)
+	walk = func(n any) {
+		switch n := n.(type) {
+		case map[string]any:
+			for k, v := range n {
+				if ds, ok := v.(map[string]any); ok && k == "datasource" {
+					if uid := ds["uid"]; uid != dsVar && uid != "-- Grafana --" {
+						t.Errorf("a datasource refers to uid %v, want %s", uid, dsVar)
+					}
+				}
+				walk(v)
+			}
+		case []any:
+			for _, v := range n {
+				walk(v)
+			}
+		}
+	}
+	var doc any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	walk(doc)
+
+	ids := map[int]bool{}
+	queries := 0
+	for _, p := range allPanels(d.Panels) {
+		if ids[p.ID] {
+			t.Errorf("panel id %d is used twice", p.ID)
+		}
+		ids[p.ID] = true
+		if p.GridPos == nil || p.GridPos.W <= 0 || p.GridPos.H <= 0 || p.GridPos.X+p.GridPos.W > 24 {
+			t.Errorf("panel %q: gridPos %+v is not a place on a 24-column grid", p.Title, p.GridPos)
+		}
+		if p.Type == "row" {
+			if p.Title == "" {
+				t.Errorf("row %d has no title", p.ID)
+			}
+			continue
+		}
+		where := fmt.Sprintf("panel %d %q", p.ID, p.Title)
+		if p.Title == "" || p.Description == "" {
+			t.Errorf("%s: want a title and a description", where)
+		}
+		if p.Datasource == nil || *p.Datasource != (dsRef{"prometheus", dsVar}) {
+			t.Errorf("%s: datasource %+v, want {prometheus %s}", where, p.Datasource, dsVar)
+		}
+		if p.FieldConfig.Defaults.Unit == "" {
+			t.Errorf("%s: no unit", where)
+		}
+		if len(p.Targets) == 0 {
+			t.Errorf("%s: no query", where)
+		}
+		refs := map[string]bool{}
+		for _, q := range p.Targets {
+			queries++
+			if strings.TrimSpace(q.Expr) == "" || q.RefID == "" || refs[q.RefID] {
+				t.Errorf("%s: target %q has no expression, or no or a repeated refId", where, q.RefID)
+			}
+			refs[q.RefID] = true
+			if q.Datasource != nil && *q.Datasource != (dsRef{"prometheus", dsVar}) {
+				t.Errorf("%s: target %s datasource %+v, want {prometheus %s}", where, q.RefID, q.Datasource, dsVar)
+			}
+			for _, m := range regexp.MustCompile(`\$\{?(\w+)`).FindAllStringSubmatch(q.Expr, -1) {
+				if _, ok := vars[m[1]]; !ok && !strings.HasPrefix(m[1], "__") {
+					t.Errorf("%s: %s uses $%s, which the dashboard does not define", where, q.RefID, m[1])
+				}
+			}
+		}
+	}
+	if queries < 20 {
+		t.Errorf("only %d queries: did the panels go missing?", queries)
+	}
+}
+
+// family is what the test knows of a gathered metric family.
+type family struct {
+	typ            string // COUNTER, GAUGE, HISTOGRAM, SUMMARY, UNTYPED
+	labels         map[string]bool
+	native         bool // a histogram with native buckets (queried by its bare name)
+	classicBuckets bool // a histogram with classic buckets (queried as name_bucket)
+}
+
+// gatherRun runs a second of load on the embedded broker, with the registry the binary
+// serves, and returns what the registry then gathers: a measured stream at QoS 0 and one at
+// QoS 1 over a shaped link, a sink receiving both, and a bulb for device states.
+func gatherRun(t *testing.T) map[string]family {
+	t.Helper()
+	const doc = `name: dashboard
+duration: 1s
+connections: per-device
+devices:
+  - kind: load
+    name: meter0
+    qos: 0
+    max_rate: 100
+    link: lan
+    topic: "{prefix}/meter0"
+    params: {payload_bytes: 64, rate: 50}
+  - kind: load
+    name: meter1
+    qos: 1
+    max_rate: 100
+    link: lan
+    topic: "{prefix}/meter1"
+    params: {payload_bytes: 64, rate: 50}
+  - kind: sink
+    name: backend
+    qos: 1
+  - kind: bulb
+    qos: 1
+`
+	s, err := scenario.Parse("dashboard.yaml", []byte(doc), devices.Kinds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, m := newRegistry(s.Name)
+	b, err := broker.Start(broker.Options{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	metrics.RegisterBroker(reg, b.Stats) // as runCommand does for the embedded broker
+	if _, err := runner.Run(context.Background(), runner.Config{Scenario: s, Kinds: devices.Kinds(), Metrics: m,
+		Conn: mqttconn.Options{Broker: b.URL(), ConnectTimeout: 5 * time.Second}}); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fams := map[string]family{}
+	for _, mf := range mfs {
+		f := family{typ: mf.GetType().String(), labels: map[string]bool{}}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				f.labels[l.GetName()] = true
+			}
+			if h := m.GetHistogram(); h != nil {
+				f.native = f.native || h.Schema != nil
+				f.classicBuckets = f.classicBuckets || len(h.GetBucket()) > 0
+			}
+		}
+		if f.classicBuckets {
+			f.labels["le"] = true
+		}
+		if f.typ == "SUMMARY" {
+			f.labels["quantile"] = true
+		}
+		fams[mf.GetName()] = f
+	}
+	return fams
+}
+
+// resolve finds the family a series name of a query belongs to, the way Prometheus stores
+// it: a counter's name already ends in _total as gathered; a native histogram is stored
+// under its bare name and has no _bucket series; classic buckets are name_bucket; both
+// kinds of histogram (and summaries) have name_sum and name_count.
+func resolve(name string, fams map[string]family) (family, error) {
+	if f, ok := fams[name]; ok {
+		if f.typ == "HISTOGRAM" && !f.native {
+			return f, fmt.Errorf("%s is a classic histogram only: query %s_bucket", name, name)
+		}
+		return f, nil
+	}
+	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+		base, ok := strings.CutSuffix(name, suffix)
+		if !ok {
+			continue
+		}
+		f, ok := fams[base]
+		switch {
+		case !ok:
+		case suffix == "_bucket" && f.typ == "HISTOGRAM" && !f.classicBuckets:
+			return f, fmt.Errorf("%s has no classic buckets: query %s", base, base)
+		case suffix == "_bucket" && f.typ == "HISTOGRAM", suffix != "_bucket" && (f.typ == "HISTOGRAM" || f.typ == "SUMMARY"):
+			return f, nil
+		}
+	}
+	return family{}, fmt.Errorf("fleetsim serves no metric %s", name)
+}
+
+func TestDashboardQueriesServedMetrics(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	d, _ := readDashboard(t)
+	fams := gatherRun(t)
+	// instance and job are the labels Prometheus adds to every scraped series.
+	targetLabels := map[string]bool{"instance": true, "job": true}
+
+	check := func(where, expr string, panel bool) {
+		t.Helper()
+		q, err := parsePromQL(expr)
+		if err != nil {
+			t.Errorf("%s: %v\n%s", where, err, expr)
+			return
+		}
+		if len(q.selectors) == 0 {
+			t.Errorf("%s: no metric in %s", where, expr)
+		}
+		var found []family
+		bare := map[string]bool{} // native histograms read by their bare name
+		classic := map[string]bool{}
+		for _, s := range q.selectors {
+			f, err := resolve(s.metric, fams)
+			if err != nil {
+				t.Errorf("%s: %v", where, err)
+				continue
+			}
+			found = append(found, f)
+			if f.typ == "HISTOGRAM" {
+				if _, ok := fams[s.metric]; ok {
+					bare[s.metric] = true
+				} else {
+					classic[s.metric[:strings.LastIndex(s.metric, "_")]] = true
+				}
+			}
+			// The dashboard's variables filter every series: fleetsim's own by scenario
+			// and instance, the process's and the embedded broker's by instance.
+			if panel && f.labels["scenario"] && !strings.Contains(s.matchers["scenario"], "$scenario") {
+				t.Errorf("%s: %s is not filtered by $scenario", where, s.metric)
+			}
+			if panel && !strings.Contains(s.matchers["instance"], "$instance") {
+				t.Errorf("%s: %s is not filtered by $instance", where, s.metric)
+			}
+		}
+		// A Prometheus that does not ingest native histograms stores only the classic
+		// series, so a query reading a native histogram carries the classic form beside it.
+		for m := range bare {
+			if !classic[m] {
+				t.Errorf("%s: %s is read as a native histogram only; add the %s_bucket form (or ... or ...)", where, m, m)
+			}
+		}
+		for _, l := range q.labels {
+			if targetLabels[l] || slices.ContainsFunc(found, func(f family) bool { return f.labels[l] }) {
+				continue
+			}
+			if len(found) > 0 {
+				t.Errorf("%s: label %q is on none of the metrics of %s", where, l, expr)
+			}
+		}
+	}
+
+	for _, v := range d.Templating.List {
+		if v.Type != "query" {
+			continue
+		}
+		m := labelValuesRE.FindStringSubmatch(variableQuery(v))
+		if m == nil {
+			t.Errorf("variable %s: want label_values(selector, label), got %q", v.Name, variableQuery(v))
+			continue
+		}
+		check("variable "+v.Name, fmt.Sprintf("group by (%s) (%s)", m[2], m[1]), false)
+	}
+	for _, p := range allPanels(d.Panels) {
+		for _, q := range p.Targets {
+			check(fmt.Sprintf("panel %q %s", p.Title, q.RefID), q.Expr, true)
+		}
+	}
+}
+
+// promql is what one PromQL expression refers to.
+type promql struct {
+	selectors []selector
+	labels    []string // label names in matchers and in by/without/on/ignoring/group_x lists
+}
+
+type selector struct {
+	metric   string
+	matchers map[string]string // label → value, whatever the operator
+}
+
+// promqlAggregations are PromQL's aggregation operators, keywords that are never a metric.
+// promqlFuncs are the functions the parser accepts; a name followed by "(" that is not
+// here is an error, so a metric cannot hide as a function.
+var promqlAggregations, promqlFuncs = map[string]bool{}, map[string]bool{}
+
+func init() {
+	for _, a := range strings.Fields(`sum avg min max count group stddev stdvar topk bottomk quantile count_values limitk limit_ratio`) {
+		promqlAggregations[a] = true
+	}
+	for _, f := range strings.Fields(`rate irate increase delta idelta deriv predict_linear resets changes
+		histogram_quantile histogram_count histogram_sum histogram_avg histogram_fraction histogram_stddev histogram_stdvar
+		abs ceil floor round sqrt exp ln log2 log10 sgn clamp clamp_min clamp_max scalar vector time timestamp
+		absent absent_over_time present_over_time avg_over_time min_over_time max_over_time sum_over_time count_over_time
+		last_over_time quantile_over_time stddev_over_time stdvar_over_time label_replace label_join sort sort_desc`) {
+		promqlFuncs[f] = true
+	}
+}
+
+var (
+	promqlIdent  = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*`)
+	promqlNumber = regexp.MustCompile(`^(0x[0-9a-fA-F]+|[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?)`)
+	promqlString = regexp.MustCompile(`^("(\\.|[^"\\])*"|'(\\.|[^'\\])*'|` + "`[^`]*`)")
+	promqlOp     = regexp.MustCompile(`^(=~|!~|!=|=)`)
+	promqlVar    = regexp.MustCompile(`^\$(\{[^}]*\}|\w+)`)
+)
+
+// parsePromQL reads the metric selectors and label names of a PromQL expression with
+// Grafana variables in it. It is a scanner, not a full parser: enough to know which series
+// and labels a query reads, strict enough to refuse what it does not understand.
+func parsePromQL(expr string) (promql, error) {
+	var q promql
+	s := expr
+	skipSpace := func() { s = strings.TrimLeft(s, " \t\r\n") }
+	// labelList reads "(a, b, ...)".
+	labelList := func() error {
+		skipSpace()
+		if !strings.HasPrefix(s, "(") {
+			return fmt.Errorf("want ( at %q", s)
+		}
+		s = s[1:]
+		for {
+			skipSpace()
+			if strings.HasPrefix(s, ")") {
+				s = s[1:]
+				return nil
+			}
+			id := promqlIdent.FindString(s)
+			if id == "" {
+				return fmt.Errorf("want a label name at %q", s)
+			}
+			q.labels = append(q.labels, id)
+			s = s[len(id):]
+			skipSpace()
+			s = strings.TrimPrefix(s, ",")
+		}
+	}
+	// matchers reads "{a="x", b=~"y"}" into sel.
+	matchers := func(sel *selector) error {
+		s = s[1:]
+		for {
+			skipSpace()
+			if strings.HasPrefix(s, "}") {
+				s = s[1:]
+				return nil
+			}
+			id := promqlIdent.FindString(s)
+			if id == "" {
+				return fmt.Errorf("want a label name at %q", s)
+			}
+			s = s[len(id):]
+			skipSpace()
+			op := promqlOp.FindString(s)
+			if op == "" {
+				return fmt.Errorf("want a matcher operator at %q", s)
+			}
+			s = s[len(op):]
+			skipSpace()
+			str := promqlString.FindString(s)
+			if str == "" {
+				return fmt.Errorf("want a string at %q", s)
+			}
+			s = s[len(str):]
+			if id == "__name__" && op == "=" {
+				sel.metric = str[1 : len(str)-1]
+			} else {
+				q.labels = append(q.labels, id)
+				sel.matchers[id] = str[1 : len(str)-1]
+			}
+			skipSpace()
+			s = strings.TrimPrefix(s, ",")
+		}
+	}
+	for {
+		skipSpace()
+		if s == "" {
+			return q, nil
+		}
+		switch c := s[0]; {
+		case c == '"' || c == '\'' || c == '`':
+			str := promqlString.FindString(s)
+			if str == "" {
+				return q, fmt.Errorf("unterminated string at %q", s)
+			}
+			s = s[len(str):]
+		case c == '[': // a range or subquery: durations and Grafana's interval variables
+			end := strings.IndexByte(s, ']')
+			if end < 0 {
+				return q, fmt.Errorf("unterminated range at %q", s)
+			}
+			s = s[end+1:]
+		case c == '{': // a selector without a metric name
+			sel := selector{matchers: map[string]string{}}
+			if err := matchers(&sel); err != nil {
+				return q, err
+			}
+			if sel.metric == "" {
+				return q, fmt.Errorf("a selector without a metric name")
+			}
+			q.selectors = append(q.selectors, sel)
+		case c == '$': // a Grafana variable standing for a number, e.g. topk($n, ...)
+			s = s[max(1, len(promqlVar.FindString(s))):]
+		case promqlNumber.MatchString(s) && (c >= '0' && c <= '9' || c == '.'):
+			s = s[len(promqlNumber.FindString(s)):]
+		case promqlIdent.MatchString(s):
+			id := promqlIdent.FindString(s)
+			s = s[len(id):]
+			rest := strings.TrimLeft(s, " \t\r\n")
+			switch lower := strings.ToLower(id); {
+			case id == "by" || id == "without" || id == "on" || id == "ignoring":
+				if err := labelList(); err != nil {
+					return q, fmt.Errorf("%s: %w", id, err)
+				}
+			case id == "group_left" || id == "group_right":
+				if strings.HasPrefix(rest, "(") {
+					if err := labelList(); err != nil {
+						return q, fmt.Errorf("%s: %w", id, err)
+					}
+				}
+			case id == "and" || id == "or" || id == "unless" || id == "bool" || id == "atan2" || lower == "inf" || lower == "nan":
+			case id == "offset":
+				skipSpace()
+				s = strings.TrimLeft(s, "-0123456789smhdwy")
+			case promqlAggregations[id]: // its by/without clause may stand before or after "("
+			case strings.HasPrefix(rest, "("):
+				if !promqlFuncs[id] {
+					return q, fmt.Errorf("unknown function %s", id)
+				}
+			default:
+				sel := selector{metric: id, matchers: map[string]string{}}
+				if strings.HasPrefix(rest, "{") {
+					s = rest
+					if err := matchers(&sel); err != nil {
+						return q, fmt.Errorf("%s: %w", id, err)
+					}
+				}
+				q.selectors = append(q.selectors, sel)
+			}
+		case strings.ContainsRune("()+-*/%^=!<>,", rune(c)):
+			s = s[1:]
+		default:
+			return q, fmt.Errorf("unexpected %q", s)
+		}
+	}
+}
+
+func TestParsePromQL(t *testing.T) {
+	for _, c := range []struct {
+		expr            string
+		metrics, labels []string
+		err             bool
+	}{
+		{expr: `histogram_quantile(0.99, sum by (kind) (rate(fleetsim_message_latency_seconds{scenario=~"$scenario"}[$__rate_interval])))` +
+			` or histogram_quantile(0.99, sum by (kind, le) (rate(fleetsim_message_latency_seconds_bucket[5m])))`,
+			metrics: []string{"fleetsim_message_latency_seconds", "fleetsim_message_latency_seconds_bucket"},
+			labels:  []string{"kind", "scenario", "kind", "le"}},
+		{expr: `sum without(qos) (a_total{x="}",y!~'a\'b'}) / on (kind) group_left(state) b offset 5m > bool 0.5e-3`,
+			metrics: []string{"a_total", "b"}, labels: []string{"qos", "x", "y", "kind", "state"}},
+		{expr: `{__name__="c", k="v"} * 2`, metrics: []string{"c"}, labels: []string{"k"}},
+		{expr: `rat(x[1m])`, err: true}, // a misspelt function must not pass as a metric
+		{expr: `x{k}`, err: true},
+		{expr: `sum by kind (x)`, err: true},
+	} {
+		q, err := parsePromQL(c.expr)
+		if (err != nil) != c.err {
+			t.Errorf("%s: err = %v, want error %v", c.expr, err, c.err)
+			continue
+		}
+		var metrics []string
+		for _, s := range q.selectors {
+			metrics = append(metrics, s.metric)
+		}
+		if !c.err && (!slices.Equal(metrics, c.metrics) || !slices.Equal(q.labels, c.labels)) {
+			t.Errorf("%s:\nmetrics %v, want %v\nlabels %v, want %v", c.expr, metrics, c.metrics, q.labels, c.labels)
+		}
+	}
+}
+
+func TestDashboardProvisioning(t *testing.T) {
+	readYAML := func(name string, v any) {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(dashboardsDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		dec.KnownFields(true) // a misspelt key would be ignored by the tools: refuse it here
+		if err := dec.Decode(v); err != nil {
+			t.Fatalf("dashboards/%s: %v", name, err)
+		}
+	}
+
+	// Prometheus scrapes fleetsim run's default metrics address every 5 s.
+	var prom struct {
+		Global struct {
+			ScrapeInterval     string `yaml:"scrape_interval"`
+			EvaluationInterval string `yaml:"evaluation_interval"`
+		} `yaml:"global"`
+		ScrapeConfigs []struct {
+			JobName        string `yaml:"job_name"`
+			ScrapeInterval string `yaml:"scrape_interval"`
+			MetricsPath    string `yaml:"metrics_path"`
+			StaticConfigs  []struct {
+				Targets []string `yaml:"targets"`
+			} `yaml:"static_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	readYAML("prometheus.yml", &prom)
+	f, _, err := parseRunFlags([]string{"x.yaml"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scraped, interval := false, ""
+	for _, sc := range prom.ScrapeConfigs {
+		for _, st := range sc.StaticConfigs {
+			if slices.Contains(st.Targets, f.metricsAddr) && (sc.MetricsPath == "" || sc.MetricsPath == "/metrics") {
+				scraped, interval = true, cmp.Or(sc.ScrapeInterval, prom.Global.ScrapeInterval)
+			}
+		}
+	}
+	if !scraped || interval != "5s" {
+		t.Errorf("prometheus.yml: want a job scraping %s/metrics every 5s (scraped %v, every %q)", f.metricsAddr, scraped, interval)
+	}
+
+	// Grafana's datasource is that Prometheus, and knows its scrape interval (so
+	// $__rate_interval covers at least four scrapes).
+	var ds struct {
+		APIVersion  int `yaml:"apiVersion"`
+		Datasources []struct {
+			Name, Type, UID, Access, URL string
+			IsDefault                    bool `yaml:"isDefault"`
+			JSONData                     struct {
+				TimeInterval string `yaml:"timeInterval"`
+			} `yaml:"jsonData"`
+		} `yaml:"datasources"`
+	}
+	readYAML("provisioning/datasources/prometheus.yml", &ds)
+	if ds.APIVersion != 1 || len(ds.Datasources) != 1 {
+		t.Fatalf("datasources: apiVersion %d with %d datasources, want 1 and 1", ds.APIVersion, len(ds.Datasources))
+	}
+	if d := ds.Datasources[0]; d.Type != "prometheus" || d.JSONData.TimeInterval != interval {
+		t.Errorf("datasource %+v: want type prometheus with timeInterval %s", d, interval)
+	} else if u, err := url.Parse(d.URL); err != nil || u.Scheme != "http" {
+		t.Errorf("datasource url %q: want http://host:port", d.URL)
+	} else if _, _, err := net.SplitHostPort(u.Host); err != nil {
+		t.Errorf("datasource url %q: %v", d.URL, err)
+	}
+
+	// Grafana's dashboard provider loads dashboards/ — the README sets FLEETSIM_DASHBOARDS.
+	var prov struct {
+		APIVersion int `yaml:"apiVersion"`
+		Providers  []struct {
+			Name, Folder, Type    string
+			OrgID                 int  `yaml:"orgId"`
+			DisableDeletion       bool `yaml:"disableDeletion"`
+			AllowUIUpdates        bool `yaml:"allowUiUpdates"`
+			UpdateIntervalSeconds int  `yaml:"updateIntervalSeconds"`
+			Options               struct {
+				Path                      string
+				FoldersFromFilesStructure bool `yaml:"foldersFromFilesStructure"`
+			}
+		} `yaml:"providers"`
+	}
+	readYAML("provisioning/dashboards/fleetsim.yml", &prov)
+	if prov.APIVersion != 1 || len(prov.Providers) != 1 || prov.Providers[0].Type != "file" {
+		t.Fatalf("dashboard providers: %+v, want apiVersion 1 and one file provider", prov)
+	}
+	dir, err := filepath.Abs(dashboardsDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := os.Expand(prov.Providers[0].Options.Path, func(v string) string {
+		if v != "FLEETSIM_DASHBOARDS" {
+			t.Errorf("dashboard provider path uses $%s; the README sets only FLEETSIM_DASHBOARDS", v)
+		}
+		return dir
+	})
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		path = filepath.Join(path, "fleetsim.json")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("the dashboard provider's path: %v", err)
+	}
+	var loaded grafanaDashboard
+	d, _ := readDashboard(t)
+	if err := json.Unmarshal(b, &loaded); err != nil || loaded.UID != d.UID {
+		t.Errorf("the dashboard provider loads %s, which is not the fleetsim dashboard (%v)", path, err)
+	}
+}
