@@ -18,7 +18,7 @@ build: ## build bin/fleetsim
 test: deps fmt-check vet ## install test tools if missing, then vet and run every test with -race
 	$(GO) test -race -count=1 -timeout 10m ./...
 	@# Stack sizes mean nothing under the race detector: these run in a normal build.
-	$(GO) test -count=1 -run 'Stack' ./sim/runner
+	$(GO) test -count=1 -run 'Stack' ./sim/runner ./sim/alarm
 
 deps: ## install mosquitto and mosquitto-clients when missing (apt-get, as root)
 	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null 2>&1 || [ -x /usr/sbin/$$t ] || missing="$$missing $$t"; done; \

@@ -1,0 +1,284 @@
+// Package alarm wakes many sleeping goroutines from one timer.
+//
+// fleetsim runs one goroutine per simulated device, and a device spends nearly all of its
+// life waiting for its next send. Waiting on a time.Timer of its own costs each device a
+// runtime timer and a channel (~260 B) plus a sudog per select case; an Alarm instead
+// keeps one 16-byte heap entry per sleeper and wakes it through a channel the device
+// already owns.
+//
+// The second reason is punctuality under garbage collection. During a mark phase, which
+// lasts seconds with a million goroutine stacks to scan, the runtime runs idle mark
+// workers on otherwise idle Ps. Such a worker yields to runnable goroutines and to
+// network-poller readiness (runtime.pollWork in runtime/proc.go) but not to expired
+// runtime timers, which wait until sysmon preempts the worker after ~10 ms
+// (golang/go#16528). At 1M devices one GC cycle made ~11,000 once-a-minute sends leave
+// more than 10 ms late. On Linux an Alarm's one timer is a timerfd read through the
+// netpoller, whose readiness pollWork sees at once. Elsewhere it falls back to one
+// time.Timer, which still saves the memory but wakes no more punctually than a timer per
+// sleeper (in BenchmarkWakeLagUnderGC it did a little worse).
+//
+// BenchmarkWakeLagUnderGC measures it. On 2 cores, with 200k sleepers and GC marking
+// about half the time, the timerfd cut the share of wakes more than 10 ms late about
+// 3.5-fold (~9% against ~30%) and the median lateness from 1–4 ms to ~80 µs; part of
+// the latter gain holds without GC too, since an idle runtime sleeps for timers in
+// epoll_wait, whose timeout is whole milliseconds. It does not remove the tail: p99
+// stayed ~25 ms (against 40–100 ms), presumably behind mark work that does not poll
+// (the fractional worker runs until preempted), so keeping mark phases short (GOGC,
+// GOMEMLIMIT, fewer pointers) still matters.
+//
+// The contract on a sleeper's channel: Add(when, c) makes the Alarm send exactly one
+// value on c, nil at (or just after) when, or Close's error if the Alarm is closed
+// first. The send never blocks: c must have a free buffer slot (cap ≥ 1, nothing else
+// sending on it meanwhile), or the value is dropped. Add runs on the sleeper's goroutine
+// and keeps to a small frame so that goroutine's stack stays at Go's 2 KiB minimum.
+package alarm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+)
+
+// never is the "not armed" time: no entry is ever due at it.
+const never = math.MaxInt64
+
+// batch is how many due entries the Alarm's goroutine pops per hold of the lock; it sends
+// on them after letting go, so woken sleepers that Add again do not queue behind a long
+// round of sends.
+const batch = 64
+
+// waker is the one OS timer behind an Alarm, on the Alarm's monotonic clock (nanoseconds).
+// set and close are called with the Alarm's lock held, wait only from its goroutine.
+type waker interface {
+	// set arms the timer to fire at when (at once if when is past); never disarms it.
+	set(when int64)
+	// wait blocks until the timer fires (it may also return early, spuriously) and
+	// returns an error once close has been called.
+	wait() error
+	// close stops the timer and ends a wait in progress.
+	close()
+}
+
+// entry is one sleeper: 16 bytes in the heap.
+type entry struct {
+	when int64 // on the Alarm's monotonic clock
+	c    chan<- error
+}
+
+// Alarm wakes goroutines at the times they ask for. Its methods are safe for concurrent use.
+type Alarm struct {
+	// base and off convert a time.Time to the clock the waker runs on: off + when.Sub(base),
+	// so Go's monotonic reading is used where the time has one.
+	base time.Time
+	off  int64
+	w    waker
+	done chan struct{} // closed when the goroutine ends
+
+	mu    sync.Mutex
+	heap  []entry // binary min-heap on when
+	armed int64   // when the waker is armed for; never if it is not
+	err   error   // non-nil once closed: what Close sent
+
+	due [batch]entry // the goroutine's popped entries, used only by it
+}
+
+// New starts an Alarm and its one goroutine (ended by Close). sizeHint preallocates the
+// heap for that many sleepers.
+func New(sizeHint int) (*Alarm, error) {
+	return start(sizeHint, newOSWaker)
+}
+
+// start builds an Alarm on the waker newWaker returns, with the clock offset it gives.
+func start(sizeHint int, newWaker func(base time.Time) (waker, int64, error)) (*Alarm, error) {
+	base := time.Now()
+	w, off, err := newWaker(base)
+	if err != nil {
+		return nil, err
+	}
+	a := &Alarm{
+		base:  base,
+		off:   off,
+		w:     w,
+		done:  make(chan struct{}),
+		heap:  make([]entry, 0, max(sizeHint, 0)),
+		armed: never,
+	}
+	go a.run()
+	return a, nil
+}
+
+var (
+	errNoChannel = errors.New("alarm: nil channel")
+	errNoBuffer  = errors.New("alarm: channel has no buffer")
+)
+
+// Add asks for c to receive nil at (or just after) when. c must have a free buffer slot
+// (cap ≥ 1, nothing else sends on it meanwhile): the alarm never blocks on it (non-blocking
+// send). After Close, Add returns Close's error at once and c receives nothing.
+func (a *Alarm) Add(when time.Time, c chan<- error) error {
+	if c == nil {
+		return errNoChannel
+	}
+	if cap(c) == 0 {
+		return errNoBuffer
+	}
+	w := a.clock(when)
+	a.mu.Lock()
+	if a.err != nil {
+		err := a.err
+		a.mu.Unlock()
+		return err
+	}
+	a.push(entry{when: w, c: c})
+	if w < a.armed {
+		a.armed = w
+		a.w.set(w)
+	}
+	a.mu.Unlock()
+	return nil
+}
+
+// Close wakes every sleeper still waiting by sending err (context.Canceled if err is nil),
+// stops the timer and waits for the Alarm's goroutine to end. It is idempotent and safe
+// concurrently with Add.
+func (a *Alarm) Close(err error) {
+	if err == nil {
+		err = context.Canceled
+	}
+	a.stop(err)
+	<-a.done
+}
+
+// stop marks the Alarm closed with err, wakes every sleeper with it and closes the waker.
+// Only the first call does anything.
+func (a *Alarm) stop(err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.err != nil {
+		return
+	}
+	a.err = err
+	for _, e := range a.heap {
+		select {
+		case e.c <- err:
+		default:
+		}
+	}
+	a.heap = nil
+	a.armed = never
+	a.w.close()
+}
+
+// run is the Alarm's goroutine: it waits for the timer and wakes whoever is due, until
+// the waker is closed.
+func (a *Alarm) run() {
+	defer close(a.done)
+	for {
+		if err := a.w.wait(); err != nil {
+			// Closed by stop, or the OS timer failed: then nobody would be woken again,
+			// so fail every sleeper with the error instead of leaving it asleep.
+			a.stop(fmt.Errorf("alarm: timer: %w", err))
+			return
+		}
+		a.fire()
+	}
+}
+
+// fire wakes every entry due by now, a batch at a time, then arms the timer for the
+// earliest entry left (or disarms it).
+func (a *Alarm) fire() {
+	for {
+		now := a.clock(time.Now())
+		a.mu.Lock()
+		if a.err != nil {
+			a.mu.Unlock()
+			return
+		}
+		n := 0
+		for n < batch && len(a.heap) > 0 && a.heap[0].when <= now {
+			a.due[n] = a.pop()
+			n++
+		}
+		more := len(a.heap) > 0 && a.heap[0].when <= now
+		if !more {
+			// The timer has fired, so whatever it was armed for is spent.
+			next := int64(never)
+			if len(a.heap) > 0 {
+				next = a.heap[0].when
+			}
+			if next != never || a.armed != never {
+				a.w.set(next)
+			}
+			a.armed = next
+		}
+		a.mu.Unlock()
+		for i := range n {
+			select {
+			case a.due[i].c <- nil:
+			default:
+			}
+			a.due[i] = entry{}
+		}
+		if !more {
+			return
+		}
+	}
+}
+
+// clock converts t to the waker's clock, saturating far from now.
+func (a *Alarm) clock(t time.Time) int64 {
+	d := int64(t.Sub(a.base))
+	if d >= never-1-a.off {
+		return never - 1
+	}
+	return a.off + d
+}
+
+// push adds e to the heap.
+func (a *Alarm) push(e entry) {
+	h := append(a.heap, e)
+	i := len(h) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if h[p].when <= e.when {
+			break
+		}
+		h[i] = h[p]
+		i = p
+	}
+	h[i] = e
+	a.heap = h
+}
+
+// pop removes and returns the earliest entry; the heap must not be empty.
+func (a *Alarm) pop() entry {
+	h := a.heap
+	top := h[0]
+	n := len(h) - 1
+	last := h[n]
+	h[n] = entry{}
+	h = h[:n]
+	i := 0
+	for {
+		l := 2*i + 1
+		if l >= n {
+			break
+		}
+		if r := l + 1; r < n && h[r].when < h[l].when {
+			l = r
+		}
+		if last.when <= h[l].when {
+			break
+		}
+		h[i] = h[l]
+		i = l
+	}
+	if n > 0 {
+		h[i] = last
+	}
+	a.heap = h
+	return top
+}
