@@ -3,8 +3,8 @@
 // fleetsim runs one goroutine per simulated device, and a device spends nearly all of its
 // life waiting for its next send. Waiting on a time.Timer of its own costs each device a
 // runtime timer and a channel (~260 B) plus a sudog per select case; an Alarm instead
-// keeps one 16-byte heap entry per sleeper and wakes it through a channel the device
-// already owns.
+// keeps one 24-byte heap entry per sleeper and wakes it through a Waker the device
+// already is.
 //
 // The second reason is punctuality under garbage collection. During a mark phase, which
 // lasts seconds with a million goroutine stacks to scan, the runtime runs idle mark
@@ -26,11 +26,10 @@
 // (the fractional worker runs until preempted), so keeping mark phases short (GOGC,
 // GOMEMLIMIT, fewer pointers) still matters.
 //
-// The contract on a sleeper's channel: Add(when, c) makes the Alarm send exactly one
-// value on c, nil at (or just after) when, or Close's error if the Alarm is closed
-// first. The send never blocks: c must have a free buffer slot (cap ≥ 1, nothing else
-// sending on it meanwhile), or the value is dropped. Add runs on the sleeper's goroutine
-// and keeps to a small frame so that goroutine's stack stays at Go's 2 KiB minimum.
+// The contract: Add(when, w) makes the Alarm call w.Wake exactly once, with nil at (or
+// just after) when, or with Close's error if the Alarm is closed first. Add runs on the
+// sleeper's goroutine and keeps to a small frame so that goroutine's stack stays at Go's
+// 2 KiB minimum.
 package alarm
 
 import (
@@ -62,10 +61,10 @@ type waker interface {
 	close()
 }
 
-// entry is one sleeper: 16 bytes in the heap.
+// entry is one sleeper: 24 bytes in the heap.
 type entry struct {
 	when int64 // on the Alarm's monotonic clock
-	c    chan<- error
+	w    Waker
 }
 
 // Alarm wakes goroutines at the times they ask for. Its methods are safe for concurrent use.
@@ -110,32 +109,31 @@ func start(sizeHint int, newWaker func(base time.Time) (waker, int64, error)) (*
 	return a, nil
 }
 
-var (
-	errNoChannel = errors.New("alarm: nil channel")
-	errNoBuffer  = errors.New("alarm: channel has no buffer")
-)
+var errNoWaker = errors.New("alarm: nil waker")
 
-// Add asks for c to receive nil at (or just after) when. c must have a free buffer slot
-// (cap ≥ 1, nothing else sends on it meanwhile): the alarm never blocks on it (non-blocking
-// send). After Close, Add returns Close's error at once and c receives nothing.
-func (a *Alarm) Add(when time.Time, c chan<- error) error {
-	if c == nil {
-		return errNoChannel
+// Waker is what an Alarm wakes: once per Add, with nil at its time or with Close's error.
+// Wake must not block, since the Alarm's one goroutine calls it for every sleeper.
+type Waker interface {
+	Wake(err error)
+}
+
+// Add asks for w to be woken with nil at (or just after) when. After Close, Add returns
+// Close's error at once and w is not woken.
+func (a *Alarm) Add(when time.Time, w Waker) error {
+	if w == nil {
+		return errNoWaker
 	}
-	if cap(c) == 0 {
-		return errNoBuffer
-	}
-	w := a.clock(when)
+	t := a.clock(when)
 	a.mu.Lock()
 	if a.err != nil {
 		err := a.err
 		a.mu.Unlock()
 		return err
 	}
-	a.push(entry{when: w, c: c})
-	if w < a.armed {
-		a.armed = w
-		a.w.set(w)
+	a.push(entry{when: t, w: w})
+	if t < a.armed {
+		a.armed = t
+		a.w.set(t)
 	}
 	a.mu.Unlock()
 	return nil
@@ -162,10 +160,7 @@ func (a *Alarm) stop(err error) {
 	}
 	a.err = err
 	for _, e := range a.heap {
-		select {
-		case e.c <- err:
-		default:
-		}
+		e.w.Wake(err)
 	}
 	a.heap = nil
 	a.armed = never
@@ -216,10 +211,7 @@ func (a *Alarm) fire() {
 		}
 		a.mu.Unlock()
 		for i := range n {
-			select {
-			case a.due[i].c <- nil:
-			default:
-			}
+			a.due[i].w.Wake(nil)
 			a.due[i] = entry{}
 		}
 		if !more {

@@ -31,14 +31,14 @@ func BenchmarkAdd(b *testing.B) {
 			c := make(chan error, 1) // never sent on before Close, which finds it full
 			t0 := time.Now()
 			for i := range held {
-				if err := a.Add(t0.Add(offsets[i%len(offsets)]), c); err != nil {
+				if err := a.Add(t0.Add(offsets[i%len(offsets)]), chanWaker(c)); err != nil {
 					b.Fatal(err)
 				}
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
-				if err := a.Add(t0.Add(offsets[i%len(offsets)]), c); err != nil {
+				if err := a.Add(t0.Add(offsets[i%len(offsets)]), chanWaker(c)); err != nil {
 					b.Fatal(err)
 				}
 				if i%(1<<16) == 1<<16-1 {
@@ -69,7 +69,7 @@ func BenchmarkAddWake(b *testing.B) {
 			far := make(chan error, 1)
 			t0 := time.Now().Add(time.Hour)
 			for i := range held {
-				if err := a.Add(t0.Add(time.Duration(i)), far); err != nil {
+				if err := a.Add(t0.Add(time.Duration(i)), chanWaker(far)); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -79,7 +79,7 @@ func BenchmarkAddWake(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				c := make(chan error, 1)
 				for pb.Next() {
-					if err := a.Add(time.Now(), c); err != nil {
+					if err := a.Add(time.Now(), chanWaker(c)); err != nil {
 						b.Error(err)
 						return
 					}
@@ -141,7 +141,7 @@ func BenchmarkWakeLagUnderGC(b *testing.B) {
 				measureLag(b, func(t0 time.Time, period time.Duration, h *lagHist, stop <-chan struct{}) {
 					c := make(chan error, 1)
 					for next := t0; ; next = next.Add(period) {
-						if a.Add(next, c) != nil || <-c != nil {
+						if a.Add(next, chanWaker(c)) != nil || <-c != nil {
 							return
 						}
 						h.record(next)

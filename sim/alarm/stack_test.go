@@ -30,20 +30,20 @@ func TestSleeperStackStaysSmall(t *testing.T) {
 		one bool
 	}{
 		{name: "contended", sleep: func(a *Alarm, i int, c chan error) error {
-			return a.Add(time.Now().Add(time.Hour+time.Duration(i)), c)
+			return a.Add(time.Now().Add(time.Hour+time.Duration(i)), chanWaker(c))
 		}},
 		{name: "rearm", one: true, sleep: func(a *Alarm, i int, c chan error) error {
-			return a.Add(time.Now().Add(time.Hour-time.Duration(i)*time.Millisecond), c)
+			return a.Add(time.Now().Add(time.Hour-time.Duration(i)*time.Millisecond), chanWaker(c))
 		}},
 		{name: "woken", sleep: func(a *Alarm, i int, c chan error) error {
 			// Woken once (the Alarm's goroutine readies it), then asleep again.
-			if err := a.Add(time.Now().Add(time.Duration(i%20)*time.Millisecond), c); err != nil {
+			if err := a.Add(time.Now().Add(time.Duration(i%20)*time.Millisecond), chanWaker(c)); err != nil {
 				return err
 			}
 			if err := <-c; err != nil {
 				return err
 			}
-			return a.Add(time.Now().Add(time.Hour), c)
+			return a.Add(time.Now().Add(time.Hour), chanWaker(c))
 		}},
 	}
 	for _, impl := range impls {
