@@ -46,6 +46,8 @@ func (f *fakeIO) PublishAt(ctx context.Context, due time.Time, topic string, pay
 	return f.Publish(ctx, topic, payload, qos, retained)
 }
 
+func (f *fakeIO) SleepUntil(ctx context.Context, t time.Time) error { return sim.TimerSleep(ctx, t) }
+
 func (f *fakeIO) Subscribe(_ context.Context, filter string, qos byte) (byte, error) {
 	f.record(func() { f.subs = append(f.subs, filter) })
 	f.bus.retained(f, filter)

@@ -2,9 +2,9 @@ package devices
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fleetsim/fleetsim/sim"
@@ -45,13 +45,7 @@ func buildLoad(cfg sim.DeviceConfig, p LoadParams) (sim.Device, error) {
 		return nil, &sim.ParamError{Field: "payload_bytes", Err: fmt.Errorf("%d is outside %d..%d (the measurement header takes %d)",
 			p.PayloadBytes, sim.HeaderRoom, maxLoadPayload, sim.HeaderRoom)}
 	}
-	d := &load{topic: cfg.Topic, qos: cfg.QoS}
-	// Everything the device needs is made here, on the builder's goroutine: an allocation in
-	// Run could assist the garbage collector on the device's small stack and grow it.
-	d.payload = sim.Reserve(p.PayloadBytes) // the engine copies it, so one buffer serves every send
-	copy(d.payload[sim.HeaderRoom:], strings.Repeat(".", p.PayloadBytes-sim.HeaderRoom))
-	d.timer = time.NewTimer(time.Hour)
-	d.timer.Stop()
+	d := &load{topic: cfg.Topic, qos: cfg.QoS, payload: loadPayload(p.PayloadBytes)}
 	peak := 0.0
 	switch {
 	case len(p.Phases) > 0:
@@ -118,39 +112,56 @@ type pause struct{}
 func (pause) Pace(time.Duration, uint64) (time.Duration, bool) { return 0, true }
 func (pause) String() string                                   { return "pause" }
 
+// loadPayloads holds one payload per size, shared by every load device: the engine only
+// reads a device's payload (it stamps a copy), and a million devices need not hold a
+// million copies of the same bytes.
+var loadPayloads sync.Map // int → []byte
+
+// loadPayload returns the shared payload of size bytes: header room, then dots.
+func loadPayload(size int) []byte {
+	if p, ok := loadPayloads.Load(size); ok {
+		return p.([]byte)
+	}
+	p := sim.Reserve(size)
+	copy(p[sim.HeaderRoom:], strings.Repeat(".", size-sim.HeaderRoom))
+	actual, _ := loadPayloads.LoadOrStore(size, p)
+	return actual.([]byte)
+}
+
 // load sends on its schedule and never slips: a send that falls behind goes out at once,
 // measured from when it was due, and the next keeps its own due time.
 //
-// A large fleet is mostly load devices waiting for their next send, so their goroutines'
-// stacks are what it costs: the waiting state lives in the struct, and the function
-// that waits has a small frame, so a waiting goroutine's stack stays at the 2 KiB minimum.
+// A large fleet is mostly load devices waiting for their next send, so their goroutines
+// are what it costs. A waiting device holds nothing but this struct and its goroutine: it
+// sleeps on the engine's alarm (IO.SleepUntil), not on a timer of its own, and the
+// functions it waits in have small frames, so its stack stays at the 2 KiB minimum.
 type load struct {
-	topic string // only what it needs of its DeviceConfig: a million of them add up
-	qos   byte
-	pacer measure.Pacer
-	first float64 // seconds: the device's start is spread over one interval of its peak rate
-
-	start   time.Time
+	topic   string // only what it needs of its DeviceConfig: a million of them add up
+	pacer   measure.Pacer
+	payload []byte    // shared (loadPayload): never written
+	first   float64   // seconds: the device's start is spread over one interval of its peak rate
+	start   time.Time // when its schedule starts
 	sent    uint64
-	done    bool
-	payload []byte
-	timer   *time.Timer
+	qos     byte
 }
 
 // Run keeps its frame small and calls the engine's PublishAt itself (see load).
 func (d *load) Run(ctx context.Context, io sim.IO) error {
 	d.setUp(io)
-	for {
-		due, ok := d.next(ctx, io)
+	for ctx.Err() == nil { // checked each time round: a device behind its schedule never sleeps
+		due, ok := measure.Due(d.pacer, d.start, d.sent)
 		if !ok {
-			d.timer.Stop()
+			io.SetState("done")
+			<-ctx.Done() // its schedule is over
 			return nil
 		}
-		if !due.IsZero() {
-			_ = io.PublishAt(ctx, due, d.topic, d.payload, d.qos, false) // failures are the engine's to count
-			d.sent++
+		if time.Until(due) > 0 && io.SleepUntil(ctx, due) != nil {
+			return nil // the run is over
 		}
+		_ = io.PublishAt(ctx, due, d.topic, d.payload, d.qos, false) // failures are the engine's to count
+		d.sent++
 	}
+	return nil
 }
 
 // setUp readies the device to send.
@@ -160,34 +171,6 @@ func (d *load) setUp(io sim.IO) {
 	d.start = time.Now().Add(time.Duration(io.Rand().Float64() * d.first * float64(time.Second)))
 	io.SetState("sending")
 }
-
-// next waits until the next send is due and returns its due time, or takes one message
-// from the inbox and returns a zero time; false once ctx has ended.
-func (d *load) next(ctx context.Context, io sim.IO) (time.Time, bool) {
-	due, ok := measure.Due(d.pacer, d.start, d.sent)
-	if !ok && !d.done {
-		d.done = true
-		io.SetState("done")
-	}
-	if !ok {
-		due = time.Now().Add(100 * 365 * 24 * time.Hour) // only the context or the inbox from here
-	}
-	if wait := time.Until(due); wait > 0 {
-		d.timer.Reset(wait)
-		select {
-		case <-ctx.Done():
-			return time.Time{}, false
-		case m := <-io.Inbox(): // it subscribes to nothing, but drains whatever comes
-			d.timer.Stop()
-			io.Reject(m.Topic, errLoadTakesNothing)
-			return time.Time{}, true
-		case <-d.timer.C:
-		}
-	}
-	return due, ctx.Err() == nil
-}
-
-var errLoadTakesNothing = errors.New("a load generator takes no messages")
 
 // SinkParams are the filters a sink listens to. "{prefix}" expands to the home's prefix.
 type SinkParams struct {

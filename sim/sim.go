@@ -50,6 +50,12 @@ type IO interface {
 	// out, so a stalled client or broker shows in the numbers, and a send that leaves late
 	// is counted as late.
 	PublishAt(ctx context.Context, due time.Time, topic string, payload []byte, qos byte, retained bool) error
+	// SleepUntil waits until t, or until ctx ends and then returns ctx.Err(). The engine
+	// wakes its sleeping devices from one timer of its own: a waiting device costs no
+	// runtime timer (about 260 bytes each, a million of them add up), and its wake-up is not
+	// held back by the garbage collector, which delays runtime timers during a mark phase.
+	// A device that waits for its next send uses it rather than a time.Timer.
+	SleepUntil(ctx context.Context, t time.Time) error
 	// Subscribe adds a topic filter; matching messages arrive on Inbox. It returns the QoS
 	// the broker granted.
 	Subscribe(ctx context.Context, filter string, qos byte) (granted byte, err error)
@@ -67,6 +73,19 @@ type IO interface {
 	Reject(topic string, reason error)
 	// Rand is the device's own random source, seeded from the run's seed.
 	Rand() *rand.Rand
+}
+
+// TimerSleep is IO.SleepUntil on a timer of its own, for an IO that has no shared alarm (a
+// test's fake) or a context the engine does not know.
+func TimerSleep(ctx context.Context, t time.Time) error {
+	timer := time.NewTimer(time.Until(t))
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
 }
 
 // HeaderRoom is how many bytes at the start of a payload from Reserve the engine keeps for

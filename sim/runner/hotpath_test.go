@@ -36,16 +36,11 @@ func (c *nullConn) Subscribe(context.Context, string, byte, mqttconn.Receiver) (
 // benchPort is a port as build makes it, on conn.
 func benchPort(meas *measurement, kind string, conn connection, discard bool) *port {
 	m := metrics.New(prometheus.NewRegistry(), "bench")
-	km := m.For(kind)
-	p := &port{
-		home: 1, id: kind + "-1", conn: conn, discard: discard,
-		limit:   rate.NewLimiter(rate.Limit(1e9), 1e9), // never the limit here: its cost, not its waits
-		inbox:   make(chan sim.Message, inboxSize),
-		metrics: km, console: &console{}, meas: meas, km: meas.kind(kind, km, m),
-		flight: context.Background(), inFlight: new(atomic.Int64), workers: newWorkers(),
-	}
-	p.rcv.Store(meas.receiverID())
-	p.req = pubReq{p: p, done: make(chan error, 1)}
+	eng := &engine{meas: meas, console: &console{}, flight: context.Background(), workers: newWorkers()}
+	// never the limit here: its cost, not its waits
+	p := newPort(eng, meas.kind(kind, m.For(kind), m), 1, kind+"-1", rate.NewLimiter(rate.Limit(1e9), 1e9), nil)
+	p.conn, p.discard = conn, discard
+	p.inbox = make(chan sim.Message, inboxSize)
 	return p
 }
 

@@ -13,8 +13,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/fleetsim/fleetsim/sim"
+	"github.com/fleetsim/fleetsim/sim/alarm"
 	"github.com/fleetsim/fleetsim/sim/measure"
-	"github.com/fleetsim/fleetsim/sim/metrics"
 	"github.com/fleetsim/fleetsim/sim/mqttconn"
 	"github.com/fleetsim/fleetsim/sim/topic"
 )
@@ -22,8 +22,8 @@ import (
 // inboxSize is how many messages a device may have waiting before new ones are dropped.
 const inboxSize = 64
 
-// maxSpare bounds the stamped payload a port keeps for its next publish (port.spare), so
-// that a device which once sent a large payload does not hold its size for good.
+// maxSpare bounds the stamped payloads kept for reuse (stampBufs), so that a large payload
+// once sent is not held for good.
 const maxSpare = 4 << 10
 
 // connection is what a port needs from its MQTT connection; *mqttconn.Conn implements it.
@@ -32,31 +32,56 @@ type connection interface {
 	Subscribe(ctx context.Context, filter string, qos byte, r mqttconn.Receiver) (byte, error)
 }
 
-// port is one device's sim.IO: its share of a connection, its rate limit, its inbox and
-// its counters.
+// engine is what every port of a run shares.
+type engine struct {
+	meas     *measurement
+	console  *console
+	flight   context.Context // bounds publishes in flight; outlives the devices' ctx by the grace period
+	inFlight atomic.Int64    // publishes in flight
+	workers  *workers        // run the publishes
+	alarm    *alarm.Alarm    // wakes sleeping devices
+	devCtx   context.Context // the devices' ctx: a sleep on it rides the alarm
+}
+
+// port is one device: the device itself and its sim.IO, which is its share of a
+// connection, its rate limit, its inbox and its counters.
+//
+// A large fleet is a million of them, so a port holds only what is its own; what the
+// devices of a run or of a kind share is behind eng and km.
 type port struct {
+	dev     sim.Device
+	eng     *engine
+	km      *kindMeasure // the kind's name, metrics and measurement
 	home    int
 	id      string
 	conn    connection
 	limit   *rate.Limiter
 	inbox   chan sim.Message
 	rng     *rand.Rand
-	metrics *metrics.Kind
-	console *console
 	stats   deviceStats
-	discard bool // the device is a sim.Discarder: count and measure, never queue
+	rcv     atomic.Uint32 // receiver id in stream keys (a shared subscription's group's, see Subscribe)
+	discard bool          // the device is a sim.Discarder: count and measure, never queue
 
-	meas        *measurement
-	km          *kindMeasure
-	rcv         atomic.Uint32         // receiver id in stream keys (a shared subscription's group's, see Subscribe)
 	first       *outStream            // the stream of the first topic it published a measured message on
 	streams     map[string]*outStream // the streams of its other topics (most devices have none)
-	spare       []byte                // the last stamped payload, once its publish completed: the client is done with it
-	flight      context.Context       // bounds publishes in flight; outlives the device's ctx by the grace period
-	inFlight    *atomic.Int64         // the run's publishes in flight
-	workers     *workers              // run the publishes
 	lastPublish int64                 // nanotime of the device's previous publish (its goroutine only)
-	req         pubReq                // the device's publish request, reused
+	// A device waits for one thing at a time: the outcome of its publish from a worker, or
+	// its wake-up from the alarm. Whoever brings it sets err and then marks done (Wake).
+	// A WaitGroup and an error cost 32 bytes in the port, where a channel cost 112 beside it.
+	done sync.WaitGroup
+	err  error
+}
+
+// newPort returns the port of a device of kind km, home and id, sharing eng.
+func newPort(eng *engine, km *kindMeasure, home int, id string, limit *rate.Limiter, rng *rand.Rand) *port {
+	p := &port{
+		eng: eng, km: km, home: home, id: id, limit: limit, rng: rng,
+		// Room for a first state and one change, so that recording them does not
+		// allocate on the device's goroutine (see workers).
+		stats: deviceStats{states: make([]string, 0, 2)},
+	}
+	p.rcv.Store(eng.meas.receiverID())
+	return p
 }
 
 // deviceStats are one device's counters for the summary. The counters are written by the
@@ -72,8 +97,8 @@ func (p *port) Publish(ctx context.Context, topic string, payload []byte, qos by
 	return p.PublishAt(ctx, time.Time{}, topic, payload, qos, retained)
 }
 
-// pubReq is one publish handed from a device's goroutine to a worker. Each port reuses its
-// own, since a device makes one publish at a time.
+// pubReq is one publish handed from a device's goroutine to a worker; the device's
+// goroutine waits for the answer (port.wait).
 type pubReq struct {
 	p        *port
 	ctx      context.Context // the device's: bounds the wait for the rate limit
@@ -82,10 +107,25 @@ type pubReq struct {
 	payload  []byte
 	qos      byte
 	retained bool
-	done     chan error
 }
 
-func (r *pubReq) run() { r.done <- r.p.send(r) }
+func (r *pubReq) run() { r.p.Wake(r.p.send(r)) }
+
+// Wake ends the device's wait (see port.done) with err: a worker's answer to its publish,
+// or the alarm's (alarm.Waker).
+func (p *port) Wake(err error) {
+	p.err = err
+	p.done.Done()
+}
+
+// wait waits for what the device's goroutine asked for (after p.done.Add(1)) and returns
+// its outcome.
+func (p *port) wait() error {
+	p.done.Wait()
+	err := p.err
+	p.err = nil
+	return err
+}
 
 // PublishAt waits for the device's rate limit, then has a worker send the message (see
 // workers); a zero due is an unscheduled publish. The device's ctx only bounds the wait for
@@ -97,24 +137,45 @@ func (r *pubReq) run() { r.done <- r.p.send(r) }
 // goroutine instead: the hand-over costs two goroutine switches a message (about 0.6 µs,
 // 15 % of the top QoS 0 rate end to end), and a few busy devices' larger stacks cost nothing.
 func (p *port) PublishAt(ctx context.Context, due time.Time, topic string, payload []byte, qos byte, retained bool) error {
-	r := &p.req // made with the port: allocating here could grow the stack
-	r.ctx, r.due, r.topic, r.payload, r.qos, r.retained = ctx, due, topic, payload, qos, retained
 	now := nanotime()
 	hot := now-p.lastPublish < int64(hotGap)
 	p.lastPublish = now
-	var err error
 	if hot {
-		err = p.send(r)
-	} else {
-		select {
-		case p.workers.reqs <- r:
-		default:
-			p.workers.start(r)
-		}
-		err = <-r.done
+		r := pubReq{p: p, ctx: ctx, due: due, topic: topic, payload: payload, qos: qos, retained: retained}
+		return p.send(&r)
 	}
-	r.ctx, r.payload = nil, nil // the device's buffer is its own again
+	// The request goes to a worker by pointer: a copy into the channel took more stack
+	// than a device's goroutine can spare. It comes from a pool rather than the port, so
+	// that the many devices not publishing right now do not hold one each.
+	r := pubReqs.Get().(*pubReq)
+	*r = pubReq{p: p, ctx: ctx, due: due, topic: topic, payload: payload, qos: qos, retained: retained}
+	p.done.Add(1)
+	select {
+	case p.eng.workers.reqs <- r:
+	default:
+		p.eng.workers.start(r)
+	}
+	err := p.wait()
+	*r = pubReq{} // the device's buffer and context are its own again
+	pubReqs.Put(r)
 	return err
+}
+
+// pubReqs are the requests of the publishes in a worker's hands.
+var pubReqs = sync.Pool{New: func() any { return new(pubReq) }}
+
+// SleepUntil implements sim.IO. A sleep on the run's own context is one entry in the
+// alarm's heap, which wakes the port (Wake); any other context gets a timer of its own.
+func (p *port) SleepUntil(ctx context.Context, t time.Time) error {
+	if ctx != p.eng.devCtx || p.eng.alarm == nil {
+		return sim.TimerSleep(ctx, t)
+	}
+	p.done.Add(1)
+	if err := p.eng.alarm.Add(t, p); err != nil {
+		p.done.Add(-1)
+		return err
+	}
+	return p.wait()
 }
 
 // hotGap is how soon after its previous publish a device's next one counts as frequent.
@@ -135,7 +196,7 @@ func (p *port) stream(topic string) *outStream {
 	if st := p.streams[topic]; st != nil {
 		return st
 	}
-	st := p.meas.newStream(topic)
+	st := p.eng.meas.newStream(topic)
 	if p.first == nil {
 		p.first = st
 		return st
@@ -146,6 +207,11 @@ func (p *port) stream(topic string) *outStream {
 	p.streams[topic] = st
 	return st
 }
+
+// stampBufs are buffers for stamped payloads, boxed so that a Put does not allocate. A
+// publish whose client is done with its payload (QoS 0, once written) puts it back for the
+// next; any other puts back an empty box.
+var stampBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // send waits for the device's rate limit, stamps the payload's measurement header, sends it
 // and counts the outcome. It runs on a worker: even the rate limiter's arithmetic is more
@@ -171,54 +237,63 @@ func (p *port) send(r *pubReq) error {
 		lag := max(start.Sub(r.due), 0)
 		p.km.lag.Record(lag)
 		p.km.scheduled.Add(1)
-		p.metrics.ScheduleLag.Observe(lag.Seconds())
+		p.km.metrics.ScheduleLag.Observe(lag.Seconds())
 		if lag > LateAfter {
 			p.km.late.Add(1)
-			p.metrics.PublishLate.Inc()
+			p.km.metrics.PublishLate.Inc()
 		}
 	}
 	out := payload
 	var st *outStream
+	var buf *[]byte // the stamped payload's box in stampBufs
 	if measurable(payload) {
 		st = p.stream(topic)
 		seq := st.last.Load() + 1
-		out = stamp(p.spare, payload, measure.Header{ID: st.id, Seq: seq, Sent: sent.UnixNano()})
-		p.spare = nil
+		buf = stampBufs.Get().(*[]byte)
+		out = stamp(*buf, payload, measure.Header{ID: st.id, Seq: seq, Sent: sent.UnixNano()})
+		*buf = nil
 		st.last.Store(seq)
 	} else {
 		p.km.unmeasuredOut.Add(1)
-		p.metrics.UnmeasuredOut.Inc()
+		p.km.metrics.UnmeasuredOut.Inc()
 	}
-	p.inFlight.Add(1)
+	p.eng.inFlight.Add(1)
 	sendAt := time.Now()
-	err := p.conn.Publish(p.flight, topic, out, qos, r.retained)
-	p.inFlight.Add(-1)
+	err := p.conn.Publish(p.eng.flight, topic, out, qos, r.retained)
+	p.eng.inFlight.Add(-1)
 	if err != nil {
+		if buf != nil {
+			stampBufs.Put(buf) // empty: the client may hold out
+		}
 		if st != nil && errors.Is(err, mqttconn.ErrNotSent) {
 			// Nothing went out, so nothing can arrive: the seq is not spent, and the
 			// failure is counted as one, not also as a loss.
 			st.last.Add(^uint64(0))
 		}
 		p.stats.failed.Add(1)
-		p.metrics.PublishFailures[qos].Inc()
+		p.km.metrics.PublishFailures[qos].Inc()
 		return fmt.Errorf("publish %s: %w", topic, err)
 	}
-	if st != nil && qos == 0 && cap(out) <= maxSpare {
-		// Written, so paho holds it no more. Not at QoS 1 and 2: with a persistent session
-		// paho completes a resent publish's token when it writes it again, and keeps the
-		// payload in its store until the acknowledgement (seen as a race under -race).
-		p.spare = out
+	if buf != nil {
+		if qos == 0 && cap(out) <= maxSpare {
+			// Written, so paho holds it no more. Not at QoS 1 and 2: with a persistent
+			// session paho completes a resent publish's token when it writes it again, and
+			// keeps the payload in its store until the acknowledgement (seen as a race
+			// under -race); the box goes back empty.
+			*buf = out
+		}
+		stampBufs.Put(buf)
 	}
 	if qos > 0 {
 		d := time.Since(sendAt)
 		p.km.ack[qos].Record(d)
-		p.metrics.PublishAck[qos].Observe(d.Seconds())
+		p.km.metrics.PublishAck[qos].Observe(d.Seconds())
 	}
 	n := int64(len(payload))
 	p.stats.out.Add(1)
 	p.stats.outBytes.Add(n)
-	p.metrics.Published[qos].Inc()
-	p.metrics.PublishedBytes[qos].Add(float64(n))
+	p.km.metrics.Published[qos].Inc()
+	p.km.metrics.PublishedBytes[qos].Add(float64(n))
 	return nil
 }
 
@@ -229,7 +304,7 @@ func (p *port) Subscribe(ctx context.Context, filter string, qos byte) (byte, er
 	if group, _, ok := topic.SharedFilter(filter); ok {
 		// The members of a shared subscription's group each get a part of every stream:
 		// together they are one receiver, and count as one.
-		p.rcv.Store(p.meas.groupReceiver(group))
+		p.rcv.Store(p.eng.meas.groupReceiver(group))
 	}
 	if p.inbox == nil {
 		// Made on the first subscription: the many devices of a large fleet that only
@@ -244,21 +319,21 @@ func (p *port) Inbox() <-chan sim.Message { return p.inbox }
 
 // Deliver is called by the connection's dispatcher; it never blocks.
 func (p *port) Deliver(m sim.Message) {
-	p.meas.received(p.km, p.rcv.Load(), m, time.Now())
+	p.eng.meas.received(p.km, p.rcv.Load(), m, time.Now())
 	if !p.discard {
 		select {
 		case p.inbox <- m:
 		default:
 			p.stats.dropped.Add(1)
-			p.metrics.Dropped.Inc()
+			p.km.metrics.Dropped.Inc()
 			return
 		}
 	}
 	q, n := min(m.QoS, 2), int64(len(m.Payload))
 	p.stats.in.Add(1)
 	p.stats.inBytes.Add(n)
-	p.metrics.Received[q].Inc()
-	p.metrics.ReceivedBytes[q].Add(float64(n))
+	p.km.metrics.Received[q].Inc()
+	p.km.metrics.ReceivedBytes[q].Add(float64(n))
 }
 
 func (p *port) SetState(state string) {
@@ -273,15 +348,15 @@ func (p *port) SetState(state string) {
 	}
 	p.stats.states = append(p.stats.states, state)
 	p.stats.mu.Unlock()
-	p.metrics.StateChanged(prev, state)
+	p.km.metrics.StateChanged(prev, state)
 }
 
-func (p *port) Say(line string) { p.console.Println(line) }
+func (p *port) Say(line string) { p.eng.console.Println(line) }
 
 func (p *port) Reject(topic string, reason error) {
 	p.stats.rejected.Add(1)
-	p.metrics.Rejected.Inc()
-	p.console.Debugf("home %d %s rejected a payload on %s: %v", p.home, p.id, topic, reason)
+	p.km.metrics.Rejected.Inc()
+	p.eng.console.Debugf("home %d %s rejected a payload on %s: %v", p.home, p.id, topic, reason)
 }
 
 func (p *port) Rand() *rand.Rand { return p.rng }

@@ -13,7 +13,7 @@ import (
 // reportProgress writes a status line every cfg.ProgressEvery until ctx ends: how long the
 // run has gone, connections up, message rates since the previous line, the latency p99 so
 // far and what is lost. On a terminal (cfg.ProgressInPlace) the line is rewritten in place.
-func reportProgress(ctx context.Context, cfg Config, started time.Time, devices []*device, conns []*mqttconn.Conn, meas *measurement) {
+func reportProgress(ctx context.Context, cfg Config, started time.Time, devices []*port, conns []*mqttconn.Conn, meas *measurement) {
 	every := cfg.ProgressEvery
 	if every <= 0 {
 		every = 10 * time.Second
@@ -69,10 +69,10 @@ func processNow() (heap uint64, goroutines uint64) {
 // progress is a snapshot of the fleet's counters.
 type progress struct{ out, in, dropped, failed, up int64 }
 
-func measureProgress(devices []*device, conns []*mqttconn.Conn) progress {
+func measureProgress(devices []*port, conns []*mqttconn.Conn) progress {
 	var p progress
 	for _, d := range devices {
-		st := &d.port.stats
+		st := &d.stats
 		p.out += st.out.Load()
 		p.in += st.in.Load()
 		p.dropped += st.dropped.Load()

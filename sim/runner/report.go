@@ -107,7 +107,7 @@ func (g *Generator) finish(elapsed time.Duration, m *Measured) {
 }
 
 // summariseMeasurement settles the accounting once the run has drained.
-func summariseMeasurement(m *measurement, gen Generator, elapsed time.Duration, devices []*device) Measured {
+func summariseMeasurement(m *measurement, gen Generator, elapsed time.Duration, devices []*port) Measured {
 	var out Measured
 	kinds := m.kindList()
 	var lat, lag, ack []*measure.Recorder
@@ -139,7 +139,7 @@ func summariseMeasurement(m *measurement, gen Generator, elapsed time.Duration, 
 	out.Lag = measure.Combined(lag...)
 	out.Ack = measure.Combined(ack...)
 	for _, d := range devices {
-		gen.InboxDropped += d.port.stats.dropped.Load()
+		gen.InboxDropped += d.stats.dropped.Load()
 	}
 	gen.finish(elapsed, &out)
 	out.Generator = gen

@@ -14,6 +14,7 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"net"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/fleetsim/fleetsim/sim"
+	"github.com/fleetsim/fleetsim/sim/alarm"
 	"github.com/fleetsim/fleetsim/sim/link"
 	"github.com/fleetsim/fleetsim/sim/measure"
 	"github.com/fleetsim/fleetsim/sim/metrics"
@@ -63,16 +65,12 @@ const DefaultGrace = 5 * time.Second
 // drain at the end of a run to stop before its grace period is over.
 const quietFor = 300 * time.Millisecond
 
+// startBatch is how many devices start between two yields of the starting goroutine.
+const startBatch = 256
+
 // maxDialers bounds concurrent connection attempts, so a large per-device fleet does not
 // open thousands of sockets at the same instant.
 const maxDialers = 64
-
-// device is one built device and the port it talks through.
-type device struct {
-	dev  sim.Device
-	kind string
-	port *port
-}
 
 // Run runs the scenario until its duration passes or ctx is cancelled and returns what
 // happened. A run cut short by ctx is not an error: the summary says it was interrupted.
@@ -100,23 +98,20 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	flight, cutFlight := context.WithCancel(hard)
 	defer cutFlight()
-	meas := newMeasurement()
-	gen := startGenerator()
-	var inFlight atomic.Int64
-	devices, err := build(cfg, clock, con, meas)
+	alarms, err := alarm.New(s.DeviceCount())
 	if err != nil {
 		return nil, err
 	}
-	pool := newWorkers()
-	for _, d := range devices {
-		d.port.rcv.Store(meas.receiverID())
-		d.port.flight = flight
-		d.port.inFlight = &inFlight
-		d.port.workers = pool
-		d.port.req = pubReq{p: d.port, done: make(chan error, 1)}
+	defer alarms.Close(nil)
+	eng := &engine{meas: newMeasurement(), console: con, flight: flight, workers: newWorkers(), alarm: alarms}
+	meas := eng.meas
+	gen := startGenerator()
+	devices, err := build(cfg, clock, eng)
+	if err != nil {
+		return nil, err
 	}
 	for i, d := range devices {
-		d.port.conn = conns[connIndex(s, i, d.port.home)]
+		d.conn = conns[connIndex(s, i, d.home)]
 	}
 
 	runCtx, stop := context.WithCancel(ctx)
@@ -125,12 +120,19 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		runCtx, stop = context.WithTimeout(runCtx, s.Duration)
 		defer stop()
 	}
+	eng.devCtx = runCtx
 	var wg sync.WaitGroup
 	failures := &failures{con: con}
-	for _, d := range devices {
-		cfg.Metrics.Devices.WithLabelValues(d.kind).Inc()
+	for i, d := range devices {
+		cfg.Metrics.Devices.WithLabelValues(d.km.kind).Inc()
 		wg.Add(1)
 		go failures.run(runCtx, d, &wg, cfg.Metrics)
+		if i%startBatch == startBatch-1 {
+			// Let the devices started so far run up to their first wait before starting
+			// more: a million runnable goroutines at once would queue the ones the alarm
+			// wakes behind them, for seconds.
+			runtime.Gosched()
+		}
 	}
 	// The run ends when its time is up, when it is interrupted, or when no device is
 	// left running (all stopped with errors, or finished their work).
@@ -146,13 +148,14 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	samplerDone := make(chan struct{})
 	go func() {
 		defer close(samplerDone)
-		gen.MaxInFlight = sampleMax(runCtx, &inFlight)
+		gen.MaxInFlight = sampleMax(runCtx, &eng.inFlight)
 	}()
 	select {
 	case <-runCtx.Done():
 	case <-allDone:
 	}
 	stop()
+	alarms.Close(runCtx.Err()) // wakes the sleeping devices: the run is over
 	stopped := time.Now()
 	grace := cfg.Grace
 	if grace <= 0 {
@@ -161,10 +164,10 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	graceTimer := time.AfterFunc(grace, cutFlight)
 	defer graceTimer.Stop()
 	<-allDone
-	pool.close() // no device is left to publish
+	eng.workers.close() // no device is left to publish
 	<-progressDone
 	<-samplerDone
-	drain(flight, devices, &inFlight)
+	drain(flight, devices, &eng.inFlight)
 	cutFlight()
 
 	sum := summarise(s, cfg.Conn.Broker, started, devices)
@@ -216,20 +219,20 @@ type failures struct {
 // run is a device's goroutine. It keeps only a small frame below the device's own Run: a
 // waiting device's stack then stays at the 2 KiB a goroutine starts with, which is what a
 // million devices cost (see workers). done's larger frame comes only once Run returns.
-func (f *failures) run(ctx context.Context, d *device, wg *sync.WaitGroup, m *metrics.Metrics) {
-	f.done(ctx, d, d.dev.Run(ctx, d.port), m)
+func (f *failures) run(ctx context.Context, d *port, wg *sync.WaitGroup, m *metrics.Metrics) {
+	f.done(ctx, d, d.dev.Run(ctx, d), m)
 	wg.Done()
 }
 
 // done records that device d's Run returned err.
 //
 //go:noinline
-func (f *failures) done(ctx context.Context, d *device, err error, m *metrics.Metrics) {
-	m.Devices.WithLabelValues(d.kind).Dec()
+func (f *failures) done(ctx context.Context, d *port, err error, m *metrics.Metrics) {
+	m.Devices.WithLabelValues(d.km.kind).Dec()
 	if err == nil || ctx.Err() != nil {
 		return
 	}
-	msg := fmt.Sprintf("home %d %s: %v", d.port.home, d.port.id, err)
+	msg := fmt.Sprintf("home %d %s: %v", d.home, d.id, err)
 	f.con.Println("device stopped: " + msg)
 	f.mu.Lock()
 	f.errs = append(f.errs, msg)
@@ -245,14 +248,14 @@ func (f *failures) list() []string {
 // drain waits, until ctx ends, for the publishes in flight to complete and then for
 // deliveries to stay still for quietFor: the messages on their way when the devices
 // stopped get their chance to arrive before what is missing counts as lost.
-func drain(ctx context.Context, devices []*device, inFlight *atomic.Int64) {
+func drain(ctx context.Context, devices []*port, inFlight *atomic.Int64) {
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
 	last, lastChange := int64(-1), time.Now()
 	for {
 		var in int64
 		for _, d := range devices {
-			in += d.port.stats.in.Load() + d.port.stats.dropped.Load()
+			in += d.stats.in.Load() + d.stats.dropped.Load()
 		}
 		if in != last || inFlight.Load() > 0 {
 			last, lastChange = in, time.Now()
@@ -268,10 +271,10 @@ func drain(ctx context.Context, devices []*device, inFlight *atomic.Int64) {
 }
 
 // build makes every device of every home and its port.
-func build(cfg Config, clock sim.Clock, con *console, meas *measurement) ([]*device, error) {
+func build(cfg Config, clock sim.Clock, eng *engine) ([]*port, error) {
 	s := cfg.Scenario
 	kindMetrics := map[string]*metrics.Kind{}
-	devices := make([]*device, 0, s.DeviceCount())
+	devices := make([]*port, 0, s.DeviceCount())
 	for home := 1; home <= s.Homes; home++ {
 		shared := sim.NewShared()
 		for gi := range s.Groups {
@@ -288,7 +291,7 @@ func build(cfg Config, clock sim.Clock, con *console, meas *measurement) ([]*dev
 				km = cfg.Metrics.For(g.Kind)
 				kindMetrics[g.Kind] = km
 			}
-			kmeas := meas.kind(g.Kind, km, cfg.Metrics)
+			kmeas := eng.meas.kind(g.Kind, km, cfg.Metrics)
 			for n := 1; n <= g.Count; n++ {
 				dc := s.DeviceConfig(g, home, n)
 				dc.Clock = clock
@@ -297,21 +300,12 @@ func build(cfg Config, clock sim.Clock, con *console, meas *measurement) ([]*dev
 				if err != nil {
 					return nil, fmt.Errorf("%s:%d: home %d %s: %w", s.File, g.Line, home, dc.ID, err)
 				}
-				_, discard := dev.(sim.Discarder)
-				devices = append(devices, &device{dev: dev, kind: g.Kind, port: &port{
-					discard: discard,
-					home:    home,
-					id:      dc.ID,
-					limit:   rate.NewLimiter(rate.Limit(g.MaxRate), max(1, int(math.Ceil(g.MaxRate)))),
-					rng:     mrand.New(mrand.NewPCG(s.Seed, deviceSeed(home, dc.ID))),
-					metrics: km,
-					console: con,
-					// Room for a first state and one change, so that recording them
-					// does not allocate on the device's goroutine (see workers).
-					stats: deviceStats{states: make([]string, 0, 2)},
-					meas:  meas,
-					km:    kmeas,
-				}})
+				p := newPort(eng, kmeas, home, dc.ID,
+					rate.NewLimiter(rate.Limit(g.MaxRate), max(1, int(math.Ceil(g.MaxRate)))),
+					mrand.New(mrand.NewPCG(s.Seed, deviceSeed(home, dc.ID))))
+				p.dev = dev
+				_, p.discard = dev.(sim.Discarder)
+				devices = append(devices, p)
 			}
 		}
 	}

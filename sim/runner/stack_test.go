@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/fleetsim/fleetsim/sim"
+	"github.com/fleetsim/fleetsim/sim/alarm"
 	"github.com/fleetsim/fleetsim/sim/metrics"
 )
 
@@ -27,15 +27,17 @@ import (
 func TestIdleDeviceStackStaysSmall(t *testing.T) {
 	const n = 10000
 	m := metrics.New(prometheus.NewRegistry(), "t")
-	meas := newMeasurement()
-	km := m.For("load")
-	kmeas := meas.kind("load", km, m)
-	pool := newWorkers()
-	defer pool.close()
+	alarms, err := alarm.New(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alarms.Close(nil)
+	eng := &engine{meas: newMeasurement(), console: &console{}, flight: context.Background(), workers: newWorkers(), alarm: alarms}
+	defer eng.workers.close()
+	kmeas := eng.meas.kind("load", m.For("load"), m)
 	// One device publishes at a time, so one worker serves them all and its own stack
 	// does not blur the figure.
 	var one sync.Mutex
-	inFlight := new(atomic.Int64)
 	step := func(stage string) func(p *port, ctx context.Context) {
 		return func(p *port, ctx context.Context) {
 			switch stage {
@@ -49,14 +51,13 @@ func TestIdleDeviceStackStaysSmall(t *testing.T) {
 	for _, stage := range []string{"nothing", "state", "publish"} {
 		t.Run(stage, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
+			eng.devCtx = ctx
 			var ready, done sync.WaitGroup
 			before := stackInuse()
 			do := step(stage)
 			for i := range n {
-				p := &port{id: "d", conn: &nullConn{}, limit: rate.NewLimiter(10, 10), rng: rand.New(rand.NewPCG(1, uint64(i))),
-					metrics: km, console: &console{}, meas: meas, km: kmeas,
-					flight: context.Background(), inFlight: inFlight, workers: pool}
-				p.req = pubReq{p: p, done: make(chan error, 1)}
+				p := newPort(eng, kmeas, 1, "d", rate.NewLimiter(10, 10), rand.New(rand.NewPCG(1, uint64(i))))
+				p.conn = &nullConn{}
 				ready.Add(1)
 				done.Add(1)
 				go func() {
@@ -64,23 +65,27 @@ func TestIdleDeviceStackStaysSmall(t *testing.T) {
 					one.Lock()
 					do(p, ctx)
 					one.Unlock()
+					// Asleep on the alarm until the end, as a load device between sends;
+					// the alarm wakes it when the stage is over.
 					ready.Done()
-					timer := time.NewTimer(time.Hour)
-					defer timer.Stop()
-					select {
-					case <-ctx.Done():
-					case <-timer.C:
-					}
+					_ = p.SleepUntil(ctx, time.Now().Add(time.Hour))
 				}()
 			}
 			ready.Wait()
+			time.Sleep(10 * time.Millisecond) // the last to get ready is asleep by now
 			per := (stackInuse() - before) / n
 			cancel()
+			alarms.Close(ctx.Err())
 			done.Wait()
 			t.Logf("%s: %d bytes of stack per waiting device", stage, per)
 			if per > 2600 {
 				t.Errorf("%s: a waiting device holds %d bytes of stack, want the 2048 minimum", stage, per)
 			}
+			alarms, err = alarm.New(n) // the next stage's
+			if err != nil {
+				t.Fatal(err)
+			}
+			eng.alarm = alarms
 		})
 	}
 }

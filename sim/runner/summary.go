@@ -60,16 +60,16 @@ type DeviceSummary struct {
 // maxDeviceLines bounds the per-device part of the printed summary for large fleets.
 const maxDeviceLines = 30
 
-func summarise(s *scenario.Scenario, broker string, started time.Time, devices []*device) *Summary {
+func summarise(s *scenario.Scenario, broker string, started time.Time, devices []*port) *Summary {
 	sum := &Summary{Scenario: s.Name, Broker: broker, Started: started, Elapsed: time.Since(started)}
 	byKind := map[string]*KindSummary{}
 	for _, d := range devices {
-		k := byKind[d.kind]
+		k := byKind[d.km.kind]
 		if k == nil {
-			k = &KindSummary{Kind: d.kind}
-			byKind[d.kind] = k
+			k = &KindSummary{Kind: d.km.kind}
+			byKind[d.km.kind] = k
 		}
-		st := &d.port.stats
+		st := &d.stats
 		k.Devices++
 		k.Out += st.out.Load()
 		k.OutBytes += st.outBytes.Load()
@@ -84,7 +84,7 @@ func summarise(s *scenario.Scenario, broker string, started time.Time, devices [
 		if len(states) > 1 {
 			k.Changes += int64(len(states) - 1)
 		}
-		sum.Devices = append(sum.Devices, DeviceSummary{Home: d.port.home, ID: d.port.id, Kind: d.kind, States: states})
+		sum.Devices = append(sum.Devices, DeviceSummary{Home: d.home, ID: d.id, Kind: d.km.kind, States: states})
 	}
 	for _, k := range byKind {
 		sum.Kinds = append(sum.Kinds, *k)

@@ -37,7 +37,7 @@ func newWorkers() *workers {
 }
 
 // A request goes to an idle worker through reqs, or, when none is idle, to a new one from
-// start; either way the worker answers on r.done (see port.PublishAt).
+// start; either way the worker wakes the port with the outcome (see port.PublishAt).
 
 // start starts a worker whose first request is r, or, when the pool is full, waits for a
 // worker to take r.
