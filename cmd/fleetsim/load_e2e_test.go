@@ -67,6 +67,12 @@ type report struct {
 	Publishing struct {
 		Scheduled int64 `json:"scheduled"`
 	} `json:"publishing"`
+	Generator struct {
+		MaxRSSBytes int64 `json:"max_rss_bytes"`
+		GOMAXPROCS  int   `json:"gomaxprocs"`
+		GOGC        int   `json:"gogc"`
+		MemoryLimit int64 `json:"memory_limit_bytes"`
+	} `json:"generator"`
 	Thresholds []struct {
 		Threshold string `json:"threshold"`
 		OK        bool   `json:"ok"`
@@ -109,6 +115,14 @@ func TestLoadAgainstMosquittoGatesOnThresholds(t *testing.T) {
 		}
 		if !strings.Contains(p.stdout.String(), "end to end") || !strings.Contains(p.stdout.String(), "ok     loss==0") {
 			t.Errorf("the summary lacks the end-to-end table or the thresholds")
+		}
+		// A small fleet keeps Go's defaults, and the report says what they were and what the
+		// process took: a few tens of megabytes.
+		if g := r.Generator; g.MaxRSSBytes < 5<<20 || g.MaxRSSBytes > 2<<30 || g.GOMAXPROCS < 1 || g.GOGC != 100 || g.MemoryLimit != 0 {
+			t.Errorf("generator %+v: want the peak RSS, GOMAXPROCS, GOGC 100 and no memory limit", g)
+		}
+		if !strings.Contains(p.stdout.String(), "memory: peak RSS") {
+			t.Errorf("the summary lacks the memory line")
 		}
 	})
 	t.Run("crossed", func(t *testing.T) {

@@ -181,6 +181,9 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	if err := checkCapacity(s, s.Broker == scenario.Embedded); err != nil {
 		return err
 	}
+	if did := tuneRuntime(s.DeviceCount(), getenv); did != "" {
+		fmt.Fprintln(stderr, "fleetsim: "+did)
+	}
 
 	connOpts, err := connectionOptions(s.Broker, f, getenv)
 	if err != nil {

@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"runtime"
+	"runtime/metrics"
 	"slices"
+	"strconv"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -43,7 +46,7 @@ type MeasuredKind struct {
 // was the limit.
 type Generator struct {
 	CPU            time.Duration // user + system CPU time of the process during the run
-	Cores          int           // GOMAXPROCS
+	Cores          int           // the cores fleetsim may use: GOMAXPROCS, at most the machine's CPUs
 	Utilisation    float64       // CPU / (elapsed × cores), 0..1
 	GCCycles       uint32
 	GCPause        time.Duration
@@ -51,6 +54,11 @@ type Generator struct {
 	InboxDropped   int64 // messages fleetsim's own devices could not take in time
 	Bottleneck     bool
 	BottleneckWhy  []string
+	MaxRSS         int64 // the process's peak resident set size, bytes; 0 where unknown
+	Devices        int   // the fleet's size, for the memory a device costs
+	GOMAXPROCS     int
+	GOGC           int   // the collector's target percentage; -1 when off
+	MemoryLimit    int64 // the runtime's soft memory limit, bytes; 0 when none
 	startCPU       time.Duration
 	startGC        uint32
 	startGCPauseNs uint64
@@ -65,7 +73,38 @@ const (
 func startGenerator() Generator {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return Generator{Cores: runtime.GOMAXPROCS(0), startCPU: cpuTime(), startGC: ms.NumGC, startGCPauseNs: ms.PauseTotalNs}
+	return Generator{Cores: min(runtime.GOMAXPROCS(0), runtime.NumCPU()), startCPU: cpuTime(), startGC: ms.NumGC, startGCPauseNs: ms.PauseTotalNs}
+}
+
+// maxRSS is the process's peak resident set size in bytes, 0 if unknown.
+func maxRSS() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	if runtime.GOOS == "darwin" {
+		return ru.Maxrss // bytes there, kilobytes on Linux (getrusage(2))
+	}
+	return ru.Maxrss << 10
+}
+
+// gcSettings reads the collector's settings in effect: GOGC (-1 when off) and the soft
+// memory limit (0 when none).
+func gcSettings() (gogc int, limit int64) {
+	samples := []metrics.Sample{{Name: "/gc/gogc:percent"}, {Name: "/gc/gomemlimit:bytes"}}
+	metrics.Read(samples)
+	gogc = -1
+	if samples[0].Value.Kind() == metrics.KindUint64 {
+		if v := samples[0].Value.Uint64(); v > 0 {
+			gogc = int(v)
+		}
+	}
+	if samples[1].Value.Kind() == metrics.KindUint64 {
+		if v := samples[1].Value.Uint64(); v < math.MaxInt64 {
+			limit = int64(v)
+		}
+	}
+	return gogc, limit
 }
 
 // cpuTime is the process's user + system CPU time so far.
@@ -85,6 +124,9 @@ func (g *Generator) finish(elapsed time.Duration, m *Measured) {
 	g.CPU = cpuTime() - g.startCPU
 	g.GCCycles = ms.NumGC - g.startGC
 	g.GCPause = time.Duration(ms.PauseTotalNs - g.startGCPauseNs)
+	g.MaxRSS = maxRSS()
+	g.GOMAXPROCS = runtime.GOMAXPROCS(0)
+	g.GOGC, g.MemoryLimit = gcSettings()
 	if elapsed > 0 && g.Cores > 0 {
 		g.Utilisation = g.CPU.Seconds() / (elapsed.Seconds() * float64(g.Cores))
 	}
@@ -140,6 +182,7 @@ func summariseMeasurement(m *measurement, gen Generator, elapsed time.Duration, 
 	out.Ack = measure.Combined(ack...)
 	for _, d := range devices {
 		gen.InboxDropped += d.stats.dropped.Load()
+		gen.Devices++
 	}
 	gen.finish(elapsed, &out)
 	out.Generator = gen
@@ -219,6 +262,13 @@ func (m *Measured) print(w io.Writer) {
 	g := m.Generator
 	fmt.Fprintf(w, "generator: %.1f CPU-seconds (%.0f%% of %d cores), %d GC cycles (%v paused), at most %d publishes in flight\n",
 		g.CPU.Seconds(), 100*g.Utilisation, g.Cores, g.GCCycles, g.GCPause.Round(time.Microsecond), g.MaxInFlight)
+	if g.MaxRSS > 0 {
+		fmt.Fprintf(w, "memory: peak RSS %.1f MB", float64(g.MaxRSS)/1e6)
+		if g.Devices > 0 {
+			fmt.Fprintf(w, " (%d bytes a device)", g.MaxRSS/int64(g.Devices))
+		}
+		fmt.Fprintf(w, "; GOMAXPROCS %d, GOGC %s, memory limit %s\n", g.GOMAXPROCS, gogcText(g.GOGC), limitText(g.MemoryLimit))
+	}
 	for _, why := range g.BottleneckWhy {
 		fmt.Fprintln(w, "warning: the generator may have been the bottleneck: "+why)
 	}
@@ -320,14 +370,18 @@ type jsonPublishing struct {
 }
 
 type jsonGenerator struct {
-	CPUSeconds     float64  `json:"cpu_seconds"`
-	Cores          int      `json:"cores"`
-	Utilisation    float64  `json:"utilisation"`
-	GCCycles       uint32   `json:"gc_cycles"`
-	GCPauseSeconds float64  `json:"gc_pause_seconds"`
-	MaxInFlight    int64    `json:"max_in_flight"`
-	Bottleneck     bool     `json:"bottleneck"`
-	Reasons        []string `json:"reasons"`
+	CPUSeconds       float64  `json:"cpu_seconds"`
+	Cores            int      `json:"cores"`
+	Utilisation      float64  `json:"utilisation"`
+	GCCycles         uint32   `json:"gc_cycles"`
+	GCPauseSeconds   float64  `json:"gc_pause_seconds"`
+	MaxInFlight      int64    `json:"max_in_flight"`
+	Bottleneck       bool     `json:"bottleneck"`
+	Reasons          []string `json:"reasons"`
+	MaxRSSBytes      int64    `json:"max_rss_bytes"`
+	GOMAXPROCS       int      `json:"gomaxprocs"`
+	GOGC             int      `json:"gogc"`
+	MemoryLimitBytes int64    `json:"memory_limit_bytes"`
 }
 
 type jsonConnections struct {
@@ -387,7 +441,8 @@ func (s *Summary) report() jsonReport {
 		Publishing: jsonPublishing{Scheduled: m.Scheduled, Late: m.Late, Lag: latencyJSON(m.Lag), Ack: latencyJSON(m.Ack)},
 		Generator: jsonGenerator{CPUSeconds: m.Generator.CPU.Seconds(), Cores: m.Generator.Cores, Utilisation: m.Generator.Utilisation,
 			GCCycles: m.Generator.GCCycles, GCPauseSeconds: m.Generator.GCPause.Seconds(), MaxInFlight: m.Generator.MaxInFlight,
-			Bottleneck: m.Generator.Bottleneck, Reasons: nonNil(m.Generator.BottleneckWhy)},
+			Bottleneck: m.Generator.Bottleneck, Reasons: nonNil(m.Generator.BottleneckWhy),
+			MaxRSSBytes: m.Generator.MaxRSS, GOMAXPROCS: m.Generator.GOMAXPROCS, GOGC: m.Generator.GOGC, MemoryLimitBytes: m.Generator.MemoryLimit},
 		Connections: jsonConnections{Opened: s.Connections.Connections, Connects: s.Connections.Connects, Lost: s.Connections.Lost,
 			PeakConnectsPerSecond: s.Connections.PeakPerSecond, Episodes: s.Connections.Episodes,
 			FullReconnectSeconds: s.Connections.Longest.Seconds(), StillDown: s.Connections.StillDown},
@@ -442,4 +497,18 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+func gogcText(gogc int) string {
+	if gogc < 0 {
+		return "off"
+	}
+	return strconv.Itoa(gogc)
+}
+
+func limitText(limit int64) string {
+	if limit <= 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%.0f MiB", float64(limit)/(1<<20))
 }
