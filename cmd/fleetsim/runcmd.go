@@ -480,10 +480,12 @@ func serveMetrics(addr string, reg *prometheus.Registry) (stop func(), bound str
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	// The generator's own profiles, for finding where a run's CPU or memory goes
-	// (go tool pprof http://127.0.0.1:9464/debug/pprof/heap). The endpoint binds loopback
-	// unless told otherwise, like the metrics.
+	// (go tool pprof http://127.0.0.1:9464/debug/pprof/heap), and execution traces, for
+	// where its time goes (curl -o t.out .../debug/pprof/trace?seconds=5; go tool trace
+	// t.out). The endpoint binds loopback unless told otherwise, like the metrics.
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	go func() {

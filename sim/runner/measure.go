@@ -25,11 +25,9 @@ const LateAfter = 10 * time.Millisecond
 // a publisher started is not charged with what it was never there for. At the end,
 // FinishWith counts as lost every seq a publisher sent after the last one that arrived.
 type measurement struct {
-	mu    sync.RWMutex // guards kinds and the appending to streams
-	kinds map[string]*kindMeasure
-	// streams is every publisher stream, by id - 1. It is appended to under mu and read
-	// without it, once per received message: readers see a complete prefix.
-	streams atomic.Pointer[[]*outStream]
+	mu      sync.RWMutex // guards kinds
+	kinds   map[string]*kindMeasure
+	streams streamTable // every publisher stream, by id
 	nextRcv atomic.Uint32
 	groups  map[string]uint32 // receiver ids of shared subscriptions' groups
 }
@@ -103,27 +101,62 @@ func (m *measurement) groupReceiver(group string) uint32 {
 	return id
 }
 
-// newStream registers a publisher stream.
-func (m *measurement) newStream(topic string) *outStream {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var streams []*outStream
-	if p := m.streams.Load(); p != nil {
-		streams = *p
+// newStream registers a publisher stream; nil when there are too many to measure.
+func (m *measurement) newStream(topic string) *outStream { return m.streams.add(topic) }
+
+// stream returns publisher stream id, or nil if there is none.
+func (m *measurement) stream(id uint32) *outStream { return m.streams.get(id) }
+
+// streamTable maps stream ids to publisher streams without a lock. Ids come from a
+// counter, and each stream sits in a chunk that never moves: a receiver looks one up for
+// every message, and a million devices register one each in their first minute, which
+// behind one mutex made a convoy of the workers sending their first publishes.
+type streamTable struct {
+	n      atomic.Uint32 // ids handed out
+	chunks [maxStreamChunks]atomic.Pointer[streamChunk]
+	grow   sync.Mutex // makes chunks
+}
+
+// A streamTable holds up to maxStreamChunks × streamChunkSize (67 million) streams; a
+// chunk's pointers take 128 KiB.
+const (
+	streamChunkBits = 14
+	streamChunkSize = 1 << streamChunkBits
+	maxStreamChunks = 1 << 12
+)
+
+type streamChunk [streamChunkSize]atomic.Pointer[outStream]
+
+func (t *streamTable) add(topic string) *outStream {
+	id := t.n.Add(1)
+	i := int(id-1) >> streamChunkBits
+	if id == 0 || i >= maxStreamChunks {
+		t.n.Add(^uint32(0))
+		return nil
 	}
-	s := &outStream{id: uint32(len(streams) + 1), topic: topic}
-	streams = append(streams, s) // past every reader's length, if in the same array
-	m.streams.Store(&streams)
+	c := t.chunks[i].Load()
+	if c == nil {
+		t.grow.Lock()
+		if c = t.chunks[i].Load(); c == nil {
+			c = new(streamChunk)
+			t.chunks[i].Store(c)
+		}
+		t.grow.Unlock()
+	}
+	s := &outStream{id: id, topic: topic}
+	c[(id-1)&(streamChunkSize-1)].Store(s)
 	return s
 }
 
-// stream returns publisher stream id, or nil if there is none.
-func (m *measurement) stream(id uint32) *outStream {
-	p := m.streams.Load()
-	if p == nil || id == 0 || int(id) > len(*p) {
+func (t *streamTable) get(id uint32) *outStream {
+	if id == 0 || id > t.n.Load() {
 		return nil
 	}
-	return (*p)[id-1]
+	c := t.chunks[int(id-1)>>streamChunkBits].Load()
+	if c == nil {
+		return nil
+	}
+	return c[(id-1)&(streamChunkSize-1)].Load()
 }
 
 // lastSeq is the highest seq publisher stream id sent, for Tracker.FinishWith.

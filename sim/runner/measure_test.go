@@ -475,3 +475,32 @@ func TestConnectRateSourceAddressesAndPersistentSessions(t *testing.T) {
 		t.Errorf("%v successful connects counted, want 20", n)
 	}
 }
+
+// TestStreamTable registers streams from many goroutines at once, across chunk boundaries,
+// and finds each by its id.
+func TestStreamTable(t *testing.T) {
+	var tab streamTable
+	const workers, each = 8, streamChunkSize/2 + 3 // 4 chunks and a bit
+	got := make([][]*outStream, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				got[w] = append(got[w], tab.add(fmt.Sprintf("t/%d/%d", w, i)))
+			}
+		})
+	}
+	wg.Wait()
+	seen := map[uint32]bool{}
+	for w := range workers {
+		for i, s := range got[w] {
+			if s == nil || seen[s.id] || tab.get(s.id) != s || s.topic != fmt.Sprintf("t/%d/%d", w, i) {
+				t.Fatalf("stream %d/%d: %+v, found %+v by its id", w, i, s, tab.get(s.id))
+			}
+			seen[s.id] = true
+		}
+	}
+	if n := uint32(workers * each); len(seen) != int(n) || tab.get(0) != nil || tab.get(n+1) != nil {
+		t.Errorf("%d ids for %d streams; get(0) %v, get(%d) %v", len(seen), n, tab.get(0), n+1, tab.get(n+1))
+	}
+}

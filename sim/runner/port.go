@@ -187,8 +187,8 @@ func nanotime() int64 { return int64(time.Since(processStart)) }
 
 var processStart = time.Now()
 
-// stream returns the device's publisher stream on topic, making it on first use. One
-// publish at a time calls it.
+// stream returns the device's publisher stream on topic, making it on first use; nil when
+// the run has too many to measure. One publish at a time calls it.
 func (p *port) stream(topic string) *outStream {
 	if p.first != nil && p.first.topic == topic {
 		return p.first
@@ -197,6 +197,9 @@ func (p *port) stream(topic string) *outStream {
 		return st
 	}
 	st := p.eng.meas.newStream(topic)
+	if st == nil {
+		return nil
+	}
 	if p.first == nil {
 		p.first = st
 		return st
@@ -248,6 +251,8 @@ func (p *port) send(r *pubReq) error {
 	var buf *[]byte // the stamped payload's box in stampBufs
 	if measurable(payload) {
 		st = p.stream(topic)
+	}
+	if st != nil {
 		seq := st.last.Load() + 1
 		buf = stampBufs.Get().(*[]byte)
 		out = stamp(*buf, payload, measure.Header{ID: st.id, Seq: seq, Sent: sent.UnixNano()})
