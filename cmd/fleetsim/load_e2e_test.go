@@ -72,6 +72,7 @@ type report struct {
 		GOMAXPROCS  int   `json:"gomaxprocs"`
 		GOGC        int   `json:"gogc"`
 		MemoryLimit int64 `json:"memory_limit_bytes"`
+		StartStack  int64 `json:"starting_stack_bytes"`
 	} `json:"generator"`
 	Thresholds []struct {
 		Threshold string `json:"threshold"`
@@ -118,8 +119,9 @@ func TestLoadAgainstMosquittoGatesOnThresholds(t *testing.T) {
 		}
 		// A small fleet keeps Go's defaults, and the report says what they were and what the
 		// process took: a few tens of megabytes.
-		if g := r.Generator; g.MaxRSSBytes < 5<<20 || g.MaxRSSBytes > 2<<30 || g.GOMAXPROCS < 1 || g.GOGC != 100 || g.MemoryLimit != 0 {
-			t.Errorf("generator %+v: want the peak RSS, GOMAXPROCS, GOGC 100 and no memory limit", g)
+		if g := r.Generator; g.MaxRSSBytes < 5<<20 || g.MaxRSSBytes > 2<<30 || g.GOMAXPROCS < 1 || g.GOGC != 100 || g.MemoryLimit != 0 ||
+			g.StartStack < 2048 || g.StartStack&(g.StartStack-1) != 0 {
+			t.Errorf("generator %+v: want the peak RSS, GOMAXPROCS, GOGC 100, no memory limit and a starting stack", g)
 		}
 		if !strings.Contains(p.stdout.String(), "memory: peak RSS") {
 			t.Errorf("the summary lacks the memory line")

@@ -31,7 +31,11 @@ const (
 //     with GOMAXPROCS 2, 0.7 % with 4.
 //
 // GOMEMLIMIT is the user's to set: it caps what the run may use, and the README's million
-// device command sets it.
+// device command sets it. So is GODEBUG=adaptivestackstart=0, which only the environment
+// can set: Go starts new goroutines with the average stack it saw at the last collection,
+// and a device that starts at 4 KiB stays there (too much of it is used for it to be shrunk
+// back), so without it a million devices may take 2 GB more, depending on which goroutines
+// the last collection before they started saw. tuneRuntime mentions it.
 func tuneRuntime(n int, getenv func(string) string) string {
 	if n < largeFleet {
 		return ""
@@ -45,8 +49,12 @@ func tuneRuntime(n int, getenv func(string) string) string {
 		runtime.GOMAXPROCS(minLargeFleetPs)
 		did = append(did, fmt.Sprintf("GOMAXPROCS %d", minLargeFleetPs))
 	}
-	if len(did) == 0 {
-		return ""
+	var say []string
+	if len(did) > 0 {
+		say = append(say, fmt.Sprintf("%d devices: %s for a large fleet (set them in the environment to choose otherwise)", n, strings.Join(did, ", ")))
 	}
-	return fmt.Sprintf("%d devices: %s for a large fleet (set them in the environment to choose otherwise)", n, strings.Join(did, ", "))
+	if !strings.Contains(getenv("GODEBUG"), "adaptivestackstart=") {
+		say = append(say, "GODEBUG=adaptivestackstart=0 in the environment keeps every device's stack at 2 KiB, whatever ran before them")
+	}
+	return strings.Join(say, "; ")
 }

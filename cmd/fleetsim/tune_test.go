@@ -28,13 +28,15 @@ func TestTuneRuntime(t *testing.T) {
 	if got := runtime.GOMAXPROCS(0); got != minLargeFleetPs {
 		t.Errorf("GOMAXPROCS %d for a large fleet on 2, want %d", got, minLargeFleetPs)
 	}
-	if !strings.Contains(did, "GOGC 25") || !strings.Contains(did, "GOMAXPROCS 4") {
+	if !strings.Contains(did, "GOGC 25") || !strings.Contains(did, "GOMAXPROCS 4") || !strings.Contains(did, "GODEBUG=adaptivestackstart=0") {
 		t.Errorf("it says %q", did)
 	}
 
 	// What the environment sets is the user's choice.
 	runtime.GOMAXPROCS(2)
-	set := func(k string) string { return map[string]string{"GOGC": "100", "GOMAXPROCS": "2"}[k] }
+	set := func(k string) string {
+		return map[string]string{"GOGC": "100", "GOMAXPROCS": "2", "GODEBUG": "adaptivestackstart=0"}[k]
+	}
 	if did := tuneRuntime(1_000_000, set); did != "" {
 		t.Errorf("tuned despite the environment: %s", did)
 	}

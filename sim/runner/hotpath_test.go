@@ -99,54 +99,46 @@ func TestStampedPayloadsAreReusedOnlyOnceComplete(t *testing.T) {
 	p := benchPort(newMeasurement(), "load", conn, false)
 	payload := sim.Reserve(40)
 	ctx := context.Background()
-	publish := func(fail bool) {
+	publish := func(qos byte, fail bool) []byte {
 		t.Helper()
 		conn.fail = fail
-		if err := p.Publish(ctx, "t", payload, 0, false); (err != nil) != fail {
+		if err := p.Publish(ctx, "t", payload, qos, false); (err != nil) != fail {
 			t.Fatalf("publish: %v", err)
 		}
+		return conn.got[len(conn.got)-1]
 	}
-	// At QoS 1 and 2 a buffer is never reused: with a persistent session the client keeps
-	// a payload after the publish's token completed.
-	defer func() {
-		n := len(conn.got)
-		publish(false)
-		publish(false)
-		if err := p.Publish(ctx, "t", payload, 1, false); err != nil {
-			t.Fatal(err)
-		}
-		if err := p.Publish(ctx, "t", payload, 1, false); err != nil {
-			t.Fatal(err)
-		}
-		if &conn.got[n+2][0] == &conn.got[n+3][0] {
-			t.Error("a QoS 1 publish's buffer was reused")
-		}
-	}()
-	publish(false)
-	publish(false)
-	publish(true) // the client may still hold this one
-	publish(false)
-	publish(false)
-	same := func(i, j int) bool { return &conn.got[i][0] == &conn.got[j][0] }
-	if !same(0, 1) || !same(1, 2) {
-		t.Error("a completed publish's buffer was not reused")
+	same := func(a, b []byte) bool { return &a[0] == &b[0] }
+	// Completed QoS 0 publishes hand their buffer on. The pool behind it may drop one now
+	// and then (the race detector makes it drop a quarter on purpose), so reuse is asked of
+	// one pair in twenty.
+	reused := false
+	prev := publish(0, false)
+	for range 20 {
+		next := publish(0, false)
+		reused = reused || same(prev, next)
+		prev = next
 	}
-	if same(2, 3) {
+	if !reused {
+		t.Error("no completed publish's buffer was reused")
+	}
+	// A buffer the client may still hold is never handed on: a failed publish's, and at
+	// QoS 1 and 2 any, since with a persistent session the client keeps a payload after the
+	// publish's token completed.
+	failed := publish(0, true)
+	sentAfter := publish(0, false)
+	if same(failed, sentAfter) {
 		t.Error("the buffer of a failed publish was reused")
 	}
-	if !same(3, 4) {
-		t.Error("reuse did not resume after the failure")
+	q1 := publish(1, false)
+	if same(q1, publish(1, false)) || same(q1, publish(0, false)) {
+		t.Error("a QoS 1 publish's buffer was reused")
 	}
 	if payload[0] != 0xF1 || payload[1] != 0 {
 		t.Error("the device's own payload was written to")
 	}
-	// The first buffer still holds what the failed publish sent in it (seq 3): nothing
-	// wrote to it after the failure.
-	for i, want := range []uint64{3, 3, 3, 5, 5} {
-		h, ok := readHeader(conn.got[i])
-		if !ok || h.Seq != want {
-			t.Errorf("payload %d: header %+v (ok %v), want seq %d", i, h, ok, want)
-		}
+	// The failed publish's buffer still holds what it sent: nothing wrote to it since.
+	if h, ok := readHeader(failed); !ok || h.Seq != 22 {
+		t.Errorf("the failed publish's buffer: header %+v (ok %v), want seq 22", h, ok)
 	}
 }
 

@@ -504,3 +504,24 @@ func TestStreamTable(t *testing.T) {
 		t.Errorf("%d ids for %d streams; get(0) %v, get(%d) %v", len(seen), n, tab.get(0), n+1, tab.get(n+1))
 	}
 }
+
+// TestSummarySaysWhatTheProcessTook checks the memory line and the note a run gets when the
+// devices' goroutines started with more than the smallest stack.
+func TestSummarySaysWhatTheProcessTook(t *testing.T) {
+	m := Measured{Scheduled: 1, Generator: Generator{MaxRSS: 4e9, Devices: 1_000_000, GOMAXPROCS: 4, GOGC: 25, MemoryLimit: 3800 << 20, StartingStack: 4096}}
+	var buf bytes.Buffer
+	m.print(&buf)
+	out := buf.String()
+	for _, want := range []string{"peak RSS 4000.0 MB (4000 bytes a device); GOMAXPROCS 4, GOGC 25, memory limit 3800 MiB",
+		"started with 4096-byte stacks", "GODEBUG=adaptivestackstart=0"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the summary lacks %q:\n%s", want, out)
+		}
+	}
+	m.Generator.StartingStack = minStack
+	buf.Reset()
+	m.print(&buf)
+	if strings.Contains(buf.String(), "adaptivestackstart") {
+		t.Errorf("a note although the stacks started at the minimum:\n%s", buf.String())
+	}
+}

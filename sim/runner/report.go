@@ -59,10 +59,15 @@ type Generator struct {
 	GOMAXPROCS     int
 	GOGC           int   // the collector's target percentage; -1 when off
 	MemoryLimit    int64 // the runtime's soft memory limit, bytes; 0 when none
+	StartingStack  int64 // the stack goroutines started with when the devices did, bytes
 	startCPU       time.Duration
 	startGC        uint32
 	startGCPauseNs uint64
 }
+
+// minStack is the smallest stack a goroutine starts with (the runtime's fixedStack on
+// Linux, Darwin and Windows).
+const minStack = 2048
 
 // Generator-bound when any of these is crossed.
 const (
@@ -86,6 +91,18 @@ func maxRSS() int64 {
 		return ru.Maxrss // bytes there, kilobytes on Linux (getrusage(2))
 	}
 	return ru.Maxrss << 10
+}
+
+// startingStack is the stack a new goroutine gets now. The runtime sizes it from the
+// average it saw at the last collection (GODEBUG adaptivestackstart, on by default), and
+// a device's goroutine that starts at 4 KiB keeps it: it uses too much to be shrunk back.
+func startingStack() int64 {
+	s := []metrics.Sample{{Name: "/gc/stack/starting-size:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return int64(s[0].Value.Uint64())
 }
 
 // gcSettings reads the collector's settings in effect: GOGC (-1 when off) and the soft
@@ -269,6 +286,10 @@ func (m *Measured) print(w io.Writer) {
 		}
 		fmt.Fprintf(w, "; GOMAXPROCS %d, GOGC %s, memory limit %s\n", g.GOMAXPROCS, gogcText(g.GOGC), limitText(g.MemoryLimit))
 	}
+	if g.StartingStack > minStack {
+		fmt.Fprintf(w, "note: the devices' goroutines started with %d-byte stacks, not %d: the runtime sizes new stacks from the last average it saw; GODEBUG=adaptivestackstart=0 starts them at %d\n",
+			g.StartingStack, minStack, minStack)
+	}
 	for _, why := range g.BottleneckWhy {
 		fmt.Fprintln(w, "warning: the generator may have been the bottleneck: "+why)
 	}
@@ -370,18 +391,19 @@ type jsonPublishing struct {
 }
 
 type jsonGenerator struct {
-	CPUSeconds       float64  `json:"cpu_seconds"`
-	Cores            int      `json:"cores"`
-	Utilisation      float64  `json:"utilisation"`
-	GCCycles         uint32   `json:"gc_cycles"`
-	GCPauseSeconds   float64  `json:"gc_pause_seconds"`
-	MaxInFlight      int64    `json:"max_in_flight"`
-	Bottleneck       bool     `json:"bottleneck"`
-	Reasons          []string `json:"reasons"`
-	MaxRSSBytes      int64    `json:"max_rss_bytes"`
-	GOMAXPROCS       int      `json:"gomaxprocs"`
-	GOGC             int      `json:"gogc"`
-	MemoryLimitBytes int64    `json:"memory_limit_bytes"`
+	CPUSeconds         float64  `json:"cpu_seconds"`
+	Cores              int      `json:"cores"`
+	Utilisation        float64  `json:"utilisation"`
+	GCCycles           uint32   `json:"gc_cycles"`
+	GCPauseSeconds     float64  `json:"gc_pause_seconds"`
+	MaxInFlight        int64    `json:"max_in_flight"`
+	Bottleneck         bool     `json:"bottleneck"`
+	Reasons            []string `json:"reasons"`
+	MaxRSSBytes        int64    `json:"max_rss_bytes"`
+	GOMAXPROCS         int      `json:"gomaxprocs"`
+	GOGC               int      `json:"gogc"`
+	MemoryLimitBytes   int64    `json:"memory_limit_bytes"`
+	StartingStackBytes int64    `json:"starting_stack_bytes"`
 }
 
 type jsonConnections struct {
@@ -442,7 +464,8 @@ func (s *Summary) report() jsonReport {
 		Generator: jsonGenerator{CPUSeconds: m.Generator.CPU.Seconds(), Cores: m.Generator.Cores, Utilisation: m.Generator.Utilisation,
 			GCCycles: m.Generator.GCCycles, GCPauseSeconds: m.Generator.GCPause.Seconds(), MaxInFlight: m.Generator.MaxInFlight,
 			Bottleneck: m.Generator.Bottleneck, Reasons: nonNil(m.Generator.BottleneckWhy),
-			MaxRSSBytes: m.Generator.MaxRSS, GOMAXPROCS: m.Generator.GOMAXPROCS, GOGC: m.Generator.GOGC, MemoryLimitBytes: m.Generator.MemoryLimit},
+			MaxRSSBytes: m.Generator.MaxRSS, GOMAXPROCS: m.Generator.GOMAXPROCS, GOGC: m.Generator.GOGC, MemoryLimitBytes: m.Generator.MemoryLimit,
+			StartingStackBytes: m.Generator.StartingStack},
 		Connections: jsonConnections{Opened: s.Connections.Connections, Connects: s.Connections.Connects, Lost: s.Connections.Lost,
 			PeakConnectsPerSecond: s.Connections.PeakPerSecond, Episodes: s.Connections.Episodes,
 			FullReconnectSeconds: s.Connections.Longest.Seconds(), StillDown: s.Connections.StillDown},

@@ -121,6 +121,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		defer stop()
 	}
 	eng.devCtx = runCtx
+	gen.StartingStack = startingStack()
 	var wg sync.WaitGroup
 	failures := &failures{con: con}
 	for i, d := range devices {
