@@ -178,7 +178,7 @@ func measurable(payload []byte) bool {
 // its room. The device's slice is never written to: the client may still hold a publish
 // after Publish returns (a timed-out QoS 1 publish stays in its store), so the device must
 // be free to reuse its buffer. For the same reason dst must be a buffer the client is
-// done with (see port.spare).
+// done with (see stampBufs).
 func stamp(dst, payload []byte, h measure.Header) []byte {
 	if sim.Reserved(payload) {
 		out := measure.AppendHeader(dst[:0], h)

@@ -199,8 +199,8 @@ func summariseMeasurement(m *measurement, gen Generator, elapsed time.Duration, 
 	out.Ack = measure.Combined(ack...)
 	for _, d := range devices {
 		gen.InboxDropped += d.stats.dropped.Load()
-		gen.Devices++
 	}
+	gen.Devices = len(devices)
 	gen.finish(elapsed, &out)
 	out.Generator = gen
 	return out
