@@ -104,7 +104,6 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	defer alarms.Close(nil)
 	eng := &engine{meas: newMeasurement(), console: con, flight: flight, workers: newWorkers(), alarm: alarms}
-	meas := eng.meas
 	gen := startGenerator()
 	devices, err := build(cfg, clock, eng)
 	if err != nil {
@@ -143,7 +142,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	go func() {
 		defer close(progressDone)
 		if cfg.Progress != nil {
-			reportProgress(runCtx, cfg, started, devices, conns, meas)
+			reportProgress(runCtx, cfg, started, devices, conns, eng.meas)
 		}
 	}()
 	samplerDone := make(chan struct{})
@@ -173,7 +172,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 
 	sum := summarise(s, cfg.Conn.Broker, started, devices)
 	sum.Elapsed = stopped.Sub(started)
-	sum.Measured = summariseMeasurement(meas, gen, sum.Elapsed, devices)
+	sum.Measured = summariseMeasurement(eng.meas, gen, sum.Elapsed, devices)
 	sum.Connections = watch.summary(stopped)
 	sum.Links = summariseLinks(links, sum.Elapsed)
 	sum.Interrupted = ctx.Err() != nil
