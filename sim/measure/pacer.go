@@ -182,24 +182,47 @@ func (p Curve) Pace(elapsed time.Duration, sent uint64) (time.Duration, bool) {
 	return 0, true
 }
 
+// DueBefore is how many messages of schedule p, started at start, are due before t: the
+// sends a sender keeping the schedule would have made by then. from is a count already
+// known to be due, such as the sends made so far, where the search starts: for a sender on
+// its schedule the answer costs a call or two of Pace. A from that is too high is searched
+// down from.
+func DueBefore(p Pacer, start, t time.Time, from uint64) uint64 {
+	return countFrom(p, t.Sub(start), from)
+}
+
 // countBefore is how many messages p makes due before d: the smallest k whose message is
 // due at or after d, or never.
-func countBefore(p Pacer, d time.Duration) uint64 {
+func countBefore(p Pacer, d time.Duration) uint64 { return countFrom(p, d, 0) }
+
+// countFrom is countBefore searched from a guess: it gallops up or down from k, then
+// bisects.
+func countFrom(p Pacer, d time.Duration, k uint64) uint64 {
 	before := func(k uint64) bool {
 		wait, stop := p.Pace(0, k)
 		return !stop && wait < d
 	}
-	if !before(0) {
-		return 0
-	}
-	// Grow hi until message hi is not due before d, then bisect (lo before, hi not).
-	lo, hi := uint64(0), uint64(1)
-	for before(hi) {
-		lo = hi
-		if hi > math.MaxUint64/2 {
-			return math.MaxUint64
+	var lo, hi uint64 // message lo is due before d, message hi is not
+	if before(k) {
+		// Grow hi until message hi is not due before d.
+		lo, hi = k, k+1
+		for step := uint64(1); before(hi); step *= 2 {
+			lo = hi
+			if hi > math.MaxUint64/2 {
+				return math.MaxUint64
+			}
+			hi += step
 		}
-		hi *= 2
+	} else {
+		if k == 0 || !before(0) {
+			return 0
+		}
+		// Shrink lo until message lo is due before d.
+		hi, lo = k, k-1
+		for step := uint64(1); !before(lo); step *= 2 {
+			hi = lo
+			lo -= min(step, lo)
+		}
 	}
 	for hi-lo > 1 {
 		mid := lo + (hi-lo)/2

@@ -1,6 +1,7 @@
 package measure
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"testing/synctest"
@@ -206,4 +207,44 @@ func TestPacerStrings(t *testing.T) {
 	if want := "phases[constant 10/s for 1s, linear 0/s to 5/s over 1s for 2s]"; c.String() != want {
 		t.Errorf("String() = %q, want %q", c.String(), want)
 	}
+}
+
+// TestDueBefore checks DueBefore against counting the due times one by one, from every kind
+// of starting guess: too low, right, too high, and far off.
+func TestDueBefore(t *testing.T) {
+	start := time.Unix(1_000, 0)
+	pacers := []Pacer{
+		Constant{Rate: 100},
+		Constant{Rate: 0.5},
+		Linear{Start: 0, End: 50, Over: 2 * time.Second},
+		Phases([]Phase{{Pacer: Constant{Rate: 20}, Duration: time.Second}, {Pacer: Constant{Rate: 0}, Duration: time.Second},
+			{Pacer: Linear{Start: 10, End: 0, Over: time.Second}, Duration: time.Second}}),
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, p := range pacers {
+		for range 200 {
+			at := start.Add(time.Duration(rng.Int64N(int64(5*time.Second))) - time.Second)
+			var want uint64
+			for {
+				due, ok := Due(p, start, want)
+				if !ok || !due.Before(at) {
+					break
+				}
+				want++
+			}
+			for _, from := range []uint64{0, want / 2, want, want + 1, want * 3, 1 << 40} {
+				if got := DueBefore(p, start, at, from); got != want {
+					t.Fatalf("%v: DueBefore(start%+v, from %d) = %d; want %d", p, at.Sub(start), from, got, want)
+				}
+			}
+		}
+	}
+}
+
+func ExampleDueBefore() {
+	start := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	// 100 messages a second, sent from start: by 2.5 s, messages 0 to 249 were due.
+	n := DueBefore(Constant{Rate: 100}, start, start.Add(2500*time.Millisecond), 0)
+	fmt.Println(n, "due")
+	// Output: 250 due
 }

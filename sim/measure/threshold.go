@@ -27,6 +27,8 @@ const (
 	MetricTooLate     = "too_late"     // Totals.TooLate
 	MetricThroughput  = "throughput"   // delivered messages per second
 	MetricLateSends   = "late_sends"   // sends that went out after their due time (set by the engine)
+	MetricShed        = "shed"         // sends the schedules called for and never made (set by the engine)
+	MetricSentRatio   = "sent_ratio"   // sends made / sends due, 0..1; 1 when nothing was due (set by the engine)
 )
 
 type metricKind uint8
@@ -43,7 +45,7 @@ var knownMetrics = map[string]metricKind{
 	MetricLatencyP999: kindDuration, MetricLatencyMax: kindDuration, MetricLatencyMean: kindDuration,
 	MetricLoss: kindCount, MetricLossRatio: kindRatio, MetricDuplicates: kindCount,
 	MetricOutOfOrder: kindCount, MetricTooLate: kindCount, MetricThroughput: kindRate,
-	MetricLateSends: kindCount,
+	MetricLateSends: kindCount, MetricShed: kindCount, MetricSentRatio: kindRatio,
 }
 
 // KnownMetrics lists the metric names Parse accepts, sorted.
@@ -199,11 +201,13 @@ func (t Threshold) Check(values map[string]float64) (ok bool, detail string) {
 	return false, fmt.Sprintf("%s = %s, not %s %s", t.Metric, t.format(v), t.Op, t.format(t.Value))
 }
 
-// Values gathers a run's results under the metric names thresholds use. Latencies are
-// left out when nothing was recorded, loss_ratio when nothing was expected and throughput
-// when elapsed is not positive, so thresholds on them fail rather than pass on nothing.
-// Pass the Totals from Tracker.Finish. late_sends is the engine's to add.
-func Values(p Percentiles, t Totals, elapsed time.Duration) map[string]float64 {
+// Values gathers a run's results under the metric names thresholds use. Throughput is
+// delivered messages over window, the time in which they flowed (not the run's duration,
+// which counts connecting and the wait for the last messages). Latencies are left out when
+// nothing was recorded, loss_ratio when nothing was expected and throughput when window is
+// not positive, so thresholds on them fail rather than pass on nothing. Pass the Totals
+// from Tracker.Finish. late_sends, shed and sent_ratio are the engine's to add.
+func Values(p Percentiles, t Totals, window time.Duration) map[string]float64 {
 	v := map[string]float64{
 		MetricLoss:       float64(t.Lost),
 		MetricDuplicates: float64(t.Duplicates),
@@ -221,8 +225,8 @@ func Values(p Percentiles, t Totals, elapsed time.Duration) map[string]float64 {
 	if t.Expected() > 0 {
 		v[MetricLossRatio] = t.LossRatio()
 	}
-	if elapsed > 0 {
-		v[MetricThroughput] = float64(t.Delivered) / elapsed.Seconds()
+	if window > 0 {
+		v[MetricThroughput] = float64(t.Delivered) / window.Seconds()
 	}
 	return v
 }
