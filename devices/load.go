@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fleetsim/fleetsim/sim"
@@ -138,18 +139,31 @@ func loadPayload(size int) []byte {
 type load struct {
 	topic   string // only what it needs of its DeviceConfig: a million of them add up
 	pacer   measure.Pacer
-	payload []byte    // shared (loadPayload): never written
-	first   float64   // seconds: the device's start is spread over one interval of its peak rate
-	start   time.Time // when its schedule starts
-	sent    uint64
-	qos     byte
+	payload []byte  // shared (loadPayload): never written
+	first   float64 // seconds: the device's start is spread over one interval of its peak rate
+	// start (Unix nanoseconds; 0 until Run sets it) and sent are read by DueBefore from the
+	// engine's goroutines while the device runs.
+	start atomic.Int64
+	sent  atomic.Uint64 // sends attempted: made, failed, or cut short by the run's end
+	qos   byte
+}
+
+var _ sim.Scheduled = (*load)(nil)
+
+// DueBefore implements sim.Scheduled: the sends the device's schedule called for before t.
+func (d *load) DueBefore(t time.Time) uint64 {
+	start := d.start.Load()
+	if start == 0 {
+		return 0
+	}
+	return measure.DueBefore(d.pacer, time.Unix(0, start), t, d.sent.Load())
 }
 
 // Run keeps its frame small and calls the engine's PublishAt itself (see load).
 func (d *load) Run(ctx context.Context, io sim.IO) error {
-	d.setUp(io)
+	start := d.setUp(io)
 	for ctx.Err() == nil { // checked each time round: a device behind its schedule never sleeps
-		due, ok := measure.Due(d.pacer, d.start, d.sent)
+		due, ok := measure.Due(d.pacer, start, d.sent.Load())
 		if !ok {
 			io.SetState("done")
 			<-ctx.Done() // its schedule is over
@@ -159,17 +173,19 @@ func (d *load) Run(ctx context.Context, io sim.IO) error {
 			return nil // the run is over
 		}
 		_ = io.PublishAt(ctx, due, d.topic, d.payload, d.qos, false) // failures are the engine's to count
-		d.sent++
+		d.sent.Add(1)
 	}
 	return nil
 }
 
-// setUp readies the device to send.
-func (d *load) setUp(io sim.IO) {
+// setUp readies the device to send and returns when its schedule starts.
+func (d *load) setUp(io sim.IO) time.Time {
 	// Devices built together would otherwise all send at the same instant: spread their
 	// schedules over one interval, from the device's own seeded random source.
-	d.start = time.Now().Add(time.Duration(io.Rand().Float64() * d.first * float64(time.Second)))
+	start := time.Now().Add(time.Duration(io.Rand().Float64() * d.first * float64(time.Second)))
+	d.start.Store(start.UnixNano())
 	io.SetState("sending")
+	return start
 }
 
 // SinkParams are the filters a sink listens to. "{prefix}" expands to the home's prefix.

@@ -34,6 +34,16 @@ type Discarder interface {
 	DiscardsInbox()
 }
 
+// Scheduled is implemented by a device that sends on a schedule of its own (the open model,
+// DESIGN.md §4), such as a load generator. DueBefore says how many sends its schedule called
+// for before t, so that the engine counts the sends that were due and never made (a
+// generator that fell behind) instead of letting them vanish. The engine calls it from
+// other goroutines while the device runs, and once more after Run returns.
+type Scheduled interface {
+	Device
+	DueBefore(t time.Time) uint64
+}
+
 // IO is everything a device may do. The engine implements it over MQTT; tests implement it
 // with a small fake. Methods are safe to call from the device's own goroutine.
 type IO interface {
