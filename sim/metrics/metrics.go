@@ -33,6 +33,8 @@ type Metrics struct {
 	PublishAck      *prometheus.HistogramVec // kind, qos (1, 2): publish → acknowledgement
 	ScheduleLag     *prometheus.HistogramVec // kind: due → sent, for scheduled sends
 	PublishLate     *prometheus.CounterVec   // kind: scheduled sends that left late
+	GeneratorLate   *prometheus.CounterVec   // kind: of those, late for the generator's own reasons
+	Schedules       *Schedules               // sends due and not yet made
 	PublishInFlight prometheus.Gauge         // publishes waiting for the connection or an ack
 	Unmeasured      *prometheus.CounterVec   // kind, direction: payloads without a measurement header
 	Forged          *prometheus.CounterVec   // kind: measurement headers that no publisher of this run sent
@@ -94,13 +96,15 @@ func New(reg prometheus.Registerer, scenario string) *Metrics {
 	m.PublishAck = histogram("publish_ack_seconds", "Time from sending a QoS 1 or 2 publish to its acknowledgement.", kq...)
 	m.ScheduleLag = histogram("schedule_lag_seconds", "How long after its due time a scheduled send went out.", "kind")
 	m.PublishLate = counter("publish_late_total", "Scheduled sends that went out more than 10ms after their due time.", "kind")
+	m.GeneratorLate = counter("generator_late_sends_total", "Scheduled sends more than 10ms late for the generator's own reasons (CPU, scheduling, its queues), not waiting for the device's shaped link.", "kind")
 	m.PublishInFlight = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "fleetsim", Name: "publish_in_flight",
 		Help: "Publishes sent and not yet complete (the generator's publish backlog)."})
 	m.Unmeasured = counter("messages_unmeasured_total", "Payloads without a measurement header (plain text), by direction (out, in).", "kind", "direction")
 	m.Forged = counter("messages_forged_total", "Received measurement headers that no publisher of this run sent (forged or from another run).", "kind")
 	m.Links = newLinks()
 	m.Accounting = newAccounting()
-	reg.MustRegister(m.DevicesInState, m.Devices, m.Connections, m.ConnectionsLost, m.Links, m.PublishInFlight, m.Accounting)
+	m.Schedules = newSchedules()
+	reg.MustRegister(m.DevicesInState, m.Devices, m.Connections, m.ConnectionsLost, m.Links, m.PublishInFlight, m.Accounting, m.Schedules)
 	return m
 }
 
@@ -113,6 +117,7 @@ type Kind struct {
 	Latency, PublishAck                        [3]prometheus.Observer
 	ScheduleLag                                prometheus.Observer
 	PublishLate, UnmeasuredOut, UnmeasuredIn   prometheus.Counter
+	GeneratorLate                              prometheus.Counter
 	Forged                                     prometheus.Counter
 	states                                     *prometheus.GaugeVec
 	kind                                       string
@@ -128,6 +133,7 @@ func (m *Metrics) For(kind string) *Kind {
 		StateChanges:  m.StateChanges.WithLabelValues(kind),
 		ScheduleLag:   m.ScheduleLag.WithLabelValues(kind),
 		PublishLate:   m.PublishLate.WithLabelValues(kind),
+		GeneratorLate: m.GeneratorLate.WithLabelValues(kind),
 		UnmeasuredOut: m.Unmeasured.WithLabelValues(kind, "out"),
 		UnmeasuredIn:  m.Unmeasured.WithLabelValues(kind, "in"),
 		Forged:        m.Forged.WithLabelValues(kind),

@@ -30,6 +30,41 @@ type measurement struct {
 	streams streamTable // every publisher stream, by id
 	nextRcv atomic.Uint32
 	groups  map[string]uint32 // receiver ids of shared subscriptions' groups
+	window  window            // when measured traffic flowed, for its rates
+}
+
+// window is when the run's measured traffic flowed: from the intended send time of the
+// first measured message to the delivery of the last. Rates are taken over it, not over the
+// run's duration, which leaves out the connecting before and counts the grace period after.
+type window struct {
+	first, last atomic.Int64 // Unix nanoseconds; 0 until set
+}
+
+// sent notes a measured message's intended send time.
+func (w *window) sent(t int64) {
+	for {
+		f := w.first.Load()
+		if f != 0 && f <= t || w.first.CompareAndSwap(f, t) {
+			return
+		}
+	}
+}
+
+// delivered notes a measured message's delivery. Deliveries are noted to the millisecond,
+// so that the receivers do not all write one word for every message.
+func (w *window) delivered(t int64) {
+	if t > w.last.Load()+int64(time.Millisecond) {
+		w.last.Store(t)
+	}
+}
+
+// span is the window's length; 0 when nothing was delivered.
+func (w *window) span() time.Duration {
+	f, l := w.first.Load(), w.last.Load()
+	if f == 0 || l <= f {
+		return 0
+	}
+	return time.Duration(l - f)
 }
 
 func newMeasurement() *measurement {
@@ -50,7 +85,9 @@ type kindMeasure struct {
 	latency                                                        [3]*measure.Recorder // intended send → delivery
 	ack                                                            [3]*measure.Recorder // QoS 1 and 2: publish → acknowledgement
 	lag                                                            *measure.Recorder    // scheduled sends: due → sent
+	genLag                                                         *measure.Recorder    // the part of lag that is the generator's (not a shaped link's)
 	late, scheduled, unmeasuredOut, unmeasuredIn, forged, retained atomic.Int64
+	genLate                                                        atomic.Int64 // sends whose genLag was above LateAfter
 	metrics                                                        *metrics.Kind
 }
 
@@ -61,7 +98,7 @@ func (m *measurement) kind(name string, km *metrics.Kind, mm *metrics.Metrics) *
 	if k := m.kinds[name]; k != nil {
 		return k
 	}
-	k := &kindMeasure{kind: name, lag: measure.NewRecorder(), metrics: km}
+	k := &kindMeasure{kind: name, lag: measure.NewRecorder(), genLag: measure.NewRecorder(), metrics: km}
 	for q := range 3 {
 		k.tracker[q] = measure.NewJoinTracker()
 		k.latency[q] = measure.NewRecorder()
@@ -232,6 +269,7 @@ func (m *measurement) received(k *kindMeasure, rcv uint32, msg sim.Message, now 
 	q := min(msg.QoS, 2)
 	switch k.tracker[q].Observe(measure.Key(rcv, h.ID), h.Seq) {
 	case measure.InOrder, measure.AfterGap, measure.OutOfOrder, measure.Restart:
+		m.window.delivered(now.UnixNano())
 		d := now.Sub(time.Unix(0, h.Sent))
 		k.latency[q].Record(d)
 		k.metrics.Latency[q].Observe(d.Seconds())

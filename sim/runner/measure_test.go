@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -215,7 +216,7 @@ func TestForgedHeadersDoNotMoveTheNumbers(t *testing.T) {
 	sum, err, _ := runMeasured(t, streamScenario(0, 200, 100, true), b.URL())
 	close(stop)
 	<-done
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrGeneratorLimit) { // the listener's inbox may overflow: not what this tests
 		t.Fatal(err)
 	}
 	k := byKind(t, sum, "listener", 0)

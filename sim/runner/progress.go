@@ -38,6 +38,10 @@ func reportProgress(ctx context.Context, cfg Config, started time.Time, devices 
 				now.Sub(started).Round(time.Second), len(devices), p.up, len(conns),
 				float64(p.out-prev.out)/secs, float64(p.in-prev.in)/secs, dur(lat.P99, lat.Count), tot.Lost, p.dropped, p.failed,
 				goroutines, float64(heap)/1e6)
+			if b := scheduleAt(devices, now, false); b.due > 0 {
+				// Sends due and not made yet: a generator that falls behind shows at once.
+				line += fmt.Sprintf("; sent %s of %s due (%s not yet)", thousands(b.sent), thousands(b.due), thousands(b.shed()))
+			}
 			if cfg.ProgressInPlace {
 				fmt.Fprint(cfg.Progress, "\r\033[K"+line) // carriage return, erase the line
 			} else {

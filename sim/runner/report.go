@@ -27,6 +27,22 @@ type Measured struct {
 	Late      int64               // of those, sent more than LateAfter after their due time
 	Lag       measure.Percentiles // due → sent, for scheduled sends
 	Ack       measure.Percentiles // QoS 1 and 2: publish → acknowledgement
+	// The part of Lag that is the generator's (CPU, scheduling, its queues): all of it but
+	// the time a device on a shaped link waited for the link (LinkSummary.Held).
+	GeneratorLag  measure.Percentiles
+	GeneratorLate int64 // sends whose GeneratorLag was above LateAfter
+
+	// The open-model schedules of the devices that keep one (sim.Scheduled): sends due
+	// before the run stopped, and of those the ones sent and never sent (Shed). Of the shed
+	// sends, Behind were the generator's doing, HeldBack the shaped links', and Waiting the
+	// broker's or the network's: their devices were still waiting for a publish to complete
+	// (see backlog). What is left of Shed was due in the last LateAfter before the stop.
+	Due, Sent, Shed, Behind, HeldBack, Waiting uint64
+
+	// Window is the time measured traffic flowed, from the first measured message's
+	// intended send time to the last delivery; Throughput is delivered messages over it.
+	Window     time.Duration
+	Throughput float64
 
 	UnmeasuredOut, UnmeasuredIn int64 // payloads without a header (plain text)
 	Forged                      int64 // received headers no publisher of the run sent
@@ -69,10 +85,12 @@ type Generator struct {
 // Linux, Darwin and Windows).
 const minStack = 2048
 
-// Generator-bound when any of these is crossed.
+// Generator-bound when any of these is crossed. The ratios need at least minEvidence sends
+// behind them: one stall of a busy machine in a small run is not a generator at its limit.
 const (
 	maxUtilisation = 0.9  // of the cores fleetsim may use
 	maxLateRatio   = 0.01 // of scheduled sends
+	minEvidence    = 10   // sends late or shed
 )
 
 func startGenerator() Generator {
@@ -135,7 +153,12 @@ func cpuTime() time.Duration {
 
 // finish fills in g at the end of a run of elapsed and judges whether the generator was the
 // bottleneck.
-func (g *Generator) finish(elapsed time.Duration, m *Measured) {
+//
+// brokerTrouble says whether the broker or the network failed the run somewhere (a publish
+// failed, a connection dropped). Without it, sends not made while their devices waited for a
+// publish to complete are the generator's too: the broker answered every publish, and a
+// load device has one publish in flight, so it cannot send faster than the round trip.
+func (g *Generator) finish(elapsed time.Duration, m *Measured, brokerTrouble bool) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	g.CPU = cpuTime() - g.startCPU
@@ -150,26 +173,72 @@ func (g *Generator) finish(elapsed time.Duration, m *Measured) {
 	why := func(format string, args ...any) {
 		g.BottleneckWhy = append(g.BottleneckWhy, fmt.Sprintf(format, args...))
 	}
-	if g.Utilisation > maxUtilisation {
-		why("fleetsim used %.0f%% of its %d cores", 100*g.Utilisation, g.Cores)
+	busy := g.Utilisation > maxUtilisation
+	oneInFlight := ""
+	if busy || !brokerTrouble {
+		// A generator out of CPU is slow to take its own acknowledgements too: sends not
+		// made while their devices waited for one are its doing as well.
+		if !busy && m.Waiting > 0 && m.Ack.Count > 0 {
+			oneInFlight = fmt.Sprintf("; a load device has one publish in flight, and acknowledgements took %v (p50)", m.Ack.P50.Round(time.Microsecond))
+		}
+		m.Behind, m.Waiting = m.Behind+m.Waiting, 0
 	}
-	if m.Lag.Count > 0 && m.Lag.P99 > LateAfter {
-		why("schedule lag p99 %v is above %v", m.Lag.P99.Round(time.Microsecond), LateAfter)
+	// The first reason heads the summary: what the run failed to do comes before why.
+	if m.Behind >= minEvidence && float64(m.Behind) > maxLateRatio*float64(m.Due) {
+		why("%s (%.0f%% shed: the generator could not keep up)%s", sentText(m), 100*float64(m.Shed)/float64(m.Due), oneInFlight)
 	}
-	if m.Scheduled > 0 && float64(m.Late) > maxLateRatio*float64(m.Scheduled) {
-		why("%d of %d scheduled sends left late", m.Late, m.Scheduled)
+	if l := m.GeneratorLag; m.GeneratorLate >= minEvidence && l.P99 > LateAfter {
+		why("schedule lag p99 %v is above %v%s", l.P99.Round(time.Microsecond), LateAfter, lagHint(m))
+	}
+	if m.GeneratorLate >= minEvidence && float64(m.GeneratorLate) > maxLateRatio*float64(m.Scheduled) {
+		why("%s of %s scheduled sends left more than %v late%s", thousands(uint64(m.GeneratorLate)), thousands(uint64(m.Scheduled)), LateAfter, lagHint(m))
+	}
+	if busy {
+		why("fleetsim used %.0f%% of the %d core(s) it may use", 100*g.Utilisation, g.Cores)
 	}
 	if g.InboxDropped > 0 {
-		why("fleetsim's devices dropped %d received messages they could not take in time", g.InboxDropped)
+		why("fleetsim's devices dropped %d received messages they could not take in time: that loss is on the generator's side of the wire", g.InboxDropped)
 	}
 	g.Bottleneck = len(g.BottleneckWhy) > 0
 }
 
-// summariseMeasurement settles the accounting once the run has drained.
-func summariseMeasurement(m *measurement, gen Generator, elapsed time.Duration, devices []*port) Measured {
-	var out Measured
+// lagHint says what the generator's lag leaves out, and what may be behind it.
+func lagHint(m *Measured) string {
+	hint := ""
+	if m.Lag.P99 > m.GeneratorLag.P99 {
+		hint = " (not counting the time devices waited for their previous publish to complete)"
+	}
+	return hint
+}
+
+// sentText is like "sent 516,065 of 900,032 scheduled".
+func sentText(m *Measured) string {
+	return fmt.Sprintf("sent %s of %s scheduled", thousands(m.Sent), thousands(m.Due))
+}
+
+// perSecond writes a rate: 59,800 or, below 100, 2.4.
+func perSecond(r float64) string {
+	if r < 100 {
+		return strconv.FormatFloat(r, 'f', 1, 64)
+	}
+	return thousands(uint64(r + 0.5))
+}
+
+// thousands writes n with commas between groups of three digits: 900,032.
+func thousands(n uint64) string {
+	s := strconv.FormatUint(n, 10)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+// summariseMeasurement settles the accounting once the run has drained; sched is where the
+// schedules stood when the run stopped.
+func summariseMeasurement(m *measurement, gen Generator, elapsed time.Duration, devices []*port, sched backlog, brokerTrouble bool) Measured {
+	out := Measured{Due: sched.due, Sent: sched.sent, Shed: sched.shed(), Behind: sched.behind, HeldBack: sched.heldBack(), Waiting: sched.waiting}
 	kinds := m.kindList()
-	var lat, lag, ack []*measure.Recorder
+	var lat, lag, genLag, ack []*measure.Recorder
 	for _, k := range kinds {
 		for q := range 3 {
 			t := k.tracker[q].FinishWith(m.lastSeq)
@@ -185,8 +254,10 @@ func summariseMeasurement(m *measurement, gen Generator, elapsed time.Duration, 
 			out.All.Totals = addTotals(out.All.Totals, t)
 		}
 		lag = append(lag, k.lag)
+		genLag = append(genLag, k.genLag)
 		out.Scheduled += k.scheduled.Load()
 		out.Late += k.late.Load()
+		out.GeneratorLate += k.genLate.Load()
 		out.UnmeasuredOut += k.unmeasuredOut.Load()
 		out.UnmeasuredIn += k.unmeasuredIn.Load()
 		out.Forged += k.forged.Load()
@@ -196,12 +267,16 @@ func summariseMeasurement(m *measurement, gen Generator, elapsed time.Duration, 
 	out.All.Kind, out.All.QoS = "all", -1
 	out.All.Latency = measure.Combined(lat...)
 	out.Lag = measure.Combined(lag...)
+	out.GeneratorLag = measure.Combined(genLag...)
 	out.Ack = measure.Combined(ack...)
+	if out.Window = m.window.span(); out.Window > 0 {
+		out.Throughput = float64(out.All.Totals.Delivered) / out.Window.Seconds()
+	}
 	for _, d := range devices {
 		gen.InboxDropped += d.stats.dropped.Load()
 	}
 	gen.Devices = len(devices)
-	gen.finish(elapsed, &out)
+	gen.finish(elapsed, &out, brokerTrouble)
 	out.Generator = gen
 	return out
 }
@@ -222,8 +297,14 @@ func addTotals(a, b measure.Totals) measure.Totals {
 
 // Values are the run's results under the names thresholds use (measure.KnownMetrics).
 func (s *Summary) Values() map[string]float64 {
-	v := measure.Values(s.Measured.All.Latency, s.Measured.All.Totals, s.Elapsed)
-	v[measure.MetricLateSends] = float64(s.Measured.Late)
+	m := &s.Measured
+	v := measure.Values(m.All.Latency, m.All.Totals, m.Window)
+	v[measure.MetricLateSends] = float64(m.Late)
+	v[measure.MetricShed] = float64(m.Shed)
+	v[measure.MetricSentRatio] = 1
+	if m.Due > 0 {
+		v[measure.MetricSentRatio] = float64(m.Sent) / float64(m.Due)
+	}
 	return v
 }
 
@@ -266,9 +347,22 @@ func (m *Measured) print(w io.Writer) {
 	}
 	row(m.All, "all", "")
 	tw.Flush()
+	if m.Throughput > 0 {
+		fmt.Fprintf(w, "throughput: %s delivered/s over %v (from the first measured send's due time to the last delivery)\n",
+			perSecond(m.Throughput), m.Window.Round(time.Millisecond))
+	}
+	if m.Due > 0 {
+		fmt.Fprintf(w, "schedules: %s; never sent: %s (the generator behind: %s; held back by shaped links: %s; waiting for the broker or the network: %s)\n",
+			sentText(m), thousands(m.Shed), thousands(m.Behind), thousands(m.HeldBack), thousands(m.Waiting))
+	}
 	if m.Scheduled > 0 {
 		fmt.Fprintf(w, "scheduled sends: %d, late (> %v): %d, lag p50 %s p99 %s max %s\n", m.Scheduled, LateAfter, m.Late,
 			dur(m.Lag.P50, m.Lag.Count), dur(m.Lag.P99, m.Lag.Count), dur(m.Lag.Max, m.Lag.Count))
+		if m.GeneratorLate != m.Late || m.GeneratorLag.P99 != m.Lag.P99 {
+			gl := m.GeneratorLag
+			fmt.Fprintf(w, "  the generator's part (not waiting for a previous publish to complete): late %d, lag p50 %s p99 %s max %s\n", m.GeneratorLate,
+				dur(gl.P50, gl.Count), dur(gl.P99, gl.Count), dur(gl.Max, gl.Count))
+		}
 	}
 	if m.Ack.Count > 0 {
 		fmt.Fprintf(w, "publish acknowledgements (QoS 1, 2): p50 %s p99 %s max %s\n", dur(m.Ack.P50, 1), dur(m.Ack.P99, 1), dur(m.Ack.Max, 1))
@@ -281,7 +375,7 @@ func (m *Measured) print(w io.Writer) {
 		g.CPU.Seconds(), 100*g.Utilisation, g.Cores, g.GCCycles, g.GCPause.Round(time.Microsecond), g.MaxInFlight)
 	if g.MaxRSS > 0 {
 		fmt.Fprintf(w, "memory: peak RSS %.1f MB", float64(g.MaxRSS)/1e6)
-		if g.Devices > 0 {
+		if g.Devices >= perDeviceFrom {
 			fmt.Fprintf(w, " (%d bytes a device)", g.MaxRSS/int64(g.Devices))
 		}
 		fmt.Fprintf(w, "; GOMAXPROCS %d, GOGC %s, memory limit %s\n", g.GOMAXPROCS, gogcText(g.GOGC), limitText(g.MemoryLimit))
@@ -291,9 +385,13 @@ func (m *Measured) print(w io.Writer) {
 			g.StartingStack, minStack, minStack)
 	}
 	for _, why := range g.BottleneckWhy {
-		fmt.Fprintln(w, "warning: the generator may have been the bottleneck: "+why)
+		fmt.Fprintln(w, "generator limit: "+why)
 	}
 }
+
+// perDeviceFrom is the fleet size from which the summary gives the memory a device costs:
+// in a smaller fleet the process's own memory is most of it, and the figure means nothing.
+const perDeviceFrom = 10_000
 
 // dur prints a latency, or "-" when nothing was recorded.
 func dur(d time.Duration, count int64) string {
@@ -330,6 +428,8 @@ type jsonReport struct {
 	ElapsedSeconds float64         `json:"elapsed_seconds"`
 	Interrupted    bool            `json:"interrupted"`
 	Passed         bool            `json:"passed"`
+	Verdict        Verdict         `json:"verdict"`
+	Reasons        []string        `json:"verdict_reasons"`
 	Totals         jsonTotals      `json:"totals"`
 	Latency        jsonLatency     `json:"latency_seconds"`
 	ByKind         []jsonByKind    `json:"by_kind"`
@@ -352,6 +452,7 @@ type jsonTotals struct {
 	TooLate         uint64  `json:"too_late"`
 	LossRatio       float64 `json:"loss_ratio"`
 	Throughput      float64 `json:"throughput_per_second"`
+	Window          float64 `json:"throughput_window_seconds"`
 	Failed          int64   `json:"publish_failures"`
 	Dropped         int64   `json:"inbox_dropped"`
 	Rejected        int64   `json:"rejected"`
@@ -384,10 +485,19 @@ type jsonByKind struct {
 }
 
 type jsonPublishing struct {
-	Scheduled int64       `json:"scheduled"`
-	Late      int64       `json:"late"`
-	Lag       jsonLatency `json:"lag_seconds"`
-	Ack       jsonLatency `json:"ack_seconds"`
+	Scheduled     int64       `json:"scheduled"`
+	Late          int64       `json:"late"`
+	Lag           jsonLatency `json:"lag_seconds"`
+	Ack           jsonLatency `json:"ack_seconds"`
+	GeneratorLate int64       `json:"generator_late"`
+	GeneratorLag  jsonLatency `json:"generator_lag_seconds"`
+	Due           uint64      `json:"due"`
+	Sent          uint64      `json:"sent"`
+	Shed          uint64      `json:"shed"`
+	Behind        uint64      `json:"shed_behind"`
+	HeldBack      uint64      `json:"shed_held_back"`
+	Waiting       uint64      `json:"shed_waiting"`
+	SentRatio     float64     `json:"sent_ratio"`
 }
 
 type jsonGenerator struct {
@@ -430,17 +540,20 @@ type jsonKind struct {
 }
 
 type jsonLink struct {
-	Profile         string  `json:"profile"`
-	Links           int     `json:"links"`
-	UpBytesPerSec   float64 `json:"up_bytes_per_sec"`
-	DownBytesPerSec float64 `json:"down_bytes_per_sec"`
-	AchievedUp      float64 `json:"achieved_up_bytes_per_sec"`
-	AchievedDown    float64 `json:"achieved_down_bytes_per_sec"`
-	BytesUp         int64   `json:"bytes_up"`
-	BytesDown       int64   `json:"bytes_down"`
-	WaitedUpSeconds float64 `json:"waited_up_seconds"`
-	Outages         int64   `json:"outages"`
-	Connects        int64   `json:"connects"`
+	Profile         string      `json:"profile"`
+	Links           int         `json:"links"`
+	UpBytesPerSec   float64     `json:"up_bytes_per_sec"`
+	DownBytesPerSec float64     `json:"down_bytes_per_sec"`
+	AchievedUp      float64     `json:"achieved_up_bytes_per_sec"`
+	AchievedDown    float64     `json:"achieved_down_bytes_per_sec"`
+	BytesUp         int64       `json:"bytes_up"`
+	BytesDown       int64       `json:"bytes_down"`
+	WaitedUpSeconds float64     `json:"waited_up_seconds"`
+	Outages         int64       `json:"outages"`
+	Connects        int64       `json:"connects"`
+	Held            jsonLatency `json:"held_seconds"`
+	HeldLate        int64       `json:"held_late"`
+	Shed            uint64      `json:"shed"`
 }
 
 type jsonThreshold struct {
@@ -458,9 +571,11 @@ func (s *Summary) report() jsonReport {
 	m := &s.Measured
 	r := jsonReport{
 		Schema: ReportSchema, Scenario: s.Scenario, Broker: s.Broker, Started: s.Started.UTC(),
-		ElapsedSeconds: s.Elapsed.Seconds(), Interrupted: s.Interrupted, Passed: s.Passed(),
-		Latency:    latencyJSON(m.All.Latency),
-		Publishing: jsonPublishing{Scheduled: m.Scheduled, Late: m.Late, Lag: latencyJSON(m.Lag), Ack: latencyJSON(m.Ack)},
+		ElapsedSeconds: s.Elapsed.Seconds(), Interrupted: s.Interrupted, Passed: s.Passed(), Verdict: s.Verdict, Reasons: nonNil(s.Reasons),
+		Latency: latencyJSON(m.All.Latency),
+		Publishing: jsonPublishing{Scheduled: m.Scheduled, Late: m.Late, Lag: latencyJSON(m.Lag), Ack: latencyJSON(m.Ack),
+			GeneratorLate: m.GeneratorLate, GeneratorLag: latencyJSON(m.GeneratorLag),
+			Due: m.Due, Sent: m.Sent, Shed: m.Shed, Behind: m.Behind, HeldBack: m.HeldBack, Waiting: m.Waiting, SentRatio: s.Values()[measure.MetricSentRatio]},
 		Generator: jsonGenerator{CPUSeconds: m.Generator.CPU.Seconds(), Cores: m.Generator.Cores, Utilisation: m.Generator.Utilisation,
 			GCCycles: m.Generator.GCCycles, GCPauseSeconds: m.Generator.GCPause.Seconds(), MaxInFlight: m.Generator.MaxInFlight,
 			Bottleneck: m.Generator.Bottleneck, Reasons: nonNil(m.Generator.BottleneckWhy),
@@ -475,9 +590,7 @@ func (s *Summary) report() jsonReport {
 	r.Totals = jsonTotals{Delivered: t.Delivered, Lost: t.Lost, Duplicates: t.Duplicates, OutOfOrder: t.OutOfOrder,
 		TooLate: t.TooLate, LossRatio: t.LossRatio(), UnmeasuredSent: m.UnmeasuredOut, UnmeasuredRecvd: m.UnmeasuredIn,
 		Forged: m.Forged, Retained: m.Retained}
-	if s.Elapsed > 0 {
-		r.Totals.Throughput = float64(t.Delivered) / s.Elapsed.Seconds()
-	}
+	r.Totals.Throughput, r.Totals.Window = m.Throughput, m.Window.Seconds()
 	for _, k := range s.Kinds {
 		r.Totals.Published += k.Out
 		r.Totals.Received += k.In
@@ -494,25 +607,13 @@ func (s *Summary) report() jsonReport {
 	for _, l := range s.Links {
 		r.Links = append(r.Links, jsonLink{Profile: l.Profile, Links: l.Links, UpBytesPerSec: l.UpRate, DownBytesPerSec: l.DownRate,
 			AchievedUp: l.AchievedUp, AchievedDown: l.AchievedDn, BytesUp: l.BytesUp, BytesDown: l.BytesDown,
-			WaitedUpSeconds: l.WaitUp.Seconds(), Outages: l.Outages, Connects: l.Connects})
+			WaitedUpSeconds: l.WaitUp.Seconds(), Outages: l.Outages, Connects: l.Connects,
+			Held: latencyJSON(l.Held), HeldLate: l.HeldLate, Shed: l.Shed})
 	}
 	for _, th := range s.Thresholds {
 		r.Thresholds = append(r.Thresholds, jsonThreshold(th))
 	}
 	return r
-}
-
-// Passed reports whether the run had no device errors and crossed no threshold.
-func (s *Summary) Passed() bool {
-	if len(s.Errors) > 0 {
-		return false
-	}
-	for _, t := range s.Thresholds {
-		if !t.OK {
-			return false
-		}
-	}
-	return true
 }
 
 func nonNil(s []string) []string {

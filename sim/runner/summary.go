@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fleetsim/fleetsim/sim/link"
+	"github.com/fleetsim/fleetsim/sim/measure"
 	"github.com/fleetsim/fleetsim/sim/scenario"
 )
 
@@ -26,6 +27,8 @@ type Summary struct {
 	Measured    Measured      // end-to-end accounting and the generator's own health
 	Connections ConnSummary   // drops, reconnects, connect rates
 	Thresholds  []ThresholdResult
+	Verdict     Verdict
+	Reasons     []string // what the verdict rests on; for Passed, nothing unless the generator was the limit and that was allowed
 }
 
 // LinkSummary compares what one profile's links were meant to carry with what they did.
@@ -39,6 +42,12 @@ type LinkSummary struct {
 	WaitUp                 time.Duration
 	Outages                int64
 	Connects               int64 // connections opened over the profile's links, reconnects included
+	// Held is how long the scheduled sends of the profile's devices waited for their link
+	// (from due until the device's previous publish got through), HeldLate how many waited
+	// more than LateAfter, and Shed how many were never sent for it.
+	Held     measure.Percentiles
+	HeldLate int64
+	Shed     uint64
 }
 
 // KindSummary adds up the devices of one kind.
@@ -99,7 +108,7 @@ func (s *Summary) Print(w io.Writer) {
 	if s.Interrupted {
 		how = "interrupted"
 	}
-	fmt.Fprintf(w, "\nfleetsim summary: %s on %s, %s after %v\n\n", s.Scenario, s.Broker, how, s.Elapsed.Round(time.Millisecond))
+	fmt.Fprintf(w, "\n%s\nfleetsim summary: %s on %s, %s after %v\n\n", s.Headline(), s.Scenario, s.Broker, how, s.Elapsed.Round(time.Millisecond))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "kind\tdevices\tmsgs out\tbytes out\tmsgs in\tbytes in\tstate changes\trejected\tdropped\tfailed\t")
 	var total KindSummary
@@ -128,12 +137,13 @@ func (s *Summary) Print(w io.Writer) {
 		fmt.Fprintf(w, "  home %d %-12s %2d  %s\n", d.Home, d.ID, changes, strings.Join(d.States, " → "))
 	}
 	if len(s.Links) > 0 {
-		fmt.Fprintln(w, "\nshaped links (per link: configured rate, average achieved over the run):")
+		fmt.Fprintln(w, "\nshaped links (per link: configured rate, average achieved while connected; sends held: how long scheduled sends waited for the link):")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "profile\tlinks\tup B/s set\tup B/s used\tdown B/s set\tdown B/s used\tbytes up\tbytes down\twaited up\toutages\tconnects\tone-way delay\t")
+		fmt.Fprintln(tw, "profile\tlinks\tup B/s set\tup B/s used\tdown B/s set\tdown B/s used\tbytes up\tbytes down\twaited up\toutages\tconnects\tone-way delay\tsends held p99\theld > 10ms\tnever sent\t")
 		for _, l := range s.Links {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%.0f\t%d\t%d\t%v\t%d\t%d\t%s\t\n", l.Profile, l.Links, rateText(l.UpRate), l.AchievedUp,
-				rateText(l.DownRate), l.AchievedDn, l.BytesUp, l.BytesDown, l.WaitUp.Round(time.Millisecond), l.Outages, l.Connects, delayText(l.Latency, l.Jitter))
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%.0f\t%d\t%d\t%v\t%d\t%d\t%s\t%s\t%d\t%d\t\n", l.Profile, l.Links, rateText(l.UpRate), l.AchievedUp,
+				rateText(l.DownRate), l.AchievedDn, l.BytesUp, l.BytesDown, l.WaitUp.Round(time.Millisecond), l.Outages, l.Connects, delayText(l.Latency, l.Jitter),
+				dur(l.Held.P99, l.Held.Count), l.HeldLate, l.Shed)
 		}
 		tw.Flush()
 	}
@@ -173,10 +183,12 @@ func rateText(r float64) string {
 	return fmt.Sprintf("%.0f", r)
 }
 
-// summariseLinks adds up the links per profile, in the order they were made. Links are
-// grouped by their whole profile, not its name: two groups that override a profile
-// differently under the same name (wifi*) get a row each, with their own rates.
-func summariseLinks(links []*link.Link, elapsed time.Duration) []LinkSummary {
+// summariseLinks adds up the links per profile, in the order they were made, with what
+// their devices' sends waited for them (held; sched's sends never sent). Links are grouped
+// by their whole profile, not its name: two groups that override a profile differently
+// under the same name (wifi*) get a row each, with their own rates. Rates are over up, the
+// time since the links were first dialled.
+func summariseLinks(links []*link.Link, up time.Duration, held map[link.Profile]*linkHeld, sched backlog) []LinkSummary {
 	var out []LinkSummary
 	row := map[link.Profile]int{}
 	for _, l := range links {
@@ -190,6 +202,9 @@ func summariseLinks(links []*link.Link, elapsed time.Duration) []LinkSummary {
 			row[p] = i
 			out = append(out, LinkSummary{Profile: p.Name, UpRate: p.UpBytesPerSec, DownRate: p.DownBytesPerSec,
 				Latency: p.Latency, Jitter: p.Jitter})
+			if h := held[p]; h != nil {
+				out[i].Held, out[i].HeldLate, out[i].Shed = h.wait.Snapshot(), h.late.Load(), sched.heldBy[h]
+			}
 		}
 		st := l.Stats()
 		r := &out[i]
@@ -202,7 +217,7 @@ func summariseLinks(links []*link.Link, elapsed time.Duration) []LinkSummary {
 	}
 	for i := range out {
 		r := &out[i]
-		perLink := float64(r.Links) * max(elapsed.Seconds(), 1e-9)
+		perLink := float64(r.Links) * max(up.Seconds(), 1e-9)
 		r.AchievedUp, r.AchievedDn = float64(r.BytesUp)/perLink, float64(r.BytesDown)/perLink
 	}
 	return out
