@@ -37,10 +37,12 @@ Examples:
   FLEETSIM_PASSWORD=... fleetsim run scenarios/encyclopedia.yaml \
       --broker ssl://example.hivemq.cloud:8883 --username me
 
-Exit codes: 0 success; 1 the run or a check failed; 2 bad flags, arguments or scenario;
-3 broker unreachable (after retrying for --connect-retry-for); 4 credentials refused;
-5 TLS failed (untrusted certificate, wrong host name, not a TLS port); 99 a threshold
-was crossed (the report says which).
+Exit codes: 0 passed; 1 the run or a check failed (a device stopped with an error); 2 bad
+flags, arguments or scenario; 3 broker unreachable (after retrying for --connect-retry-for);
+4 credentials refused; 5 TLS failed (untrusted certificate, wrong host name, not a TLS port);
+98 the generator, not the broker, was the limit (it fell behind its schedules, shed load or
+starved its own receivers; --allow-generator-limit passes such a run on its thresholds);
+99 a threshold was crossed (the report says which).
 `
 
 // run is the whole program, minus signals and os.Exit.
@@ -92,8 +94,7 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				fs.Usage()
-				return nil, errHelp
+				return nil, errHelp // Parse printed the usage
 			}
 			return nil, usagef("%s: %v (see fleetsim help %s)", fs.Name(), err, fs.Name())
 		}

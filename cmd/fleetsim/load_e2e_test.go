@@ -12,9 +12,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/fleetsim/fleetsim/sim/testbroker"
 )
@@ -52,20 +55,28 @@ devices:
 
 // report is the part of the JSON report the tests read.
 type report struct {
-	Schema      string `json:"schema"`
-	Interrupted bool   `json:"interrupted"`
-	Passed      bool   `json:"passed"`
+	Schema      string  `json:"schema"`
+	Interrupted bool    `json:"interrupted"`
+	Passed      bool    `json:"passed"`
+	Verdict     string  `json:"verdict"`
+	Elapsed     float64 `json:"elapsed_seconds"`
 	Totals      struct {
-		Published int64  `json:"published"`
-		Delivered uint64 `json:"delivered"`
-		Lost      uint64 `json:"lost"`
+		Published  int64   `json:"published"`
+		Delivered  uint64  `json:"delivered"`
+		Lost       uint64  `json:"lost"`
+		Throughput float64 `json:"throughput_per_second"`
+		Window     float64 `json:"throughput_window_seconds"`
 	} `json:"totals"`
 	Latency struct {
 		Count int64   `json:"count"`
 		P99   float64 `json:"p99"`
 	} `json:"latency_seconds"`
 	Publishing struct {
-		Scheduled int64 `json:"scheduled"`
+		Scheduled int64   `json:"scheduled"`
+		Due       uint64  `json:"due"`
+		Sent      uint64  `json:"sent"`
+		Shed      uint64  `json:"shed"`
+		SentRatio float64 `json:"sent_ratio"`
 	} `json:"publishing"`
 	Generator struct {
 		MaxRSSBytes int64 `json:"max_rss_bytes"`
@@ -107,7 +118,7 @@ func TestLoadAgainstMosquittoGatesOnThresholds(t *testing.T) {
 		r := readReport(t, out)
 		// 20 meters at 20/s for 3 s: about 1,200 readings, every one delivered to the
 		// backends' shared subscription exactly once.
-		if r.Schema != "fleetsim.report/v1" || !r.Passed || r.Totals.Lost != 0 || r.Totals.Delivered < 1000 ||
+		if r.Schema != "fleetsim.report/v1" || !r.Passed || r.Verdict != "passed" || r.Totals.Lost != 0 || r.Totals.Delivered < 1000 ||
 			int64(r.Totals.Delivered) != r.Publishing.Scheduled || r.Latency.Count != int64(r.Totals.Delivered) {
 			t.Errorf("report %+v: want every scheduled reading delivered once, timed, nothing lost", r)
 		}
@@ -147,6 +158,156 @@ func TestLoadAgainstMosquittoGatesOnThresholds(t *testing.T) {
 			t.Errorf("exit code %d; want 2 and the unknown metric named", code)
 		}
 	})
+}
+
+// TestOverloadedGeneratorIsNotAPass asks one core for far more QoS 1 sends than it can make
+// against mosquitto: the report counts what the schedules called for, what was sent and
+// what was shed, and the run does not pass (exit 98) unless --allow-generator-limit.
+func TestOverloadedGeneratorIsNotAPass(t *testing.T) {
+	t.Parallel()
+	m := testbroker.StartMosquitto(t, testbroker.Config{})
+	const devices, rate = 4, 20_000.0 // per device: 80,000 a second in all, at QoS 1 one in flight each
+	f := filepath.Join(t.TempDir(), "overload.yaml")
+	doc := fmt.Sprintf(`name: overload
+duration: 2s
+connections: per-device
+devices:
+  - {kind: load, count: %d, qos: 1, max_rate: 100000, params: {payload_bytes: 64, rate: %g}}
+  - {kind: sink, qos: 1, params: {subscribe: ["{prefix}/#"]}}
+`, devices, rate)
+	if err := os.WriteFile(f, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"GOMAXPROCS=1"}
+	out := filepath.Join(t.TempDir(), "report.json")
+	p := start(t, env, "run", f, "--broker", m.URL(), "--metrics-addr", "off", "--quiet", "--report", out)
+	if code := p.wait(t, 60*time.Second); code != 98 {
+		t.Fatalf("exit code %d, want 98 (the generator was the limit)", code)
+	}
+	r := readReport(t, out)
+	pub := r.Publishing
+	// Each device's schedule starts within one period of the run's start and ends at its
+	// stop: due is the rate times the run's length, give or take a period a device and the
+	// few milliseconds the devices take to start.
+	want := devices * rate * r.Elapsed
+	if slack := devices*rate*0.05 + devices; float64(pub.Due) < want-slack || float64(pub.Due) > want+devices {
+		t.Errorf("due %d, want %.0f (rate × %.3fs) within %.0f", pub.Due, want, r.Elapsed, slack)
+	}
+	if pub.Sent+pub.Shed != pub.Due || pub.Shed == 0 || int64(pub.Sent) != pub.Scheduled {
+		t.Errorf("publishing %+v: want sent + shed = due, some shed, and sent = scheduled", pub)
+	}
+	if got := float64(pub.Sent) / float64(pub.Due); got < pub.SentRatio-1e-9 || got > pub.SentRatio+1e-9 {
+		t.Errorf("sent_ratio %v, want %v", pub.SentRatio, got)
+	}
+	if r.Passed || r.Verdict != "generator-limited" {
+		t.Errorf("passed %v, verdict %q: want not passed, generator-limited", r.Passed, r.Verdict)
+	}
+	first := strings.SplitN(strings.TrimLeft(p.stdout.String(), "\n"), "\n", 2)[0]
+	wantFirst := fmt.Sprintf("fleetsim: generator-limited: sent %s of %s scheduled (", thousands(pub.Sent), thousands(pub.Due))
+	if !strings.HasPrefix(first, wantFirst) || !strings.Contains(first, "% shed: the generator could not keep up)") {
+		t.Errorf("the summary's first line is %q; want it to start %q and say what was shed", first, wantFirst)
+	}
+
+	// Opting out: the same run passes on its (no) thresholds, and still says so.
+	out = filepath.Join(t.TempDir(), "report.json")
+	p = start(t, env, "run", f, "--broker", m.URL(), "--metrics-addr", "off", "--quiet", "--report", out, "--allow-generator-limit")
+	if code := p.wait(t, 60*time.Second); code != 0 {
+		t.Fatalf("with --allow-generator-limit: exit code %d, want 0", code)
+	}
+	if r := readReport(t, out); !r.Passed || r.Verdict != "passed" || r.Publishing.Shed == 0 {
+		t.Errorf("with --allow-generator-limit: passed %v, verdict %q, shed %d: want passed, and the shed sends still counted", r.Passed, r.Verdict, r.Publishing.Shed)
+	}
+	if !strings.Contains(p.stdout.String(), "(the generator was the limit, allowed)") {
+		t.Errorf("with --allow-generator-limit the summary does not say the generator was the limit")
+	}
+}
+
+// TestThroughputAgreesWithMosquitto checks the report's throughput against mosquitto's own
+// count of messages it sent ($SYS/broker/publish/messages/sent, every second or two) over
+// the time the load flowed. The run waits 2 s before it sends and then sends for 10 s: a
+// throughput taken over the run's duration, or counting the wait for the last messages,
+// would be a sixth off.
+func TestThroughputAgreesWithMosquitto(t *testing.T) {
+	t.Parallel()
+	m := testbroker.StartMosquitto(t, testbroker.Config{SysInterval: 1})
+	var mu sync.Mutex
+	type sample struct {
+		at   time.Time
+		sent float64
+	}
+	var samples []sample
+	opts := mqtt.NewClientOptions().AddBroker(m.URL()).SetClientID("e2e-sys").
+		SetDefaultPublishHandler(func(_ mqtt.Client, msg mqtt.Message) {
+			v, err := strconv.ParseFloat(string(msg.Payload()), 64)
+			if err == nil {
+				mu.Lock()
+				samples = append(samples, sample{time.Now(), v})
+				mu.Unlock()
+			}
+		})
+	c := mqtt.NewClient(opts)
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer c.Disconnect(100)
+	if tok := c.Subscribe("$SYS/broker/publish/messages/sent", 0, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+
+	f := filepath.Join(t.TempDir(), "steady.yaml")
+	doc := `name: steady
+duration: 12s
+connections: per-device
+devices:
+  - kind: load
+    count: 4
+    qos: 0
+    max_rate: 1000
+    params: {payload_bytes: 64, phases: [{for: 2s, rate: 0}, {for: 10s, rate: 500}]}
+  - {kind: sink, qos: 0, params: {subscribe: ["{prefix}/#"]}}
+`
+	if err := os.WriteFile(f, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "report.json")
+	p := start(t, nil, "run", f, "--broker", m.URL(), "--metrics-addr", "off", "--quiet", "--report", out)
+	if code := p.wait(t, 60*time.Second); code != 0 {
+		t.Fatalf("exit code %d, want 0", code)
+	}
+	r := readReport(t, out)
+
+	// mosquitto's rate: the intervals between its reports in which its count grew, less the
+	// first and the last (partly outside the load), less the one $SYS message an interval
+	// sent to us.
+	mu.Lock()
+	defer mu.Unlock()
+	var steady []sample
+	for i := 1; i < len(samples); i++ {
+		if samples[i].sent-samples[i-1].sent > 10 {
+			steady = append(steady, samples[i-1], samples[i])
+		}
+	}
+	if len(steady) < 6 {
+		t.Fatalf("mosquitto's counts %v: want at least three reports during the load", samples)
+	}
+	first, last := steady[2], steady[len(steady)-3]
+	intervals := float64(len(steady)/2 - 2)
+	broker := (last.sent - first.sent - intervals) / last.at.Sub(first.at).Seconds()
+	if got := r.Totals.Throughput; got < broker*0.98 || got > broker*1.02 {
+		t.Errorf("report throughput %.0f/s over %.3fs; mosquitto sent %.0f/s: want them within 2%%", got, r.Totals.Window, broker)
+	}
+	if r.Totals.Window < 9.8 || r.Totals.Window > 10.5 {
+		t.Errorf("throughput window %.3fs, want the 10 s the load flowed", r.Totals.Window)
+	}
+}
+
+// thousands writes n as the summary does: 900,032.
+func thousands(n uint64) string {
+	s := strconv.FormatUint(n, 10)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 // TestStopWritesACompleteReport stops a run with SIGTERM: it stops sending, lets what is in

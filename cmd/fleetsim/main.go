@@ -77,9 +77,14 @@ func hardContext(ctx context.Context) context.Context {
 	return context.Background()
 }
 
-// exitThresholds is the exit code of a run that crossed a threshold: 99, as k6 uses, so a
-// CI job can tell "the broker missed its targets" from "fleetsim could not run".
-const exitThresholds = 99
+// Exit codes of runs that ended but did not pass. exitThresholds, for a run that crossed a
+// threshold, is 99 as k6 uses, so a CI job can tell "the broker missed its targets" from
+// "fleetsim could not run". exitGeneratorLimit, beside it, is a run whose generator was the
+// limit: it did not measure the broker, whatever its thresholds say.
+const (
+	exitThresholds     = 99
+	exitGeneratorLimit = 98
+)
 
 // usageError is a mistake in how fleetsim was called: bad flags, a bad argument, an
 // invalid scenario. It exits with code 2.
@@ -108,6 +113,8 @@ func exitCode(err error, stderr io.Writer) int {
 		return 5
 	case errors.Is(err, runner.ErrThresholds):
 		return exitThresholds
+	case errors.Is(err, runner.ErrGeneratorLimit):
+		return exitGeneratorLimit
 	}
 	return 1
 }

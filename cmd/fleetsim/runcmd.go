@@ -36,8 +36,8 @@ import (
 // runFlags are the flags of `fleetsim run`.
 type runFlags struct {
 	broker, listen, wsListen, metricsAddr string
-	duration, day, connectTimeout         time.Duration
-	connectRetryFor                       time.Duration
+	duration, day                         optionalDuration
+	connectTimeout, connectRetryFor       time.Duration
 	seed                                  optionalUint
 	username, passwordFile                string
 	brokerUsers                           string
@@ -48,6 +48,7 @@ type runFlags struct {
 	reconnectBase, reconnectCap           time.Duration
 	report                                string
 	thresholds                            stringList
+	allowGeneratorLimit                   bool
 }
 
 // stringList is a repeatable string flag.
@@ -55,6 +56,32 @@ type stringList []string
 
 func (l *stringList) String() string     { return strings.Join(*l, " ") }
 func (l *stringList) Set(s string) error { *l = append(*l, s); return nil }
+
+// optionalDuration is a duration flag that knows whether it was set, so that its help
+// shows no default when the scenario gives it.
+type optionalDuration struct {
+	set bool
+	v   time.Duration
+}
+
+func (o *optionalDuration) String() string {
+	if !o.set {
+		return ""
+	}
+	return o.v.String()
+}
+
+func (o *optionalDuration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("want a duration such as 90s or 5m")
+	}
+	if v < 0 {
+		return errors.New("must not be negative")
+	}
+	o.set, o.v = true, v
+	return nil
+}
 
 // optionalUint is a uint64 flag that knows whether it was set.
 type optionalUint struct {
@@ -107,8 +134,8 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, string, error) {
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:1883", "address of the embedded broker's MQTT listener")
 	fs.StringVar(&f.wsListen, "ws-listen", "", "address of the embedded broker's MQTT-over-WebSocket listener (off when empty)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "127.0.0.1:9464", "address to serve /metrics on; \"off\" to disable")
-	fs.DurationVar(&f.duration, "duration", -1, "how long to run, overriding the scenario's duration (0 = until Ctrl-C)")
-	fs.DurationVar(&f.day, "day", -1, "wall time of one simulated day, overriding the scenario's day")
+	fs.Var(&f.duration, "duration", "how long to run (a `duration` such as 90s or 5m), overriding the scenario's duration (0 = until Ctrl-C)")
+	fs.Var(&f.day, "day", "wall time (a `duration`) of one simulated day, overriding the scenario's day")
 	fs.Var(&f.seed, "seed", "seed for every random choice, overriding the scenario's seed")
 	fs.DurationVar(&f.connectTimeout, "connect-timeout", 10*time.Second, "how long one connection attempt may take")
 	fs.DurationVar(&f.connectRetryFor, "connect-retry-for", 15*time.Second, "how long to keep retrying, with backoff, a broker that cannot be reached at the start (0: try once)")
@@ -127,6 +154,7 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, string, error) {
 	fs.BoolVar(&f.verbose, "verbose", false, "also show rejected payloads and other detail on stderr")
 	fs.StringVar(&f.report, "report", "", "write the end-of-run report as JSON to this file (\"-\" for stdout); see README, \"The JSON report\"")
 	fs.Var(&f.thresholds, "threshold", "a pass/fail condition on the result, e.g. 'latency_p99<50ms' or 'loss==0' (repeatable; added to the scenario's thresholds); exit code 99 when one fails")
+	fs.BoolVar(&f.allowGeneratorLimit, "allow-generator-limit", false, "pass a run whose generator, not the broker, was the limit (it fell behind its schedules, shed load or starved its own receivers) on its thresholds alone, instead of exit code 98; the report still says so")
 	fs.DurationVar(&f.grace, "grace", runner.DefaultGrace, "when the run stops, how long to wait for publishes in flight and messages on their way before counting what is missing as lost")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
@@ -135,11 +163,8 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, string, error) {
 	if len(pos) != 1 {
 		return nil, "", usagef("run: want exactly one scenario file, got %d (see fleetsim help run)", len(pos))
 	}
-	if f.duration < -1 || f.day < -1 {
-		return nil, "", usagef("run: --duration and --day must not be negative")
-	}
-	if f.day >= 0 && f.day < time.Second && f.day != 0 {
-		return nil, "", usagef("run: --day %v is too short (at least 1s)", f.day)
+	if f.day.set && f.day.v < time.Second && f.day.v != 0 {
+		return nil, "", usagef("run: --day %v is too short (at least 1s)", f.day.v)
 	}
 	if f.progress < 0 {
 		return nil, "", usagef("run: --progress must not be negative")
@@ -243,7 +268,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		thresholds = append(thresholds, th)
 	}
 	cfg := runner.Config{Scenario: s, Kinds: devices.Kinds(), Conn: connOpts, Metrics: m, Console: stdout,
-		Grace: f.grace, Hard: hardContext(ctx), Thresholds: thresholds}
+		Grace: f.grace, Hard: hardContext(ctx), Thresholds: thresholds, AllowGeneratorLimit: f.allowGeneratorLimit}
 	if f.quiet {
 		cfg.Console = nil
 		if f.progress == 0 {
@@ -374,11 +399,11 @@ func applyOverrides(s *scenario.Scenario, f *runFlags) {
 	if f.broker != "" {
 		s.Broker = f.broker
 	}
-	if f.duration >= 0 {
-		s.Duration = f.duration
+	if f.duration.set {
+		s.Duration = f.duration.v
 	}
-	if f.day >= 0 {
-		s.Day = f.day
+	if f.day.set {
+		s.Day = f.day.v
 	}
 	if f.seed.set {
 		s.Seed = f.seed.v
@@ -504,4 +529,7 @@ func serveMetrics(addr string, reg *prometheus.Registry) (stop func(), bound str
 	}, ln.Addr().String(), nil
 }
 
-var _ flag.Value = (*optionalUint)(nil)
+var (
+	_ flag.Value = (*optionalUint)(nil)
+	_ flag.Value = (*optionalDuration)(nil)
+)

@@ -114,6 +114,9 @@ type Config struct {
 	// StartMosquitto makes to see the listener is up) lower its count twice, so the cap
 	// admits one client more than set.
 	MaxConnections int
+	// SysInterval is how often, in seconds, mosquitto publishes its $SYS counters
+	// (sys_interval; 0: mosquitto's default, 10).
+	SysInterval int
 }
 
 // Mosquitto is a running mosquitto process.
@@ -343,6 +346,9 @@ func (m *Mosquitto) config(cfg Config, passwd, dir string) string {
 	line("max_queued_messages %d", queued)
 	if cfg.MaxInflightMessages > 0 {
 		line("max_inflight_messages %d", cfg.MaxInflightMessages)
+	}
+	if cfg.SysInterval > 0 {
+		line("sys_interval %d", cfg.SysInterval)
 	}
 	if passwd != "" {
 		line("allow_anonymous false")
