@@ -387,3 +387,55 @@ func TestStuckBrokerKeepsMetricsAndCtrlC(t *testing.T) {
 		t.Errorf("Ctrl-C took %v to stop the run", took)
 	}
 }
+
+// TestShippedScenariosGetTheVerdictTheyDeserve runs every scenario in scenarios/, cut to a
+// few seconds on the embedded broker, and checks its verdict. The small ones must pass:
+// constrained.yaml's devices wait seconds for their NB-IoT and satellite links, which is
+// the scenario's point, not the generator's failing. The load scenarios pass too, unless
+// the generator really fell behind (this test shares two cores with the rest of the suite):
+// then the report must show it, and the exit code must agree with the verdict.
+func TestShippedScenariosGetTheVerdictTheyDeserve(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob("../../scenarios/*.yaml")
+	if err != nil || len(files) < 8 {
+		t.Fatalf("scenarios: %v, %d files", err, len(files))
+	}
+	small := map[string]bool{"smart-home": true, "constrained": true, "temperature": true, "encyclopedia": true}
+	codes := map[string]int{"passed": 0, "generator-limited": 98, "thresholds-crossed": 99}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".yaml")
+		t.Run(name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "report.json")
+			p := start(t, nil, "run", "scenarios/"+filepath.Base(f), "--duration", "3s", "--quiet", "--metrics-addr", "off",
+				"--listen", "127.0.0.1:0", "--report", out)
+			code := p.wait(t, 90*time.Second)
+			var r struct {
+				Verdict    string   `json:"verdict"`
+				Reasons    []string `json:"verdict_reasons"`
+				Publishing struct {
+					GeneratorLate int64 `json:"generator_late"`
+					Behind        int64 `json:"shed_behind"`
+				} `json:"publishing"`
+				Generator struct {
+					Utilisation float64 `json:"utilisation"`
+				} `json:"generator"`
+			}
+			b, err := os.ReadFile(out)
+			if err != nil || json.Unmarshal(b, &r) != nil {
+				t.Fatalf("exit code %d, no report: %v", code, err)
+			}
+			if want, ok := codes[r.Verdict]; !ok || code != want {
+				t.Fatalf("exit code %d, verdict %q %v: want them to agree", code, r.Verdict, r.Reasons)
+			}
+			switch {
+			case r.Verdict == "passed":
+			case small[name]:
+				t.Errorf("verdict %q %v, want passed", r.Verdict, r.Reasons)
+			case r.Verdict != "generator-limited" || r.Publishing.GeneratorLate < 10 && r.Publishing.Behind < 10 && r.Generator.Utilisation < 0.9:
+				t.Errorf("verdict %q %v: want passed, or generator-limited with the late sends, shed sends or CPU to show for it", r.Verdict, r.Reasons)
+			default:
+				t.Logf("generator-limited on a busy machine: %v", r.Reasons)
+			}
+		})
+	}
+}
