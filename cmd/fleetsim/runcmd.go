@@ -220,6 +220,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	}
 	reg, m := newRegistry(s.Name)
 	var users map[string]broker.User
+	var brokerDropped func() int64 // the embedded broker's drops, nil with an external broker
 	if f.brokerUsers != "" {
 		if s.Broker != scenario.Embedded {
 			return usagef("run: --broker-users is for the embedded broker, but the broker is %s", s.Broker)
@@ -235,6 +236,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		}
 		defer b.Close()
 		metrics.RegisterBroker(reg, b.Stats)
+		brokerDropped = func() int64 { st := b.Stats(); return st.MessagesDropped + st.InflightDropped }
 		connOpts.Broker = b.URL()
 		if user, password := b.InternalCredentials(); user != "" {
 			connOpts.Username, connOpts.Password = user, password
@@ -268,7 +270,8 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		thresholds = append(thresholds, th)
 	}
 	cfg := runner.Config{Scenario: s, Kinds: devices.Kinds(), Conn: connOpts, Metrics: m, Console: stdout,
-		Grace: f.grace, Hard: hardContext(ctx), Thresholds: thresholds, AllowGeneratorLimit: f.allowGeneratorLimit}
+		Grace: f.grace, Hard: hardContext(ctx), Thresholds: thresholds, AllowGeneratorLimit: f.allowGeneratorLimit,
+		BrokerDropped: brokerDropped}
 	if f.quiet {
 		cfg.Console = nil
 		if f.progress == 0 {

@@ -68,6 +68,7 @@ type Generator struct {
 	GCPause        time.Duration
 	MaxInFlight    int64 // most publishes in flight at once (sampled every 100 ms)
 	InboxDropped   int64 // messages fleetsim's own devices could not take in time
+	BrokerDropped  int64 // messages the embedded broker (inside fleetsim) dropped for slow subscribers
 	Bottleneck     bool
 	BottleneckWhy  []string
 	MaxRSS         int64 // the process's peak resident set size, bytes; 0 where unknown
@@ -198,6 +199,9 @@ func (g *Generator) finish(elapsed time.Duration, m *Measured, brokerTrouble boo
 	}
 	if g.InboxDropped > 0 {
 		why("fleetsim's devices dropped %d received messages they could not take in time: that loss is on the generator's side of the wire", g.InboxDropped)
+	}
+	if g.BrokerDropped > 0 {
+		why("the embedded broker, inside fleetsim, dropped %d messages for subscribers that did not take them in time: that loss is on the generator's side of the wire", g.BrokerDropped)
 	}
 	g.Bottleneck = len(g.BottleneckWhy) > 0
 }
@@ -507,6 +511,7 @@ type jsonGenerator struct {
 	GCCycles           uint32   `json:"gc_cycles"`
 	GCPauseSeconds     float64  `json:"gc_pause_seconds"`
 	MaxInFlight        int64    `json:"max_in_flight"`
+	BrokerDropped      int64    `json:"embedded_broker_dropped"`
 	Bottleneck         bool     `json:"bottleneck"`
 	Reasons            []string `json:"reasons"`
 	MaxRSSBytes        int64    `json:"max_rss_bytes"`
@@ -577,7 +582,7 @@ func (s *Summary) report() jsonReport {
 			GeneratorLate: m.GeneratorLate, GeneratorLag: latencyJSON(m.GeneratorLag),
 			Due: m.Due, Sent: m.Sent, Shed: m.Shed, Behind: m.Behind, HeldBack: m.HeldBack, Waiting: m.Waiting, SentRatio: s.Values()[measure.MetricSentRatio]},
 		Generator: jsonGenerator{CPUSeconds: m.Generator.CPU.Seconds(), Cores: m.Generator.Cores, Utilisation: m.Generator.Utilisation,
-			GCCycles: m.Generator.GCCycles, GCPauseSeconds: m.Generator.GCPause.Seconds(), MaxInFlight: m.Generator.MaxInFlight,
+			GCCycles: m.Generator.GCCycles, GCPauseSeconds: m.Generator.GCPause.Seconds(), MaxInFlight: m.Generator.MaxInFlight, BrokerDropped: m.Generator.BrokerDropped,
 			Bottleneck: m.Generator.Bottleneck, Reasons: nonNil(m.Generator.BottleneckWhy),
 			MaxRSSBytes: m.Generator.MaxRSS, GOMAXPROCS: m.Generator.GOMAXPROCS, GOGC: m.Generator.GOGC, MemoryLimitBytes: m.Generator.MemoryLimit,
 			StartingStackBytes: m.Generator.StartingStack},

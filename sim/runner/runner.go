@@ -53,6 +53,11 @@ type Config struct {
 	// Thresholds are checked at the end (Summary.Thresholds); a crossed one makes Run
 	// return ErrThresholds.
 	Thresholds []measure.Threshold
+	// BrokerDropped, if set, reads how many messages the embedded broker has dropped so far
+	// for subscribers that did not take them in time. The embedded broker runs inside
+	// fleetsim, and its subscribers are mostly fleetsim's own receivers: what it drops is
+	// lost on the generator's side of the wire.
+	BrokerDropped func() int64
 	// AllowGeneratorLimit lets a run whose generator was the limit (it fell behind its
 	// schedules, shed load or starved its own receivers) pass on its thresholds alone.
 	// Without it such a run's verdict is GeneratorLimited and Run returns
@@ -117,6 +122,10 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	defer alarms.Close(nil)
 	eng := &engine{meas: newMeasurement(), console: con, flight: flight, workers: newWorkers(), alarm: alarms}
 	gen := startGenerator()
+	var dropped0 int64
+	if cfg.BrokerDropped != nil {
+		dropped0 = cfg.BrokerDropped()
+	}
 	devices, err := build(cfg, clock, eng)
 	if err != nil {
 		return nil, err
@@ -186,6 +195,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	sum := summarise(s, cfg.Conn.Broker, started, devices)
 	sum.Elapsed = stopped.Sub(started)
 	sched := scheduleAt(devices, stopped, true)
+	if cfg.BrokerDropped != nil {
+		gen.BrokerDropped = cfg.BrokerDropped() - dropped0
+	}
 	sum.Connections = watch.summary(stopped)
 	troubled := sum.Connections.Lost > 0 || slices.ContainsFunc(sum.Kinds, func(k KindSummary) bool { return k.Failed > 0 })
 	sum.Measured = summariseMeasurement(eng.meas, gen, sum.Elapsed, devices, sched, troubled)
