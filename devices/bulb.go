@@ -8,13 +8,16 @@ import (
 
 func bulbKind() sim.Kind {
 	return sim.NewKind("light bulb: on while someone is home, off when every phone is away",
-		noParams, func(cfg sim.DeviceConfig, _ NoParams) (sim.Device, error) { return &bulb{cfg}, nil })
+		noParams, func(cfg sim.DeviceConfig, _ NoParams) (sim.Device, error) { return &bulb{cfg: cfg}, nil })
 }
 
-type bulb struct{ cfg sim.DeviceConfig }
+type bulb struct {
+	cfg      sim.DeviceConfig
+	schedule // its telemetry, one a period
+}
 
 func (d *bulb) Run(ctx context.Context, io sim.IO) error {
-	return runPresenceSwitch(ctx, io, d.cfg, "on", false, onOff, func(o *out, on bool) {
+	return runPresenceSwitch(ctx, io, d.cfg, &d.schedule, "on", false, onOff, func(bool) bool { return true }, func(o *out, on bool) {
 		o.publish(ctx, d.cfg.Topic+"/telemetry", false, map[string]any{"power_w": bulbWatts(on)})
 	})
 }

@@ -23,16 +23,17 @@ func buildCamera(cfg sim.DeviceConfig, p CameraParams) (sim.Device, error) {
 	if p.SnapshotBytes < 0 || p.SnapshotBytes > 1<<20 {
 		return nil, &sim.ParamError{Field: "snapshot_bytes", Err: fmt.Errorf("%d is outside 0..1048576", p.SnapshotBytes)}
 	}
-	return &camera{cfg, p.SnapshotBytes}, nil
+	return &camera{cfg: cfg, bytes: p.SnapshotBytes}, nil
 }
 
 type camera struct {
-	cfg   sim.DeviceConfig
-	bytes int
+	cfg      sim.DeviceConfig
+	bytes    int
+	schedule // its snapshots, one a period while armed
 }
 
 func (d *camera) Run(ctx context.Context, io sim.IO) error {
-	return runPresenceSwitch(ctx, io, d.cfg, "armed", true, armedOff, func(o *out, armed bool) {
+	return runPresenceSwitch(ctx, io, d.cfg, &d.schedule, "armed", true, armedOff, func(armed bool) bool { return armed }, func(o *out, armed bool) {
 		if armed {
 			d.snapshot(ctx, o)
 		}

@@ -48,6 +48,7 @@ type heater struct {
 	cfg                                         sim.DeviceConfig
 	p                                           HeaterParams
 	positions, temps, homeSetpoint, ownSetpoint string // subscriptions
+	schedule                                           // its telemetry, one a period
 }
 
 // thermostat is the heater's view of the home. Unknown temperatures are NaN, and every
@@ -90,13 +91,14 @@ func (d *heater) Run(ctx context.Context, io sim.IO) error {
 	}
 	t := &thermostat{HeaterParams: d.p, phones: presence{}, indoor: math.NaN(), outdoor: math.NaN()}
 	o.state(ctx, "off", atStart, t.fields())
-	telemetry, stop := every(d.cfg.Period)
+	telemetry, stop := d.every(d.cfg.Period, true, 0)
 	defer stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case due := <-telemetry:
+			d.took(due, true)
 			o.due = due
 			o.publish(ctx, d.cfg.Topic+"/telemetry", false, map[string]any{"power_w": t.watts()})
 		case m, ok := <-io.Inbox():

@@ -95,15 +95,6 @@ func subscribe(ctx context.Context, io sim.IO, qos byte, filters ...string) erro
 	return nil
 }
 
-// every returns a channel ticking every d, or a nil channel (never ready) when d is 0.
-func every(d time.Duration) (<-chan time.Time, func()) {
-	if d <= 0 {
-		return nil, func() {}
-	}
-	t := time.NewTicker(d)
-	return t.C, t.Stop
-}
-
 // maxPayload bounds what a device tries to parse; real control payloads are tiny.
 const maxPayload = 64 << 10
 
@@ -221,9 +212,9 @@ func (s *presenceSwitch) apply(m sim.Message) (changed bool, c cause, err error)
 
 // runPresenceSwitch runs a device that is a presenceSwitch (the bulb, the camera): it
 // subscribes to the home's phone positions and its own /set topic, publishes its state as
-// word(on) on every change, and calls tick every period.
-func runPresenceSwitch(ctx context.Context, io sim.IO, cfg sim.DeviceConfig, field string, whenEmpty bool,
-	word func(on bool) string, tick func(o *out, on bool)) error {
+// word(on) on every change, and calls tick every period of sched, which sends when sends(on).
+func runPresenceSwitch(ctx context.Context, io sim.IO, cfg sim.DeviceConfig, sched *schedule, field string, whenEmpty bool,
+	word func(on bool) string, sends func(on bool) bool, tick func(o *out, on bool)) error {
 	o := newOut(cfg, io)
 	set := cfg.Topic + "/set"
 	if err := subscribe(ctx, io, cfg.QoS, cfg.Prefix+"/phone/+/position", set); err != nil {
@@ -231,15 +222,17 @@ func runPresenceSwitch(ctx context.Context, io sim.IO, cfg sim.DeviceConfig, fie
 	}
 	sw := newPresenceSwitch(set, field, whenEmpty)
 	o.state(ctx, word(false), atStart, nil)
-	ticks, stop := every(cfg.Period)
+	ticks, stop := sched.every(cfg.Period, sends(false), 0)
 	defer stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case due := <-ticks:
+			sched.took(due, sends(sw.on))
 			o.due = due
 			tick(o, sw.on)
+			o.due = time.Time{} // a tick that sent nothing leaves no due time for the next publish
 		case m, ok := <-io.Inbox():
 			if !ok {
 				return nil

@@ -32,6 +32,7 @@ type phone struct {
 	cfg         sim.DeviceConfig
 	leave, back time.Duration
 	setpoints   []setpoint
+	schedule    // its position reports, one a period
 }
 
 type setpoint struct {
@@ -94,7 +95,7 @@ func (d *phone) Run(ctx context.Context, io sim.IO) error {
 
 	minute := time.NewTicker(max(d.cfg.Clock.WallFor(time.Minute), 5*time.Millisecond))
 	defer minute.Stop()
-	report, stop := every(d.cfg.Period)
+	report, stop := d.every(d.cfg.Period, true, 0)
 	defer stop()
 	indoor, outdoor := math.NaN(), math.NaN() // NaN until a sensor reports
 	var told time.Time                        // when the human was last told the temperatures
@@ -103,6 +104,7 @@ func (d *phone) Run(ctx context.Context, io sim.IO) error {
 		case <-ctx.Done():
 			return nil
 		case due := <-report:
+			d.took(due, true)
 			o.due = due
 			d.position(ctx, o, away)
 		case <-minute.C:

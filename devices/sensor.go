@@ -36,12 +36,13 @@ func buildSensor(cfg sim.DeviceConfig, p SensorParams) (sim.Device, error) {
 	case !(p.Spread >= 0 && p.Spread <= 100):
 		return nil, &sim.ParamError{Field: "spread", Err: fmt.Errorf("%g is outside 0..100", p.Spread)}
 	}
-	return &sensor{cfg, p}, nil
+	return &sensor{cfg: cfg, p: p}, nil
 }
 
 type sensor struct {
-	cfg sim.DeviceConfig
-	p   SensorParams
+	cfg      sim.DeviceConfig
+	p        SensorParams
+	schedule // a reading at once, then one a period
 }
 
 func (d *sensor) Run(ctx context.Context, io sim.IO) error {
@@ -72,8 +73,8 @@ func (d *sensor) Run(ctx context.Context, io sim.IO) error {
 	// A sensor's only state is that it reads; it publishes readings, not a state topic,
 	// so the seed's plain TEMPERATURE example carries nothing else.
 	io.SetState("reading")
+	readings, stop := d.every(d.cfg.Period, true, 1)
 	publish(time.Now())
-	readings, stop := every(d.cfg.Period)
 	defer stop()
 	for {
 		select {

@@ -33,12 +33,13 @@ func buildVacuum(cfg sim.DeviceConfig, p VacuumParams) (sim.Device, error) {
 	if err != nil {
 		return nil, &sim.ParamError{Field: "clean_for", Err: err}
 	}
-	return &vacuum{cfg, d}, nil
+	return &vacuum{cfg: cfg, cleanFor: d}, nil
 }
 
 type vacuum struct {
 	cfg      sim.DeviceConfig
 	cleanFor time.Duration // simulated
+	schedule               // its status reports, one a period
 }
 
 func (d *vacuum) Run(ctx context.Context, io sim.IO) error {
@@ -73,13 +74,14 @@ func (d *vacuum) Run(ctx context.Context, io sim.IO) error {
 		}
 	}
 	o.state(ctx, state, atStart, nil)
-	status, stop := every(d.cfg.Period)
+	status, stop := d.every(d.cfg.Period, true, 0)
 	defer stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case due := <-status:
+			d.took(due, true)
 			settle()
 			o.due = due
 			o.publish(ctx, d.cfg.Topic+"/status", false, map[string]any{

@@ -88,6 +88,7 @@ func newPort(eng *engine, km *kindMeasure, home int, id string, limit *rate.Limi
 // device's goroutine and the connection's delivery goroutine, hence atomics.
 type deviceStats struct {
 	out, outBytes, in, inBytes, rejected, dropped, failed atomic.Int64
+	scheduled                                             atomic.Int64 // sends made on its schedule (PublishAt)
 
 	mu     sync.Mutex
 	states []string // every state the device entered, in order
@@ -310,6 +311,7 @@ func (p *port) recordLag(due time.Time, prevDone int64, start time.Time) {
 	if lc, ok := p.conn.(*linkedConn); ok {
 		lc.held.record(held)
 	}
+	p.stats.scheduled.Add(1)
 	k := p.km
 	k.lag.Record(lag)
 	k.genLag.Record(gen)

@@ -75,11 +75,9 @@ func (b *backlog) whyNotSent(d *port, n uint64, t time.Time) {
 	b.waiting += n
 }
 
-// sentScheduled is how many sends the device made (published or failed). A device that
-// keeps a schedule sends only on it (PublishAt), so these are its scheduled sends.
-func (p *port) sentScheduled() uint64 {
-	return uint64(p.stats.out.Load() + p.stats.failed.Load())
-}
+// sentScheduled is how many sends the device made on its schedule (PublishAt with a due
+// time), published or failed.
+func (p *port) sentScheduled() uint64 { return uint64(p.stats.scheduled.Load()) }
 
 // registerSchedules reports, at every scrape, what the schedules of each kind's devices
 // called for and what was sent (metrics.Schedules).
