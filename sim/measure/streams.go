@@ -66,6 +66,20 @@ func (t Totals) LossRatio() float64 {
 	return 0
 }
 
+// Add adds o's counts to t: the totals of several trackers, such as one per receiving kind.
+func (t *Totals) Add(o Totals) {
+	t.Streams += o.Streams
+	t.Delivered += o.Delivered
+	t.OutOfOrder += o.OutOfOrder
+	t.Duplicates += o.Duplicates
+	t.Gaps += o.Gaps
+	t.Missing += o.Missing
+	t.Lost += o.Lost
+	t.TooLate += o.TooLate
+	t.Restarts += o.Restarts
+	t.Invalid += o.Invalid
+}
+
 func (t *Totals) add(s *stream) {
 	t.Streams++
 	t.Delivered += s.delivered

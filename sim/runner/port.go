@@ -236,32 +236,15 @@ func (p *port) send(r *pubReq) error {
 		}
 		start = time.Now()
 	}
-	topic, payload, qos := r.topic, r.payload, r.qos
 	sent := start
 	if !r.due.IsZero() {
 		sent = r.due
 		p.recordLag(r.due, r.prevDone, start)
 	}
-	out := payload
-	var st *outStream
-	var buf *[]byte // the stamped payload's box in stampBufs
-	if measurable(payload) {
-		st = p.stream(topic)
-	}
-	if st != nil {
-		p.eng.meas.window.sent(sent.UnixNano())
-		seq := st.last.Load() + 1
-		buf = stampBufs.Get().(*[]byte)
-		out = stamp(*buf, payload, measure.Header{ID: st.id, Seq: seq, Sent: sent.UnixNano()})
-		*buf = nil
-		st.last.Store(seq)
-	} else {
-		p.km.unmeasuredOut.Add(1)
-		p.km.metrics.UnmeasuredOut.Inc()
-	}
+	out, st, buf := p.stamped(r.topic, r.payload, sent)
 	p.eng.inFlight.Add(1)
 	sendAt := time.Now()
-	err := p.conn.Publish(p.eng.flight, topic, out, qos, r.retained)
+	err := p.conn.Publish(p.eng.flight, r.topic, out, r.qos, r.retained)
 	p.eng.inFlight.Add(-1)
 	if err != nil {
 		if buf != nil {
@@ -273,11 +256,11 @@ func (p *port) send(r *pubReq) error {
 			st.last.Add(^uint64(0))
 		}
 		p.stats.failed.Add(1)
-		p.km.metrics.PublishFailures[qos].Inc()
-		return fmt.Errorf("publish %s: %w", topic, err)
+		p.km.metrics.PublishFailures[r.qos].Inc()
+		return fmt.Errorf("publish %s: %w", r.topic, err)
 	}
 	if buf != nil {
-		if qos == 0 && cap(out) <= maxSpare {
+		if r.qos == 0 && cap(out) <= maxSpare {
 			// Written, so paho holds it no more. Not at QoS 1 and 2: with a persistent
 			// session paho completes a resent publish's token when it writes it again, and
 			// keeps the payload in its store until the acknowledgement (seen as a race
@@ -286,17 +269,41 @@ func (p *port) send(r *pubReq) error {
 		}
 		stampBufs.Put(buf)
 	}
-	if qos > 0 {
-		d := time.Since(sendAt)
-		p.km.ack[qos].Record(d)
-		p.km.metrics.PublishAck[qos].Observe(d.Seconds())
+	p.published(r.qos, len(r.payload), time.Since(sendAt))
+	return nil
+}
+
+// stamped returns the payload to send for a publish on topic intended at sent: a copy
+// with the measurement header of the device's stream on topic (st), in a buffer from
+// stampBufs (buf), or, when it cannot be measured, the payload itself.
+func (p *port) stamped(topic string, payload []byte, sent time.Time) (out []byte, st *outStream, buf *[]byte) {
+	if measurable(payload) {
+		st = p.stream(topic)
 	}
-	n := int64(len(payload))
+	if st == nil {
+		p.km.unmeasuredOut.Add(1)
+		p.km.metrics.UnmeasuredOut.Inc()
+		return payload, nil, nil
+	}
+	p.eng.meas.window.sent(sent.UnixNano())
+	seq := st.last.Load() + 1
+	buf = stampBufs.Get().(*[]byte)
+	out = stamp(*buf, payload, measure.Header{ID: st.id, Seq: seq, Sent: sent.UnixNano()})
+	*buf = nil
+	st.last.Store(seq)
+	return out, st, buf
+}
+
+// published counts a publish of n payload bytes that completed, ack after it was sent.
+func (p *port) published(qos byte, n int, ack time.Duration) {
+	if qos > 0 {
+		p.km.ack[qos].Record(ack)
+		p.km.metrics.PublishAck[qos].Observe(ack.Seconds())
+	}
 	p.stats.out.Add(1)
-	p.stats.outBytes.Add(n)
+	p.stats.outBytes.Add(int64(n))
 	p.km.metrics.Published[qos].Inc()
 	p.km.metrics.PublishedBytes[qos].Add(float64(n))
-	return nil
 }
 
 // recordLag accounts for a scheduled send that was due at due and left at start. Its lag has

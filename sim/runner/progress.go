@@ -3,7 +3,7 @@ package runner
 import (
 	"context"
 	"fmt"
-	"runtime/metrics"
+	rtmetrics "runtime/metrics"
 	"time"
 
 	"github.com/fleetsim/fleetsim/sim/measure"
@@ -55,10 +55,10 @@ func reportProgress(ctx context.Context, cfg Config, started time.Time, devices 
 // processNow reads the process's heap in use and goroutine count without stopping the
 // world (runtime/metrics), so a long soak can watch them for growth.
 func processNow() (heap uint64, goroutines uint64) {
-	samples := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/sched/goroutines:goroutines"}}
-	metrics.Read(samples)
+	samples := []rtmetrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/sched/goroutines:goroutines"}}
+	rtmetrics.Read(samples)
 	for i, s := range samples {
-		if s.Value.Kind() != metrics.KindUint64 {
+		if s.Value.Kind() != rtmetrics.KindUint64 {
 			continue
 		}
 		if i == 0 {
@@ -99,7 +99,7 @@ func (m *measurement) sofar() (measure.Percentiles, measure.Totals) {
 	for _, k := range kinds {
 		for q := range 3 {
 			recs = append(recs, k.latency[q])
-			tot = addTotals(tot, k.tracker[q].Snapshot())
+			tot.Add(k.tracker[q].Snapshot())
 		}
 	}
 	return measure.Combined(recs...), tot

@@ -14,7 +14,6 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"net"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -23,7 +22,6 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/fleetsim/fleetsim/sim"
-	"github.com/fleetsim/fleetsim/sim/alarm"
 	"github.com/fleetsim/fleetsim/sim/link"
 	"github.com/fleetsim/fleetsim/sim/measure"
 	"github.com/fleetsim/fleetsim/sim/metrics"
@@ -85,128 +83,6 @@ const startBatch = 256
 // maxDialers bounds concurrent connection attempts, so a large per-device fleet does not
 // open thousands of sockets at the same instant.
 const maxDialers = 64
-
-// Run runs the scenario until its duration passes or ctx is cancelled and returns what
-// happened. A run cut short by ctx is not an error: the summary says it was interrupted.
-// Devices that fail are reported in the summary and make Run return an error at the end;
-// the other devices keep running.
-func Run(ctx context.Context, cfg Config) (*Summary, error) {
-	s := cfg.Scenario
-	links := makeLinks(s, cfg.Metrics)
-	defer closeLinks(links) // after the connections over them
-	watch := newConnWatch(s.ConnectionCount())
-	dialed := time.Now()
-	conns, err := dialAll(ctx, cfg, s.ConnectionCount(), links, watch)
-	if err != nil {
-		return nil, err
-	}
-	defer closeAll(conns)
-	held := map[link.Profile]*linkHeld{}
-	ports := shapedConns(conns, links, held)
-	// The simulated day starts once every connection is up, however long that took.
-	started := time.Now()
-	clock := sim.Clock{WallStart: started, Start: s.Start, Day: s.Day}
-	con := &console{w: cfg.Console, debug: cfg.Debug}
-	// Publishes in flight get the grace period to finish after the devices are told to
-	// stop (k6's two contexts: stop new work, then cut work in flight).
-	hard := cfg.Hard
-	if hard == nil {
-		hard = context.Background()
-	}
-	flight, cutFlight := context.WithCancel(hard)
-	defer cutFlight()
-	alarms, err := alarm.New(s.DeviceCount())
-	if err != nil {
-		return nil, err
-	}
-	defer alarms.Close(nil)
-	eng := &engine{meas: newMeasurement(), console: con, flight: flight, workers: newWorkers(), alarm: alarms}
-	gen := startGenerator()
-	var dropped0 int64
-	if cfg.BrokerDropped != nil {
-		dropped0 = cfg.BrokerDropped()
-	}
-	devices, err := build(cfg, clock, eng)
-	if err != nil {
-		return nil, err
-	}
-	for i, d := range devices {
-		d.conn = ports[connIndex(s, i, d.home)]
-	}
-	registerSchedules(cfg.Metrics, devices)
-
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	if s.Duration > 0 {
-		runCtx, stop = context.WithTimeout(runCtx, s.Duration)
-		defer stop()
-	}
-	eng.devCtx = runCtx
-	gen.StartingStack = startingStack()
-	var wg sync.WaitGroup
-	failures := &failures{con: con}
-	for i, d := range devices {
-		cfg.Metrics.Devices.WithLabelValues(d.km.kind).Inc()
-		wg.Add(1)
-		go failures.run(runCtx, d, &wg, cfg.Metrics)
-		if i%startBatch == startBatch-1 {
-			// Let the devices started so far run up to their first wait before starting
-			// more: a million runnable goroutines at once would queue the ones the alarm
-			// wakes behind them, for seconds.
-			runtime.Gosched()
-		}
-	}
-	// The run ends when its time is up, when it is interrupted, or when no device is
-	// left running (all stopped with errors, or finished their work).
-	allDone := make(chan struct{})
-	go func() { wg.Wait(); close(allDone) }()
-	progressDone := make(chan struct{})
-	go func() {
-		defer close(progressDone)
-		if cfg.Progress != nil {
-			reportProgress(runCtx, cfg, started, devices, conns, eng.meas)
-		}
-	}()
-	samplerDone := make(chan struct{})
-	go func() {
-		defer close(samplerDone)
-		gen.MaxInFlight = sampleMax(runCtx, &eng.inFlight)
-	}()
-	select {
-	case <-runCtx.Done():
-	case <-allDone:
-	}
-	stop()
-	alarms.Close(runCtx.Err()) // wakes the sleeping devices: the run is over
-	stopped := time.Now()
-	grace := cfg.Grace
-	if grace <= 0 {
-		grace = DefaultGrace
-	}
-	graceTimer := time.AfterFunc(grace, cutFlight)
-	defer graceTimer.Stop()
-	<-allDone
-	eng.workers.close() // no device is left to publish
-	<-progressDone
-	<-samplerDone
-	drain(flight, devices, &eng.inFlight)
-	cutFlight()
-
-	sum := summarise(s, cfg.Conn.Broker, started, devices)
-	sum.Elapsed = stopped.Sub(started)
-	sched := scheduleAt(devices, stopped, true)
-	if cfg.BrokerDropped != nil {
-		gen.BrokerDropped = cfg.BrokerDropped() - dropped0
-	}
-	sum.Connections = watch.summary(stopped)
-	troubled := sum.Connections.Lost > 0 || slices.ContainsFunc(sum.Kinds, func(k KindSummary) bool { return k.Failed > 0 })
-	sum.Measured = summariseMeasurement(eng.meas, gen, sum.Elapsed, devices, sched, troubled)
-	sum.Links = summariseLinks(links, time.Since(dialed), held, sched)
-	sum.Interrupted = ctx.Err() != nil
-	sum.Errors = failures.list()
-	sum.CheckThresholds(cfg.Thresholds)
-	return sum, sum.judge(cfg.AllowGeneratorLimit)
-}
 
 // shapedConns returns the connections as the devices ride them: those over a shaped link
 // wrapped with the link profile's measure of how long its devices waited for it (made in
@@ -428,29 +304,7 @@ func dialAll(ctx context.Context, cfg Config, n int, links []*link.Link, watch *
 	_, _ = rand.Read(runID)
 	prefix := "fleetsim-" + hex.EncodeToString(runID)
 
-	opts := cfg.Conn
-	m := cfg.Metrics
-	opts.OnChange = func(up bool, lost error) {
-		watch.change(up, lost != nil, time.Now())
-		if up {
-			m.Connections.Inc()
-			return
-		}
-		m.Connections.Dec()
-		if lost != nil {
-			m.ConnectionsLost.Inc()
-		}
-	}
-
-	opts.OnReconnectAttempt = func(err error) {
-		if err != nil {
-			m.ConnectAttempts.WithLabelValues("error").Inc()
-			return
-		}
-		m.ConnectAttempts.WithLabelValues("ok").Inc()
-	}
-	c := cfg.Scenario.Connections
-	opts.Persistent = c.Persistent
+	opts, m, c := watchedOptions(cfg, watch), cfg.Metrics, cfg.Scenario.Connections
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -498,6 +352,33 @@ func dialAll(ctx context.Context, cfg Config, n int, links []*link.Link, watch *
 		return nil, err
 	}
 	return conns, nil
+}
+
+// watchedOptions are the run's connection options, with the scenario's session and the
+// callbacks that count connects, drops and attempts in watch and the metrics.
+func watchedOptions(cfg Config, watch *connWatch) mqttconn.Options {
+	opts := cfg.Conn
+	m := cfg.Metrics
+	opts.OnChange = func(up bool, lost error) {
+		watch.change(up, lost != nil, time.Now())
+		if up {
+			m.Connections.Inc()
+			return
+		}
+		m.Connections.Dec()
+		if lost != nil {
+			m.ConnectionsLost.Inc()
+		}
+	}
+	opts.OnReconnectAttempt = func(err error) {
+		if err != nil {
+			m.ConnectAttempts.WithLabelValues("error").Inc()
+			return
+		}
+		m.ConnectAttempts.WithLabelValues("ok").Inc()
+	}
+	opts.Persistent = cfg.Scenario.Connections.Persistent
+	return opts
 }
 
 // firstError prefers a real cause over the cancellations it triggered in other dialers.

@@ -1,11 +1,8 @@
 package runner
 
 import (
-	"fmt"
-	"io"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/fleetsim/fleetsim/sim/link"
@@ -58,6 +55,28 @@ type KindSummary struct {
 	Rejected, Dropped, Failed, Changes int64
 }
 
+// add adds o's counts to k.
+func (k *KindSummary) add(o KindSummary) {
+	k.Devices += o.Devices
+	k.Out += o.Out
+	k.OutBytes += o.OutBytes
+	k.In += o.In
+	k.InBytes += o.InBytes
+	k.Rejected += o.Rejected
+	k.Dropped += o.Dropped
+	k.Failed += o.Failed
+	k.Changes += o.Changes
+}
+
+// total adds up every kind.
+func (s *Summary) total() KindSummary {
+	var t KindSummary
+	for _, k := range s.Kinds {
+		t.add(k)
+	}
+	return t
+}
+
 // DeviceSummary is one device's path through its states.
 type DeviceSummary struct {
 	Home   int
@@ -102,87 +121,6 @@ func summarise(s *scenario.Scenario, broker string, started time.Time, devices [
 	return sum
 }
 
-// Print writes the summary as aligned plain text.
-func (s *Summary) Print(w io.Writer) {
-	how := "completed"
-	if s.Interrupted {
-		how = "interrupted"
-	}
-	fmt.Fprintf(w, "\n%s\nfleetsim summary: %s on %s, %s after %v\n\n", s.Headline(), s.Scenario, s.Broker, how, s.Elapsed.Round(time.Millisecond))
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "kind\tdevices\tmsgs out\tbytes out\tmsgs in\tbytes in\tstate changes\trejected\tdropped\tfailed\t")
-	var total KindSummary
-	for _, k := range s.Kinds {
-		printKind(tw, k.Kind, k)
-		total.Devices += k.Devices
-		total.Out += k.Out
-		total.OutBytes += k.OutBytes
-		total.In += k.In
-		total.InBytes += k.InBytes
-		total.Changes += k.Changes
-		total.Rejected += k.Rejected
-		total.Dropped += k.Dropped
-		total.Failed += k.Failed
-	}
-	printKind(tw, "total", total)
-	tw.Flush()
-
-	fmt.Fprintln(w, "\nstate changes per device:")
-	for i, d := range s.Devices {
-		if i == maxDeviceLines {
-			fmt.Fprintf(w, "  ... and %d more devices (see the fleetsim_device_state_changes_total metric)\n", len(s.Devices)-i)
-			break
-		}
-		changes := max(len(d.States)-1, 0)
-		fmt.Fprintf(w, "  home %d %-12s %2d  %s\n", d.Home, d.ID, changes, strings.Join(d.States, " → "))
-	}
-	if len(s.Links) > 0 {
-		fmt.Fprintln(w, "\nshaped links (per link: configured rate, average achieved while connected; sends held: how long scheduled sends waited for the link):")
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "profile\tlinks\tup B/s set\tup B/s used\tdown B/s set\tdown B/s used\tbytes up\tbytes down\twaited up\toutages\tconnects\tone-way delay\tsends held p99\theld > 10ms\tnever sent\t")
-		for _, l := range s.Links {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%.0f\t%d\t%d\t%v\t%d\t%d\t%s\t%s\t%d\t%d\t\n", l.Profile, l.Links, rateText(l.UpRate), l.AchievedUp,
-				rateText(l.DownRate), l.AchievedDn, l.BytesUp, l.BytesDown, l.WaitUp.Round(time.Millisecond), l.Outages, l.Connects, delayText(l.Latency, l.Jitter),
-				dur(l.Held.P99, l.Held.Count), l.HeldLate, l.Shed)
-		}
-		tw.Flush()
-	}
-	fmt.Fprintln(w)
-	s.Connections.print(w)
-	s.Measured.print(w)
-	if len(s.Thresholds) > 0 {
-		fmt.Fprintln(w, "\nthresholds:")
-		for _, t := range s.Thresholds {
-			mark := "ok    "
-			if !t.OK {
-				mark = "FAILED"
-			}
-			fmt.Fprintf(w, "  %s %-24s %s\n", mark, t.Threshold, t.Detail)
-		}
-	}
-	for _, e := range s.Errors {
-		fmt.Fprintln(w, "error: "+e)
-	}
-}
-
-// delayText renders a one-way delay: "300ms+0..40ms", "2ms" or "none".
-func delayText(latency, jitter time.Duration) string {
-	switch {
-	case jitter > 0:
-		return fmt.Sprintf("%v+0..%v", latency, jitter)
-	case latency > 0:
-		return latency.String()
-	}
-	return "none"
-}
-
-func rateText(r float64) string {
-	if r == 0 {
-		return "unlimited"
-	}
-	return fmt.Sprintf("%.0f", r)
-}
-
 // summariseLinks adds up the links per profile, in the order they were made, with what
 // their devices' sends waited for them (held; sched's sends never sent). Links are grouped
 // by their whole profile, not its name: two groups that override a profile differently
@@ -221,9 +159,4 @@ func summariseLinks(links []*link.Link, up time.Duration, held map[link.Profile]
 		r.AchievedUp, r.AchievedDn = float64(r.BytesUp)/perLink, float64(r.BytesDown)/perLink
 	}
 	return out
-}
-
-func printKind(w io.Writer, name string, k KindSummary) {
-	fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n",
-		name, k.Devices, k.Out, k.OutBytes, k.In, k.InBytes, k.Changes, k.Rejected, k.Dropped, k.Failed)
 }

@@ -34,8 +34,8 @@ func TestGeneratorLimit(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			g := Generator{Cores: 2, startCPU: cpuTime()} // the test's own CPU is not the point
-			g.finish(time.Hour, &c.m, c.brokerTrouble)
+			g := Generator{Cores: 2}
+			g.limit(&c.m, c.brokerTrouble)
 			if c.want == "" {
 				if g.Bottleneck {
 					t.Errorf("the generator was blamed: %v", g.BottleneckWhy)
@@ -47,8 +47,13 @@ func TestGeneratorLimit(t *testing.T) {
 			}
 		})
 	}
-	g := Generator{Cores: 2, BrokerDropped: 7, startCPU: cpuTime()}
-	g.finish(time.Hour, &Measured{}, false)
+	g := Generator{Cores: 2, BrokerDropped: 7}
+	g.limit(&Measured{}, false)
+	busy := Generator{Cores: 2, Utilisation: 0.95}
+	busy.limit(&Measured{Due: 100, Sent: 50, Shed: 50, Waiting: 40}, true)
+	if len(busy.BottleneckWhy) != 2 || !strings.Contains(busy.BottleneckWhy[0], "50% shed") || !strings.Contains(busy.BottleneckWhy[1], "95% of the 2 core(s)") {
+		t.Errorf("a busy generator: reasons %q, want the shed sends (its own, though their devices waited) and then the CPU", busy.BottleneckWhy)
+	}
 	if !g.Bottleneck || !strings.Contains(g.BottleneckWhy[0], "embedded broker, inside fleetsim, dropped 7") {
 		t.Errorf("embedded broker drops: reasons %q", g.BottleneckWhy)
 	}
