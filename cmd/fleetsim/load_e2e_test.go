@@ -293,6 +293,7 @@ devices:
 	first, last := steady[2], steady[len(steady)-3]
 	intervals := float64(len(steady)/2 - 2)
 	broker := (last.sent - first.sent - intervals) / last.at.Sub(first.at).Seconds()
+	t.Logf("report: %.0f/s over %.3fs; mosquitto: %.0f/s over %v", r.Totals.Throughput, r.Totals.Window, broker, last.at.Sub(first.at).Round(time.Millisecond))
 	if got := r.Totals.Throughput; got < broker*0.98 || got > broker*1.02 {
 		t.Errorf("report throughput %.0f/s over %.3fs; mosquitto sent %.0f/s: want them within 2%%", got, r.Totals.Window, broker)
 	}

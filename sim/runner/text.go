@@ -126,7 +126,7 @@ func (m *Measured) print(w io.Writer) {
 		fmt.Fprintf(w, "not measured: %d sent and %d received plain-text payloads; %d forged headers ignored\n", m.UnmeasuredOut, m.UnmeasuredIn, m.Forged)
 	}
 	g := m.Generator
-	fmt.Fprintf(w, "generator: %.1f CPU-seconds (%.0f%% of %d cores), %d GC cycles (%v paused), at most %d publishes in flight\n",
+	fmt.Fprintf(w, "generator: %.1f CPU-seconds (%.0f%% of %d core(s)), %d GC cycles (%v paused), at most %d publishes in flight\n",
 		g.CPU.Seconds(), 100*g.Utilisation, g.Cores, g.GCCycles, g.GCPause.Round(time.Microsecond), g.MaxInFlight)
 	if g.MaxRSS > 0 {
 		fmt.Fprintf(w, "memory: peak RSS %.1f MB", float64(g.MaxRSS)/1e6)
