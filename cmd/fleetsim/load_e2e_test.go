@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,11 +62,12 @@ type report struct {
 	Verdict     string  `json:"verdict"`
 	Elapsed     float64 `json:"elapsed_seconds"`
 	Totals      struct {
-		Published  int64   `json:"published"`
-		Delivered  uint64  `json:"delivered"`
-		Lost       uint64  `json:"lost"`
-		Throughput float64 `json:"throughput_per_second"`
-		Window     float64 `json:"throughput_window_seconds"`
+		Published   int64   `json:"published"`
+		Delivered   uint64  `json:"delivered"`
+		Lost        uint64  `json:"lost"`
+		Throughput  float64 `json:"throughput_per_second"`
+		Window      float64 `json:"throughput_window_seconds"`
+		WindowStart string  `json:"throughput_window_start"`
 	} `json:"totals"`
 	Latency struct {
 		Count int64   `json:"count"`
@@ -223,37 +225,16 @@ devices:
 }
 
 // TestThroughputAgreesWithMosquitto checks the report's throughput against mosquitto's own
-// count of messages it sent ($SYS/broker/publish/messages/sent, every second or two) over
-// the time the load flowed. The run waits 2 s before it sends and then sends for 10 s: a
+// count of the messages it sent ($SYS/broker/publish/messages/sent, every second or two),
+// over the window the report names. The run waits 2 s before it sends, sends for 10 s and
+// then nothing: mosquitto's count is still before the window starts and after it ends, so
+// its reports just before and just after give its count over the window exactly. A
 // throughput taken over the run's duration, or counting the wait for the last messages,
-// would be a sixth off.
+// would be off by a sixth; the window must be the 10 s the load flowed.
 func TestThroughputAgreesWithMosquitto(t *testing.T) {
 	t.Parallel()
 	m := testbroker.StartMosquitto(t, testbroker.Config{SysInterval: 1})
-	var mu sync.Mutex
-	type sample struct {
-		at   time.Time
-		sent float64
-	}
-	var samples []sample
-	opts := mqtt.NewClientOptions().AddBroker(m.URL()).SetClientID("e2e-sys").
-		SetDefaultPublishHandler(func(_ mqtt.Client, msg mqtt.Message) {
-			v, err := strconv.ParseFloat(string(msg.Payload()), 64)
-			if err == nil {
-				mu.Lock()
-				samples = append(samples, sample{time.Now(), v})
-				mu.Unlock()
-			}
-		})
-	c := mqtt.NewClient(opts)
-	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect: %v", tok.Error())
-	}
-	defer c.Disconnect(100)
-	if tok := c.Subscribe("$SYS/broker/publish/messages/sent", 0, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe: %v", tok.Error())
-	}
-
+	sys := newSysWatcher(t, m.URL(), "$SYS/broker/publish/messages/sent")
 	f := filepath.Join(t.TempDir(), "steady.yaml")
 	doc := `name: steady
 duration: 12s
@@ -275,30 +256,76 @@ devices:
 		t.Fatalf("exit code %d, want 0", code)
 	}
 	r := readReport(t, out)
-
-	// mosquitto's rate: the intervals between its reports in which its count grew, less the
-	// first and the last (partly outside the load), less the one $SYS message an interval
-	// sent to us.
-	mu.Lock()
-	defer mu.Unlock()
-	var steady []sample
-	for i := 1; i < len(samples); i++ {
-		if samples[i].sent-samples[i-1].sent > 10 {
-			steady = append(steady, samples[i-1], samples[i])
-		}
+	from, err := time.Parse(time.RFC3339Nano, r.Totals.WindowStart)
+	if err != nil {
+		t.Fatalf("throughput_window_start %q: %v", r.Totals.WindowStart, err)
 	}
-	if len(steady) < 6 {
-		t.Fatalf("mosquitto's counts %v: want at least three reports during the load", samples)
-	}
-	first, last := steady[2], steady[len(steady)-3]
-	intervals := float64(len(steady)/2 - 2)
-	broker := (last.sent - first.sent - intervals) / last.at.Sub(first.at).Seconds()
-	t.Logf("report: %.0f/s over %.3fs; mosquitto: %.0f/s over %v", r.Totals.Throughput, r.Totals.Window, broker, last.at.Sub(first.at).Round(time.Millisecond))
+	to := from.Add(time.Duration(r.Totals.Window * float64(time.Second)))
+	before, after, reports := sys.around(t, from, to)
+	// Less the $SYS messages mosquitto sent this test's watcher meanwhile: one a report.
+	broker := (after - before - float64(reports)) / r.Totals.Window
+	t.Logf("report: %.0f/s over %.3fs; mosquitto sent %.0f in it", r.Totals.Throughput, r.Totals.Window, after-before-float64(reports))
 	if got := r.Totals.Throughput; got < broker*0.98 || got > broker*1.02 {
-		t.Errorf("report throughput %.0f/s over %.3fs; mosquitto sent %.0f/s: want them within 2%%", got, r.Totals.Window, broker)
+		t.Errorf("report throughput %.0f/s over %.3fs; mosquitto sent %.0f/s in the same window: want them within 2%%", got, r.Totals.Window, broker)
 	}
-	if r.Totals.Window < 9.8 || r.Totals.Window > 10.5 {
-		t.Errorf("throughput window %.3fs, want the 10 s the load flowed", r.Totals.Window)
+	if r.Totals.Window < 9.9 || r.Totals.Window > 11 {
+		t.Errorf("throughput window %.3fs, want the 10 s the load flowed (and the last messages' way)", r.Totals.Window)
+	}
+}
+
+// sysWatcher records the values mosquitto reports on one $SYS topic, and when they came.
+type sysWatcher struct {
+	mu      sync.Mutex
+	samples []sysSample
+}
+
+type sysSample struct {
+	at    time.Time
+	value float64
+}
+
+func newSysWatcher(t *testing.T, broker, topic string) *sysWatcher {
+	t.Helper()
+	w := &sysWatcher{}
+	opts := mqtt.NewClientOptions().AddBroker(broker).SetClientID("e2e-sys").
+		SetDefaultPublishHandler(func(_ mqtt.Client, msg mqtt.Message) {
+			if v, err := strconv.ParseFloat(string(msg.Payload()), 64); err == nil {
+				w.mu.Lock()
+				w.samples = append(w.samples, sysSample{time.Now(), v})
+				w.mu.Unlock()
+			}
+		})
+	c := mqtt.NewClient(opts)
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	if tok := c.Subscribe(topic, 0, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	return w
+}
+
+// around waits for a report after to (and a moment for it to settle), then returns the
+// last value reported before from, the first reported after to, and how many reports
+// came between them.
+func (w *sysWatcher) around(t *testing.T, from, to time.Time) (before, after float64, reports int) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		w.mu.Lock()
+		samples := slices.Clone(w.samples)
+		w.mu.Unlock()
+		i := slices.IndexFunc(samples, func(s sysSample) bool { return s.at.After(to) })
+		if i > 0 && samples[0].at.Before(from) {
+			j := i - 1
+			for j > 0 && !samples[j].at.Before(from) {
+				j--
+			}
+			return samples[j].value, samples[i].value, i - j
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mosquitto's reports %v do not span %v to %v", samples, from, to)
+		}
 	}
 }
 

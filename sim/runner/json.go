@@ -53,6 +53,7 @@ type jsonTotals struct {
 	LossRatio       float64 `json:"loss_ratio"`
 	Throughput      float64 `json:"throughput_per_second"`
 	Window          float64 `json:"throughput_window_seconds"`
+	WindowStart     string  `json:"throughput_window_start"`
 	Failed          int64   `json:"publish_failures"`
 	Dropped         int64   `json:"inbox_dropped"`
 	Rejected        int64   `json:"rejected"`
@@ -192,6 +193,9 @@ func (s *Summary) report() jsonReport {
 		TooLate: t.TooLate, LossRatio: t.LossRatio(), UnmeasuredSent: m.UnmeasuredOut, UnmeasuredRecvd: m.UnmeasuredIn,
 		Forged: m.Forged, Retained: m.Retained}
 	r.Totals.Throughput, r.Totals.Window = m.Throughput, m.Window.Seconds()
+	if !m.WindowStart.IsZero() {
+		r.Totals.WindowStart = m.WindowStart.Format(time.RFC3339Nano)
+	}
 	all := s.total()
 	r.Totals.Published, r.Totals.Received, r.Totals.Failed, r.Totals.Dropped, r.Totals.Rejected = all.Out, all.In, all.Failed, all.Dropped, all.Rejected
 	for _, k := range s.Kinds {

@@ -32,7 +32,8 @@ type Measured struct {
 
 	// Window is the time measured traffic flowed, from the first measured message's
 	// intended send time to the last delivery; Throughput is delivered messages over it.
-	Window     time.Duration
+	Window      time.Duration
+	WindowStart time.Time // zero when nothing was delivered
 	Throughput float64
 
 	UnmeasuredOut, UnmeasuredIn int64 // payloads without a header (plain text)
@@ -87,6 +88,7 @@ func summariseMeasurement(m *measurement, gen Generator, elapsed time.Duration, 
 	out.Ack = measure.Combined(ack...)
 	if out.Window = m.window.span(); out.Window > 0 {
 		out.Throughput = float64(out.All.Totals.Delivered) / out.Window.Seconds()
+		out.WindowStart = time.Unix(0, m.window.first.Load()).UTC()
 	}
 	for _, d := range devices {
 		gen.InboxDropped += d.stats.dropped.Load()
