@@ -1,7 +1,8 @@
 // Package measure holds the building blocks that make a load test's numbers true
 // (DESIGN.md §4): the header every measured payload carries (Header), end-to-end sequence
-// accounting per stream (Tracker), an exact latency histogram (Recorder), open-model send
-// schedules that never slip (Pacer, Due) and k6-style pass/fail thresholds (Threshold).
+// accounting per stream (Tracker), an exact latency histogram (Recorder) and k6-style
+// pass/fail thresholds (Threshold). The open-model send schedules whose due times the
+// header carries are sim/pace's.
 //
 // Nothing here touches MQTT, sockets or a clock of its own: the engine feeds in what it
 // sends and receives, and reads the totals at the end.
@@ -20,7 +21,7 @@ import (
 )
 
 // Header is what every measured payload carries: who sent it, its place in the sender's
-// stream, and when it was meant to be sent (not when it was: see Pacer).
+// stream, and when it was meant to be sent (not when it was: see sim/pace).
 type Header struct {
 	ID   uint32 // publisher id, unique within the run
 	Seq  uint64 // sequence number within the publisher's stream, from 1
