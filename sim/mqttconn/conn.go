@@ -242,7 +242,7 @@ func (c *Conn) connectOnce(ctx context.Context, limit time.Duration) (present bo
 	case <-ctx.Done():
 		err = ctx.Err()
 	case <-expired:
-		err = fmt.Errorf("no answer from the broker within %v", limit)
+		err = fmt.Errorf("%w within %v", ErrNoAnswer, limit)
 	}
 
 	c.mu.Lock()
@@ -512,6 +512,10 @@ func (c *Conn) Publish(ctx context.Context, topic string, payload []byte, qos by
 // handed to the connection: the broker cannot have it.
 var ErrNotSent = errors.New("not sent")
 
+// ErrNoAnswer marks (errors.Is) a connect attempt, Publish or Subscribe that the broker did
+// not answer within Options.ConnectTimeout.
+var ErrNoAnswer = errors.New("no answer from the broker")
+
 // whenUp waits until the connection is up, calls send and waits for its token, all
 // bounded by ctx, Close and the connect timeout. When the connection drops between the
 // check and paho's (paho answers ErrNotConnected at once), it waits for the next
@@ -562,7 +566,7 @@ func (c *Conn) whenUp(ctx context.Context, send func() mqtt.Token) (mqtt.Token, 
 		case <-c.life.Done():
 			return nil, errClosed
 		case <-t.C:
-			return nil, fmt.Errorf("no answer from the broker within %v", c.opts.ConnectTimeout)
+			return nil, fmt.Errorf("%w within %v", ErrNoAnswer, c.opts.ConnectTimeout)
 		}
 	}
 }
@@ -662,7 +666,7 @@ func Explain(broker string, err error) error {
 		cause, class = "connection refused (is a broker listening there?)", ErrUnreachable
 	case errors.As(err, &dnsErr):
 		cause, class = fmt.Sprintf("cannot resolve host %q", dnsErr.Name), ErrUnreachable
-	case errors.As(err, &netErr) && netErr.Timeout(), strings.HasPrefix(err.Error(), "no answer from the broker"):
+	case errors.As(err, &netErr) && netErr.Timeout(), errors.Is(err, ErrNoAnswer):
 		cause, class = "no answer in time (check the address, or raise --connect-timeout on a slow link)", ErrUnreachable
 	default:
 		class = ErrUnreachable

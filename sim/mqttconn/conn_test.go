@@ -62,7 +62,7 @@ func TestExplainClassifies(t *testing.T) {
 		{fmt.Errorf("%w : extra", packets.ErrorRefusedNotAuthorised), ErrAuth, "username or password"},
 		{x509.UnknownAuthorityError{}, ErrTLS, "--ca-file"},
 		{x509.HostnameError{Host: "example"}, ErrTLS, "not valid for this host"},
-		{errors.New("no answer from the broker within 1s"), ErrUnreachable, "no answer in time"},
+		{fmt.Errorf("%w within 1s", ErrNoAnswer), ErrUnreachable, "no answer in time"},
 	} {
 		err := Explain("ssl://b:8883", c.err)
 		if !errors.Is(err, c.class) || !errors.Is(err, c.err) {
