@@ -92,7 +92,8 @@ type usageError struct{ error }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
-// exitCode prints err (if any) and maps it to the process exit code.
+// exitCode prints err (if any), with the flags that address it (withHint), and maps it
+// to the process exit code.
 func exitCode(err error, stderr io.Writer) int {
 	if err == nil {
 		return 0
@@ -100,7 +101,7 @@ func exitCode(err error, stderr io.Writer) int {
 	if errors.Is(err, errHelp) {
 		return 0
 	}
-	fmt.Fprintln(stderr, "fleetsim: "+err.Error())
+	fmt.Fprintln(stderr, "fleetsim: "+withHint(err).Error())
 	var u usageError
 	switch {
 	case errors.As(err, &u):
