@@ -192,7 +192,8 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, string, error) {
 	return f, pos[0], nil
 }
 
-func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+// runCommand is `fleetsim run`: ctx and hard are run's.
+func runCommand(ctx, hard context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	f, file, err := parseRunFlags(args, stdout)
 	if err != nil {
 		return err
@@ -268,7 +269,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		thresholds = append(thresholds, th)
 	}
 	cfg := runner.Config{Scenario: s, Kinds: devices.Kinds(), Conn: connOpts, Metrics: m, Console: stdout,
-		Grace: f.grace, Hard: hardContext(ctx), Thresholds: thresholds, AllowGeneratorLimit: f.allowGeneratorLimit}
+		Grace: f.grace, Hard: hard, Thresholds: thresholds, AllowGeneratorLimit: f.allowGeneratorLimit}
 	if f.quiet {
 		cfg.Console = nil
 		if f.progress == 0 {
