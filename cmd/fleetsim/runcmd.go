@@ -235,7 +235,7 @@ func runCommand(ctx, hard context.Context, args []string, stdout, stderr io.Writ
 			return err
 		}
 		defer b.Close()
-		metrics.RegisterBroker(reg, b.Stats)
+		metrics.RegisterBroker(reg, embeddedStats{b})
 		connOpts.Broker = b.URL()
 		if user, password := b.InternalCredentials(); user != "" {
 			connOpts.Username, connOpts.Password = user, password
@@ -499,6 +499,26 @@ func newRegistry(scenarioName string) (*prometheus.Registry, *metrics.Metrics) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics.BuildInfo(reg, version(), runtime.Version())
 	return reg, metrics.New(reg, scenarioName)
+}
+
+// embeddedStats hands the embedded broker's counters to sim/metrics, which depends on no
+// broker of its own.
+type embeddedStats struct{ b *broker.Broker }
+
+// BrokerStats implements metrics.Broker.
+func (e embeddedStats) BrokerStats() metrics.BrokerStats {
+	s := e.b.Stats()
+	return metrics.BrokerStats{
+		Clients:          s.ClientsConnected,
+		Subscriptions:    s.Subscriptions,
+		Inflight:         s.Inflight,
+		Retained:         s.Retained,
+		MessagesReceived: s.MessagesReceived,
+		MessagesSent:     s.MessagesSent,
+		MessagesDropped:  s.MessagesDropped + s.InflightDropped,
+		BytesReceived:    s.BytesReceived,
+		BytesSent:        s.BytesSent,
+	}
 }
 
 // serveMetrics serves reg on addr until stop is called. It returns the bound address.
