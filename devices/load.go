@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/fleetsim/fleetsim/sim"
-	"github.com/fleetsim/fleetsim/sim/measure"
+	"github.com/fleetsim/fleetsim/sim/pace"
 	"github.com/fleetsim/fleetsim/sim/topic"
 )
 
@@ -53,26 +53,26 @@ func buildLoad(cfg sim.DeviceConfig, p LoadParams) (sim.Device, error) {
 		if p.Rate != 0 {
 			return nil, &sim.ParamError{Field: "rate", Err: fmt.Errorf("give rate or phases, not both")}
 		}
-		phases := make([]measure.Phase, 0, len(p.Phases))
+		phases := make([]pace.Phase, 0, len(p.Phases))
 		for i, ph := range p.Phases {
 			pacer, top, err := phasePacer(ph)
 			if err != nil {
 				return nil, &sim.ParamError{Field: "phases", Err: fmt.Errorf("[%d]: %w", i, err)}
 			}
 			peak = max(peak, top)
-			phases = append(phases, measure.Phase{Pacer: pacer, Duration: ph.For})
+			phases = append(phases, pace.Phase{Pacer: pacer, Duration: ph.For})
 		}
-		d.pacer = measure.Phases(phases)
+		d.pacer = pace.Phases(phases)
 		d.first = 1 / max(peak, 1e-9)
 	case p.Rate != 0:
 		if !(p.Rate > 0 && p.Rate <= maxLoadRate) {
 			return nil, &sim.ParamError{Field: "rate", Err: fmt.Errorf("%g is outside (0, %d] messages per second", p.Rate, maxLoadRate)}
 		}
 		peak = p.Rate
-		d.pacer, d.first = measure.Constant{Rate: p.Rate}, 1/p.Rate
+		d.pacer, d.first = pace.Constant{Rate: p.Rate}, 1/p.Rate
 	case cfg.Period > 0:
 		peak = 1 / cfg.Period.Seconds()
-		d.pacer, d.first = measure.Constant{Rate: peak}, cfg.Period.Seconds()
+		d.pacer, d.first = pace.Constant{Rate: peak}, cfg.Period.Seconds()
 	default:
 		return nil, &sim.ParamError{Field: "rate", Err: fmt.Errorf("a load device needs a rate, phases, or the group's period")}
 	}
@@ -86,7 +86,7 @@ func buildLoad(cfg sim.DeviceConfig, p LoadParams) (sim.Device, error) {
 }
 
 // phasePacer turns one phase into a pacer and its highest rate.
-func phasePacer(ph LoadPhase) (measure.Pacer, float64, error) {
+func phasePacer(ph LoadPhase) (pace.Pacer, float64, error) {
 	if ph.For <= 0 {
 		return nil, 0, fmt.Errorf("for: want a positive duration such as 30s, got %v", ph.For)
 	}
@@ -99,12 +99,12 @@ func phasePacer(ph LoadPhase) (measure.Pacer, float64, error) {
 		if ph.Rate != 0 {
 			return nil, 0, fmt.Errorf("give rate (constant) or from/to (a ramp), not both")
 		}
-		return measure.Linear{Start: ph.From, End: ph.To, Over: ph.For}, max(ph.From, ph.To), nil
+		return pace.Linear{Start: ph.From, End: ph.To, Over: ph.For}, max(ph.From, ph.To), nil
 	}
 	if ph.Rate == 0 {
 		return pause{}, 0, nil
 	}
-	return measure.Constant{Rate: ph.Rate}, ph.Rate, nil
+	return pace.Constant{Rate: ph.Rate}, ph.Rate, nil
 }
 
 // pause is a phase that sends nothing.
@@ -138,7 +138,7 @@ func loadPayload(size int) []byte {
 // functions it waits in have small frames, so its stack stays at the 2 KiB minimum.
 type load struct {
 	topic   string // only what it needs of its DeviceConfig: a million of them add up
-	pacer   measure.Pacer
+	pacer   pace.Pacer
 	payload []byte  // shared (loadPayload): never written
 	first   float64 // seconds: the device's start is spread over one interval of its peak rate
 	// start (Unix nanoseconds; 0 until Run sets it) and sent are read by DueBefore from the
@@ -156,14 +156,14 @@ func (d *load) DueBefore(t time.Time) uint64 {
 	if start == 0 {
 		return 0
 	}
-	return measure.DueBefore(d.pacer, time.Unix(0, start), t, d.sent.Load())
+	return pace.DueBefore(d.pacer, time.Unix(0, start), t, d.sent.Load())
 }
 
 // Run keeps its frame small and calls the engine's PublishAt itself (see load).
 func (d *load) Run(ctx context.Context, io sim.IO) error {
 	start := d.setUp(io)
 	for ctx.Err() == nil { // checked each time round: a device behind its schedule never sleeps
-		due, ok := measure.Due(d.pacer, start, d.sent.Load())
+		due, ok := pace.Due(d.pacer, start, d.sent.Load())
 		if !ok {
 			io.SetState("done")
 			<-ctx.Done() // its schedule is over

@@ -99,25 +99,27 @@ func TimerSleep(ctx context.Context, t time.Time) error {
 }
 
 // HeaderRoom is how many bytes at the start of a payload from Reserve the engine keeps for
-// its binary measurement header.
+// its binary measurement header. sim/measure's HeaderSize is defined from it, and fails to
+// compile if the header's layout does not fill it exactly.
 const HeaderRoom = 23
 
-// reservedMark is the first byte of a reserved header (the binary header's magic and
-// version), which tells the engine to fill the header in.
-const reservedMark = 0xF1
+// HeaderMark is the first byte of a reserved header: the binary header's magic and version,
+// which tells the engine to fill the header in. sim/measure fails to compile if its header
+// starts with another byte.
+const HeaderMark = 0xF1
 
 // Reserve returns a payload of size bytes (at least HeaderRoom) whose first HeaderRoom bytes
 // are reserved for the engine's measurement header; the device may fill the rest. It is how
 // load generators send compact, measured payloads of an exact size.
 func Reserve(size int) []byte {
 	p := make([]byte, max(size, HeaderRoom))
-	p[0] = reservedMark
+	p[0] = HeaderMark
 	return p
 }
 
 // Reserved reports whether payload came from Reserve (its header room is still unfilled or
 // holds a header).
-func Reserved(payload []byte) bool { return len(payload) >= HeaderRoom && payload[0] == reservedMark }
+func Reserved(payload []byte) bool { return len(payload) >= HeaderRoom && payload[0] == HeaderMark }
 
 // Message is one MQTT message delivered to a device.
 type Message struct {

@@ -45,8 +45,10 @@ starved its own receivers; --allow-generator-limit passes such a run on its thre
 99 a threshold was crossed (the report says which).
 `
 
-// run is the whole program, minus signals and os.Exit.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+// run is the whole program, minus signals and os.Exit. Cancelling ctx stops a run, after a
+// grace period for the work in flight; cancelling hard as well cuts the grace period short.
+// A caller without a second signal passes context.Background() as hard.
+func run(ctx, hard context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, mainUsage)
 		return usagef("no command given")
@@ -54,7 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "run":
-		return runCommand(ctx, rest, stdout, stderr, getenv)
+		return runCommand(ctx, hard, rest, stdout, stderr, getenv)
 	case "validate":
 		return validateCommand(rest, stdout, stderr)
 	case "kinds":
@@ -64,7 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return nil
 	case "help", "-h", "-help", "--help":
 		if len(rest) > 0 && rest[0] != "help" {
-			return run(ctx, []string{rest[0], "--help"}, stdout, stderr, getenv)
+			return run(ctx, hard, []string{rest[0], "--help"}, stdout, stderr, getenv)
 		}
 		fmt.Fprint(stdout, mainUsage)
 		return errHelp

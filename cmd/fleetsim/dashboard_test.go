@@ -266,7 +266,7 @@ devices:
 		t.Fatal(err)
 	}
 	defer b.Close()
-	metrics.RegisterBroker(reg, b.Stats) // as runCommand does for the embedded broker
+	metrics.RegisterBroker(reg, embeddedStats{b}) // as runCommand does for the embedded broker
 	if _, err := runner.Run(context.Background(), runner.Config{Scenario: s, Kinds: devices.Kinds(), Metrics: m,
 		Conn: mqttconn.Options{Broker: b.URL(), ConnectTimeout: 5 * time.Second}}); err != nil {
 		t.Fatal(err)

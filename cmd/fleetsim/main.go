@@ -20,19 +20,20 @@ import (
 )
 
 func main() {
-	ctx, stop := signalContext(os.Stderr)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	ctx, hard, stop := signalContext(os.Stderr)
+	err := run(ctx, hard, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
 	stop()
 	os.Exit(exitCode(err, os.Stderr))
 }
 
-// signalContext returns a context cancelled by the first SIGINT or SIGTERM: the run stops
+// signalContext returns two contexts. The first SIGINT or SIGTERM cancels ctx: the run stops
 // starting new work and gives what is in flight a grace period. A second signal cancels
-// the grace period (hardContext): the run ends at once and still writes its summary and
-// report. A third exits at once. stop releases the signal handler and its goroutine.
-func signalContext(stderr io.Writer) (ctx context.Context, stop func()) {
+// hard, which cuts the grace period short: the run ends at once and still writes its
+// summary and report. A third exits at once. stop releases the signal handler and its
+// goroutine.
+func signalContext(stderr io.Writer) (ctx, hard context.Context, stop func()) {
 	hard, cutHard := context.WithCancel(context.Background())
-	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), hardKey{}, hard))
+	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 3)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	done := make(chan struct{})
@@ -56,25 +57,12 @@ func signalContext(stderr io.Writer) (ctx context.Context, stop func()) {
 			}
 		}
 	}()
-	return ctx, func() {
+	return ctx, hard, func() {
 		signal.Stop(sigs)
 		close(done)
 		cancel()
 		cutHard()
 	}
-}
-
-// hardKey holds, in the context signalContext returns, the context that a second signal
-// cancels.
-type hardKey struct{}
-
-// hardContext returns the context that ends a run's grace period early (never, if ctx did
-// not come from signalContext).
-func hardContext(ctx context.Context) context.Context {
-	if hard, ok := ctx.Value(hardKey{}).(context.Context); ok {
-		return hard
-	}
-	return context.Background()
 }
 
 // Exit codes of runs that ended but did not pass. exitThresholds, for a run that crossed a
@@ -92,7 +80,8 @@ type usageError struct{ error }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
-// exitCode prints err (if any) and maps it to the process exit code.
+// exitCode prints err (if any), with the flags that address it (withHint), and maps it
+// to the process exit code.
 func exitCode(err error, stderr io.Writer) int {
 	if err == nil {
 		return 0
@@ -100,7 +89,7 @@ func exitCode(err error, stderr io.Writer) int {
 	if errors.Is(err, errHelp) {
 		return 0
 	}
-	fmt.Fprintln(stderr, "fleetsim: "+err.Error())
+	fmt.Fprintln(stderr, "fleetsim: "+withHint(err).Error())
 	var u usageError
 	switch {
 	case errors.As(err, &u):

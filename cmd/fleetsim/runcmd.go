@@ -192,7 +192,8 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, string, error) {
 	return f, pos[0], nil
 }
 
-func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+// runCommand is `fleetsim run`: ctx and hard are run's.
+func runCommand(ctx, hard context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	f, file, err := parseRunFlags(args, stdout)
 	if err != nil {
 		return err
@@ -235,7 +236,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 			return err
 		}
 		defer b.Close()
-		metrics.RegisterBroker(reg, b.Stats)
+		metrics.RegisterBroker(reg, embeddedStats{b})
 		brokerDropped = func() int64 { st := b.Stats(); return st.MessagesDropped + st.InflightDropped }
 		connOpts.Broker = b.URL()
 		if user, password := b.InternalCredentials(); user != "" {
@@ -270,7 +271,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		thresholds = append(thresholds, th)
 	}
 	cfg := runner.Config{Scenario: s, Kinds: devices.Kinds(), Conn: connOpts, Metrics: m, Console: stdout,
-		Grace: f.grace, Hard: hardContext(ctx), Thresholds: thresholds, AllowGeneratorLimit: f.allowGeneratorLimit,
+		Grace: f.grace, Hard: hard, Thresholds: thresholds, AllowGeneratorLimit: f.allowGeneratorLimit,
 		BrokerDropped: brokerDropped}
 	if f.quiet {
 		cfg.Console = nil
@@ -501,6 +502,26 @@ func newRegistry(scenarioName string) (*prometheus.Registry, *metrics.Metrics) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics.BuildInfo(reg, version(), runtime.Version())
 	return reg, metrics.New(reg, scenarioName)
+}
+
+// embeddedStats hands the embedded broker's counters to sim/metrics, which depends on no
+// broker of its own.
+type embeddedStats struct{ b *broker.Broker }
+
+// BrokerStats implements metrics.Broker.
+func (e embeddedStats) BrokerStats() metrics.BrokerStats {
+	s := e.b.Stats()
+	return metrics.BrokerStats{
+		Clients:          s.ClientsConnected,
+		Subscriptions:    s.Subscriptions,
+		Inflight:         s.Inflight,
+		Retained:         s.Retained,
+		MessagesReceived: s.MessagesReceived,
+		MessagesSent:     s.MessagesSent,
+		MessagesDropped:  s.MessagesDropped + s.InflightDropped,
+		BytesReceived:    s.BytesReceived,
+		BytesSent:        s.BytesSent,
+	}
 }
 
 // serveMetrics serves reg on addr until stop is called. It returns the bound address.

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -101,6 +102,10 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, name string, write bool) bool {
 	return u.Teacher || StudentWritable(user, name)
 }
 
+// ErrAnonymousOffLoopback is Start's error for a broker without Options.Users that would
+// listen on an address reachable from the network, unless Options.AllowAnonymousOffLoopback.
+var ErrAnonymousOffLoopback = errors.New("without users, anyone on the network could connect and publish")
+
 // authFor returns the hook for opts and the internal credentials (empty without users),
 // or an error when opts.Users is empty and a listener is reachable from the network
 // without opts.AllowAnonymousOffLoopback.
@@ -109,7 +114,7 @@ func authFor(opts Options, addr string) (mqtt.Hook, string, string, error) {
 		if !opts.AllowAnonymousOffLoopback {
 			for _, a := range []string{addr, opts.WSAddr} {
 				if a != "" && !loopback(a) {
-					return nil, "", "", fmt.Errorf("embedded broker: listening on %s without --broker-users lets anyone on the network publish; give --broker-users FILE or --allow-anonymous", a)
+					return nil, "", "", fmt.Errorf("embedded broker: listening on %s: %w", a, ErrAnonymousOffLoopback)
 				}
 			}
 		}

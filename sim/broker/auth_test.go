@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -146,7 +147,7 @@ func TestAnonymousOnlyOnLoopback(t *testing.T) {
 			t.Errorf("Start(%+v) without users succeeded, want an error", o)
 			continue
 		}
-		if !strings.Contains(err.Error(), "without --broker-users lets anyone on the network publish; give --broker-users FILE or --allow-anonymous") {
+		if !errors.Is(err, ErrAnonymousOffLoopback) || !strings.Contains(err.Error(), "anyone on the network could connect and publish") {
 			t.Errorf("Start(%+v): %v", o, err)
 		}
 	}

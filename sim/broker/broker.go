@@ -115,14 +115,14 @@ func Start(opts Options) (*Broker, error) {
 	}
 
 	b := &Broker{srv: srv, internalUser: internalUser, internalPassword: internalPassword}
-	tcp, err := listen(addr, "use --listen", log)
+	tcp, err := listen(addr, false, log)
 	if err != nil {
 		return nil, err
 	}
 	tcp.connectTimeout = connectTimeout
 	b.tcp = tcp
 	if opts.WSAddr != "" {
-		if b.ws, err = listen(opts.WSAddr, "use --ws-listen", log); err != nil {
+		if b.ws, err = listen(opts.WSAddr, true, log); err != nil {
 			b.tcp.Close()
 			return nil, err
 		}
@@ -147,14 +147,28 @@ func Start(opts Options) (*Broker, error) {
 	return b, nil
 }
 
-// listen binds addr, turning "address already in use" into an error that says what to do.
-func listen(addr, hint string, log *slog.Logger) (*acceptListener, error) {
-	ln, err := net.Listen("tcp", addr)
-	if errors.Is(err, syscall.EADDRINUSE) {
-		return nil, fmt.Errorf("embedded broker: listen %s: %w (is another broker running? %s)", addr, syscall.EADDRINUSE, hint)
+// ListenError is Start's error when one of its listeners could not bind its address;
+// errors.Is(err, syscall.EADDRINUSE) tells an address already taken.
+type ListenError struct {
+	WebSocket bool   // the websocket listener (Options.WSAddr), else the TCP one (Options.Addr)
+	Addr      string // the address asked for
+	Err       error  // from net.Listen
+}
+
+func (e *ListenError) Error() string {
+	if errors.Is(e.Err, syscall.EADDRINUSE) {
+		return fmt.Sprintf("embedded broker: listen %s: %v (is another broker running?)", e.Addr, syscall.EADDRINUSE)
 	}
+	return "embedded broker: " + e.Err.Error()
+}
+
+func (e *ListenError) Unwrap() error { return e.Err }
+
+// listen binds addr, the websocket listener's if ws.
+func listen(addr string, ws bool, log *slog.Logger) (*acceptListener, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("embedded broker: %w", err)
+		return nil, &ListenError{WebSocket: ws, Addr: addr, Err: err}
 	}
 	return &acceptListener{Listener: ln, log: log, conns: map[*trackedConn]struct{}{}}, nil
 }

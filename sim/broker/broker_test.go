@@ -226,17 +226,21 @@ func TestAddressInUse(t *testing.T) {
 	addr := taken.Addr().String()
 
 	_, err = Start(Options{Addr: addr})
-	want := "embedded broker: listen " + addr + ": address already in use (is another broker running? use --listen)"
+	want := "embedded broker: listen " + addr + ": address already in use (is another broker running?)"
 	if err == nil || err.Error() != want {
 		t.Fatalf("Start on a taken port: %v\nwant: %s", err, want)
 	}
 	if !errors.Is(err, syscall.EADDRINUSE) {
 		t.Errorf("error does not wrap EADDRINUSE: %v", err)
 	}
+	var le *ListenError
+	if !errors.As(err, &le) || le.WebSocket || le.Addr != addr {
+		t.Errorf("error is not the TCP listener's ListenError: %#v", err)
+	}
 
 	// A taken websocket port fails Start too, and frees the TCP port it had bound.
 	_, err = Start(Options{Addr: "127.0.0.1:0", WSAddr: addr})
-	if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), addr) {
+	if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), addr) || !errors.As(err, &le) || !le.WebSocket {
 		t.Fatalf("Start with a taken websocket port: %v", err)
 	}
 }

@@ -1,7 +1,8 @@
 // Package measure holds the building blocks that make a load test's numbers true
 // (DESIGN.md §4): the header every measured payload carries (Header), end-to-end sequence
-// accounting per stream (Tracker), an exact latency histogram (Recorder), open-model send
-// schedules that never slip (Pacer, Due) and k6-style pass/fail thresholds (Threshold).
+// accounting per stream (Tracker), an exact latency histogram (Recorder) and k6-style
+// pass/fail thresholds (Threshold). The open-model send schedules whose due times the
+// header carries are sim/pace's.
 //
 // Nothing here touches MQTT, sockets or a clock of its own: the engine feeds in what it
 // sends and receives, and reads the totals at the end.
@@ -17,10 +18,12 @@ import (
 	"io"
 	"strconv"
 	"time"
+
+	"github.com/fleetsim/fleetsim/sim"
 )
 
 // Header is what every measured payload carries: who sent it, its place in the sender's
-// stream, and when it was meant to be sent (not when it was: see Pacer).
+// stream, and when it was meant to be sent (not when it was: see sim/pace).
 type Header struct {
 	ID   uint32 // publisher id, unique within the run
 	Seq  uint64 // sequence number within the publisher's stream, from 1
@@ -42,10 +45,21 @@ func (h Header) Intended() time.Time { return time.Unix(0, h.Sent) }
 // when a test sets the payload size or a link's bandwidth. The check makes random or
 // foreign payloads fail (about 1 in 2^20 passes by chance: magic nibble and check); it is
 // no defence against a forger who knows the format, and is not meant to be.
+//
+// The header is what fills the room sim.Reserve keeps at the start of a payload, so its size
+// is that room's, and its first byte the mark Reserve puts there: the checks below do not
+// compile when the layout above no longer fills HeaderSize, or starts with another byte.
 const (
-	HeaderSize    = 23
+	HeaderSize    = sim.HeaderRoom
 	headerVersion = 1
 	magicNibble   = 0xF0
+)
+
+var (
+	_ [HeaderSize - (1 + 4 + 8 + 8 + 2)]struct{}
+	_ [(1 + 4 + 8 + 8 + 2) - HeaderSize]struct{}
+	_ [sim.HeaderMark - (magicNibble | headerVersion)]struct{}
+	_ [(magicNibble | headerVersion) - sim.HeaderMark]struct{}
 )
 
 // Errors returned by ParseHeader and ParseJSONHeader; check them with errors.Is.

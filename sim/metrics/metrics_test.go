@@ -6,8 +6,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	"github.com/fleetsim/fleetsim/sim/broker"
 )
 
 func TestMetricsFollowConventionsAndCount(t *testing.T) {
@@ -53,14 +51,19 @@ fleetsim_published_payload_bytes_total{kind="bulb",qos="2",scenario="smart-home"
 	}
 }
 
+// fakeBroker is a broker as RegisterBroker sees it.
+type fakeBroker struct{ stats BrokerStats }
+
+func (b *fakeBroker) BrokerStats() BrokerStats { return b.stats }
+
 func TestBrokerMetricsReadStatsAtScrape(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
-	stats := broker.Stats{ClientsConnected: 3, MessagesDropped: 2, InflightDropped: 1, BytesSent: 4096}
-	RegisterBroker(reg, func() broker.Stats { return stats })
+	b := &fakeBroker{BrokerStats{Clients: 3, MessagesDropped: 3, BytesSent: 4096}}
+	RegisterBroker(reg, b)
 	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
 		t.Fatalf("lint: %v %v", err, problems)
 	}
-	stats.ClientsConnected = 5 // read again at the next scrape
+	b.stats.Clients = 5 // read again at the next scrape
 	want := `
 # HELP fleetsim_broker_clients Clients connected to the embedded broker.
 # TYPE fleetsim_broker_clients gauge

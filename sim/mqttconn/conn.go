@@ -242,7 +242,7 @@ func (c *Conn) connectOnce(ctx context.Context, limit time.Duration) (present bo
 	case <-ctx.Done():
 		err = ctx.Err()
 	case <-expired:
-		err = fmt.Errorf("no answer from the broker within %v", limit)
+		err = fmt.Errorf("%w within %v", ErrNoAnswer, limit)
 	}
 
 	c.mu.Lock()
@@ -512,6 +512,10 @@ func (c *Conn) Publish(ctx context.Context, topic string, payload []byte, qos by
 // handed to the connection: the broker cannot have it.
 var ErrNotSent = errors.New("not sent")
 
+// ErrNoAnswer marks (errors.Is) a connect attempt, Publish or Subscribe that the broker did
+// not answer within Options.ConnectTimeout.
+var ErrNoAnswer = errors.New("no answer from the broker")
+
 // whenUp waits until the connection is up, calls send and waits for its token, all
 // bounded by ctx, Close and the connect timeout. When the connection drops between the
 // check and paho's (paho answers ErrNotConnected at once), it waits for the next
@@ -562,7 +566,7 @@ func (c *Conn) whenUp(ctx context.Context, send func() mqtt.Token) (mqtt.Token, 
 		case <-c.life.Done():
 			return nil, errClosed
 		case <-t.C:
-			return nil, fmt.Errorf("no answer from the broker within %v", c.opts.ConnectTimeout)
+			return nil, fmt.Errorf("%w within %v", ErrNoAnswer, c.opts.ConnectTimeout)
 		}
 	}
 }
@@ -616,18 +620,39 @@ var (
 	ErrTLS         = errors.New("TLS handshake failed")           // certificate not trusted, wrong host, not TLS
 )
 
-// connectError is a connect failure: one line for the user, a class for the exit code,
-// and the underlying error.
+// Within their classes, some connect failures have a cause of their own that a caller may
+// want to give advice about (the CLI names the flags that fix them); errors.Is finds them in
+// Dial's error. A timed-out connect is ErrNoAnswer, of ErrUnreachable.
+var (
+	// ErrLogin is a broker that refused the username or password (of ErrAuth).
+	ErrLogin = errors.New("broker refused the username or password")
+	// ErrCertificate is a broker's certificate that failed verification: an unknown
+	// authority, another host's, or otherwise not accepted (of ErrTLS). Connecting without
+	// verification would get past it.
+	ErrCertificate = errors.New("broker's certificate failed verification")
+)
+
+// connectError is a connect failure: one line for the user, a class for the exit code, the
+// cause within the class when it has one, and the underlying error.
 type connectError struct {
 	msg   string
 	class error
+	cause error // nil, or one of ErrLogin, ErrCertificate, ErrNoAnswer
 	err   error
 }
 
-func (e *connectError) Error() string   { return e.msg }
-func (e *connectError) Unwrap() []error { return []error{e.class, e.err} }
+func (e *connectError) Error() string { return e.msg }
 
-// Explain turns a connect error into one line that names the cause and what to do.
+func (e *connectError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{e.class, e.err}
+	}
+	return []error{e.class, e.cause, e.err}
+}
+
+// Explain turns a connect error into one line that names the cause, and gives it its class
+// (and its cause within the class, if it has one) for errors.Is. What to do about it in
+// terms of flags is the caller's to add.
 func Explain(broker string, err error) error {
 	var (
 		unknownCA x509.UnknownAuthorityError
@@ -636,45 +661,43 @@ func Explain(broker string, err error) error {
 		certErr   *tls.CertificateVerificationError
 		dnsErr    *net.DNSError
 		netErr    net.Error
-		cause     string
+		says      string
 		class     error
+		cause     error
 	)
 	switch {
 	case errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword), errors.Is(err, packets.ErrorRefusedNotAuthorised):
 		// mosquitto answers a wrong password with "not authorised" (CONNACK 5), others
 		// with "bad user name or password" (4): the fix is the same.
-		cause, class = "the broker refused the username or password (check --username or FLEETSIM_USERNAME, and FLEETSIM_PASSWORD or --password-file)", ErrAuth
+		says, class, cause = "the broker refused the username or password", ErrAuth, ErrLogin
 	case errors.Is(err, packets.ErrorRefusedIDRejected):
-		cause, class = "the broker rejected the client id", ErrAuth
+		says, class = "the broker rejected the client id", ErrAuth
 	case errors.Is(err, packets.ErrorRefusedServerUnavailable):
-		cause, class = "the broker says it is unavailable", ErrUnreachable
+		says, class = "the broker says it is unavailable", ErrUnreachable
 	case errors.As(err, &unknownCA):
-		cause, class = "TLS: the broker's certificate is signed by an unknown authority (give its CA with --ca-file)", ErrTLS
+		says, class, cause = "TLS: the broker's certificate is signed by an unknown authority", ErrTLS, ErrCertificate
 	case errors.As(err, &hostErr):
-		cause, class = fmt.Sprintf("TLS: the broker's certificate is not valid for this host (%v)", hostErr), ErrTLS
+		says, class, cause = fmt.Sprintf("TLS: the broker's certificate is not valid for this host (%v)", hostErr), ErrTLS, ErrCertificate
 	case errors.As(err, &certErr):
-		cause, class = fmt.Sprintf("TLS: the broker's certificate was not accepted (%v)", certErr.Err), ErrTLS
+		says, class, cause = fmt.Sprintf("TLS: the broker's certificate was not accepted (%v)", certErr.Err), ErrTLS, ErrCertificate
 	case errors.As(err, &recordErr), secure(broker) && errors.Is(err, syscall.ECONNRESET):
 		// A plain MQTT listener answers a TLS hello with bytes that are not TLS, or (as
 		// mosquitto does) by resetting the connection.
-		cause, class = "TLS: the broker did not answer with TLS (is this a plain MQTT port? use tcp:// instead of ssl://)", ErrTLS
+		says, class = "TLS: the broker did not answer with TLS (is this a plain MQTT port? use tcp:// instead of ssl://)", ErrTLS
 	case errors.Is(err, syscall.ECONNREFUSED):
-		cause, class = "connection refused (is a broker listening there?)", ErrUnreachable
+		says, class = "connection refused (is a broker listening there?)", ErrUnreachable
 	case errors.As(err, &dnsErr):
-		cause, class = fmt.Sprintf("cannot resolve host %q", dnsErr.Name), ErrUnreachable
-	case errors.As(err, &netErr) && netErr.Timeout(), strings.HasPrefix(err.Error(), "no answer from the broker"):
-		cause, class = "no answer in time (check the address, or raise --connect-timeout on a slow link)", ErrUnreachable
+		says, class = fmt.Sprintf("cannot resolve host %q", dnsErr.Name), ErrUnreachable
+	case errors.As(err, &netErr) && netErr.Timeout(), errors.Is(err, ErrNoAnswer):
+		says, class, cause = "no answer in time (check the address)", ErrUnreachable, ErrNoAnswer
 	default:
 		class = ErrUnreachable
 	}
-	if class == ErrTLS && !errors.As(err, &recordErr) && !errors.Is(err, syscall.ECONNRESET) {
-		cause += "; --insecure-skip-verify turns verification off, for testing only"
-	}
 	msg := fmt.Sprintf("connect %s: %v", broker, err)
-	if cause != "" {
-		msg = fmt.Sprintf("connect %s: %s: %v", broker, cause, err)
+	if says != "" {
+		msg = fmt.Sprintf("connect %s: %s: %v", broker, says, err)
 	}
-	return &connectError{msg: msg, class: class, err: err}
+	return &connectError{msg: msg, class: class, cause: cause, err: err}
 }
 
 // secure reports whether broker is a URL for MQTT over TLS.

@@ -2,9 +2,12 @@ package mqttconn
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -54,22 +57,34 @@ func TestDialGivesUpWithinItsDeadline(t *testing.T) {
 
 func TestExplainClassifies(t *testing.T) {
 	for _, c := range []struct {
-		err   error
-		class error
-		says  string
+		err          error
+		class, cause error
+		says         string
 	}{
-		{packets.ErrorRefusedBadUsernameOrPassword, ErrAuth, "username or password"},
-		{fmt.Errorf("%w : extra", packets.ErrorRefusedNotAuthorised), ErrAuth, "username or password"},
-		{x509.UnknownAuthorityError{}, ErrTLS, "--ca-file"},
-		{x509.HostnameError{Host: "example"}, ErrTLS, "not valid for this host"},
-		{errors.New("no answer from the broker within 1s"), ErrUnreachable, "no answer in time"},
+		{packets.ErrorRefusedBadUsernameOrPassword, ErrAuth, ErrLogin, "username or password"},
+		{fmt.Errorf("%w : extra", packets.ErrorRefusedNotAuthorised), ErrAuth, ErrLogin, "username or password"},
+		{packets.ErrorRefusedIDRejected, ErrAuth, nil, "client id"},
+		{x509.UnknownAuthorityError{}, ErrTLS, ErrCertificate, "unknown authority"},
+		{x509.HostnameError{Certificate: &x509.Certificate{}, Host: "example"}, ErrTLS, ErrCertificate, "not valid for this host"},
+		{tls.RecordHeaderError{}, ErrTLS, nil, "did not answer with TLS"},
+		{fmt.Errorf("%w within 1s", ErrNoAnswer), ErrUnreachable, ErrNoAnswer, "no answer in time"},
+		{&net.OpError{Op: "dial", Err: os.ErrDeadlineExceeded}, ErrUnreachable, ErrNoAnswer, "no answer in time"},
 	} {
 		err := Explain("ssl://b:8883", c.err)
 		if !errors.Is(err, c.class) || !errors.Is(err, c.err) {
 			t.Errorf("Explain(%v) = %v: want class %v and the cause kept", c.err, err, c.class)
 		}
-		if msg := err.Error(); !strings.Contains(msg, c.says) || !strings.Contains(msg, "connect ssl://b:8883") {
+		for _, cause := range []error{ErrLogin, ErrCertificate, ErrNoAnswer} {
+			if errors.Is(err, cause) != (cause == c.cause) {
+				t.Errorf("Explain(%v): errors.Is(%v) = %v", c.err, cause, !(cause == c.cause))
+			}
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, c.says) || !strings.Contains(msg, "connect ssl://b:8883") {
 			t.Errorf("Explain(%v) says %q, want it to mention %q", c.err, msg, c.says)
+		}
+		if strings.Contains(msg, "--") {
+			t.Errorf("Explain(%v) says %q: the engine names no CLI flags", c.err, msg)
 		}
 	}
 }

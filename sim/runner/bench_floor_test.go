@@ -14,6 +14,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/fleetsim/fleetsim/sim/measure"
+	"github.com/fleetsim/fleetsim/sim/pace"
 	"github.com/fleetsim/fleetsim/sim/runner"
 	"github.com/fleetsim/fleetsim/sim/testbroker"
 )
@@ -118,7 +119,7 @@ func floorStep(b *testing.B, m *testbroker.Mosquitto, sh shape, rate float64, d 
 	}
 
 	per := rate / float64(sh.pubs)
-	total := measure.Phases([]measure.Phase{{Pacer: measure.Constant{Rate: per}, Duration: d}}).Total()
+	total := pace.Phases([]pace.Phase{{Pacer: pace.Constant{Rate: per}, Duration: d}}).Total()
 	r.expected = total * uint64(sh.pubs)
 	cpu0, broker0, gc0 := processCPU(), brokerCPU(m), gcCycles()
 	reads0, writes0 := syscalls()

@@ -44,9 +44,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/fleetsim/fleetsim/devices"
-	"github.com/fleetsim/fleetsim/sim/measure"
 	"github.com/fleetsim/fleetsim/sim/metrics"
 	"github.com/fleetsim/fleetsim/sim/mqttconn"
+	"github.com/fleetsim/fleetsim/sim/pace"
 	"github.com/fleetsim/fleetsim/sim/runner"
 	"github.com/fleetsim/fleetsim/sim/scenario"
 	"github.com/fleetsim/fleetsim/sim/testbroker"
@@ -239,7 +239,7 @@ func brokerCPU(m *testbroker.Mosquitto) time.Duration {
 func loadScenario(sh shape, rate float64, d time.Duration) (*scenario.Scenario, uint64) {
 	per := rate / float64(sh.pubs)
 	phases := []devices.LoadPhase{{For: pause, Rate: 0}, {For: d, Rate: per}}
-	total := measure.Phases([]measure.Phase{{Pacer: measure.Constant{Rate: per}, Duration: d}}).Total()
+	total := pace.Phases([]pace.Phase{{Pacer: pace.Constant{Rate: per}, Duration: d}}).Total()
 	conns := scenario.Connections{Mode: scenario.PerDevice}
 	if sh.conns > 0 {
 		conns = scenario.Connections{Mode: scenario.Pool, PoolSize: sh.conns}

@@ -25,6 +25,7 @@ import (
 	"github.com/fleetsim/fleetsim/sim/measure"
 	"github.com/fleetsim/fleetsim/sim/metrics"
 	"github.com/fleetsim/fleetsim/sim/mqttconn"
+	"github.com/fleetsim/fleetsim/sim/pace"
 	"github.com/fleetsim/fleetsim/sim/scenario"
 	"github.com/fleetsim/fleetsim/sim/testbroker"
 )
@@ -44,10 +45,10 @@ type streamParams struct {
 
 func (d *streamer) Run(ctx context.Context, io sim.IO) error {
 	start := time.Now().Add(50 * time.Millisecond) // let the listeners subscribe
-	pacer := measure.Constant{Rate: d.p.Rate}
+	pacer := pace.Constant{Rate: d.p.Rate}
 	io.SetState("sending")
 	for i := range uint64(d.p.Count) {
-		due, _ := measure.Due(pacer, start, i)
+		due, _ := pace.Due(pacer, start, i)
 		select {
 		case <-ctx.Done():
 			return nil

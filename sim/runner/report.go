@@ -34,7 +34,7 @@ type Measured struct {
 	// intended send time to the last delivery; Throughput is delivered messages over it.
 	Window      time.Duration
 	WindowStart time.Time // zero when nothing was delivered
-	Throughput float64
+	Throughput  float64
 
 	UnmeasuredOut, UnmeasuredIn int64 // payloads without a header (plain text)
 	Forged                      int64 // received headers no publisher of the run sent

@@ -1,4 +1,13 @@
-package measure
+// Package pace holds open-model send schedules (DESIGN.md §4): a Pacer says when each
+// message of a schedule is due, from the schedule alone, so a sender that falls behind
+// catches up instead of slipping, and its lateness can be measured from when each message
+// was due. Constant, Linear and Phases build the schedules a scenario asks for; Due and
+// DueBefore read them.
+//
+// Like vegeta's pacers, these are pure functions with no clock inside: tables of (elapsed,
+// sent) test them. The package uses the standard library only, so a device that keeps a
+// schedule depends on nothing else.
+package pace
 
 import (
 	"fmt"

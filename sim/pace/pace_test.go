@@ -1,7 +1,6 @@
-package measure
+package pace
 
 import (
-	"fmt"
 	"math/rand/v2"
 	"testing"
 	"testing/synctest"
@@ -239,12 +238,4 @@ func TestDueBefore(t *testing.T) {
 			}
 		}
 	}
-}
-
-func ExampleDueBefore() {
-	start := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
-	// 100 messages a second, sent from start: by 2.5 s, messages 0 to 249 were due.
-	n := DueBefore(Constant{Rate: 100}, start, start.Add(2500*time.Millisecond), 0)
-	fmt.Println(n, "due")
-	// Output: 250 due
 }
