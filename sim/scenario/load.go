@@ -304,8 +304,8 @@ func (p *parser) scenario(root *yaml.Node) *Scenario {
 	}
 	if kv, ok := f["broker"]; ok && !isNull(kv.val) {
 		if v, ok := p.str(kv, "broker"); ok {
-			if msg := checkBroker(v); msg != "" {
-				p.addf(kv.val.Line, "broker: %s", msg)
+			if _, err := ParseBroker(v); err != nil {
+				p.addf(kv.val.Line, "broker: %v", err)
 			} else {
 				s.Broker = v
 			}
@@ -480,40 +480,6 @@ func (p *parser) checkName(line int, path, name string, fromKind bool) bool {
 		return true
 	}
 	return false
-}
-
-// checkBroker returns what is wrong with a broker value, or "".
-func checkBroker(v string) string {
-	if v == Embedded {
-		return ""
-	}
-	const want = "want \"embedded\" or a URL scheme://host[:port] with scheme tcp, mqtt, ssl, tls, mqtts, ws or wss"
-	i := strings.Index(v, "://")
-	if i <= 0 {
-		if s := suggest(v, []string{Embedded}); s != "" {
-			return fmt.Sprintf("%s is not a broker (%s); did you mean %q?", quote(v), want, s)
-		}
-		return fmt.Sprintf("%s is not a broker URL (%s)", quote(v), want)
-	}
-	u, err := parseURL(v)
-	if err != nil {
-		return fmt.Sprintf("%s is not a valid URL (%v)", quote(v), err)
-	}
-	switch u.Scheme {
-	case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
-	default:
-		return fmt.Sprintf("%s has unsupported scheme %q (%s)", quote(v), u.Scheme, want)
-	}
-	if u.Hostname() == "" {
-		return fmt.Sprintf("%s has no host (%s)", quote(v), want)
-	}
-	if port := u.Port(); port != "" {
-		n, err := strconv.Atoi(port)
-		if err != nil || n < 1 || n > 65535 {
-			return fmt.Sprintf("%s: port %s is out of range (1..65535)", quote(v), port)
-		}
-	}
-	return ""
 }
 
 // connectionFields are the fields of connections written as a mapping.

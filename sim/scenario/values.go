@@ -2,7 +2,6 @@ package scenario
 
 import (
 	"fmt"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -322,13 +321,4 @@ func (p *parser) timeOfDay(kv keyValue, path string) (time.Duration, bool) {
 		return 0, false
 	}
 	return d, true
-}
-
-// parseURL parses a broker URL, returning the parser's complaint without the URL repeated.
-func parseURL(s string) (*url.URL, error) {
-	u, err := url.Parse(s)
-	if ue, ok := err.(*url.Error); ok {
-		return nil, ue.Err
-	}
-	return u, err
 }
