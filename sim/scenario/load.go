@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"os"
+	"time"
 
 	"github.com/fleetsim/fleetsim/sim"
 	"github.com/fleetsim/fleetsim/sim/topic"
@@ -19,14 +20,52 @@ const (
 	MaxTopicBytes  = topic.MaxLen // MQTT limit on a topic name, after expansion
 )
 
+// Overrides are values that replace the file's, as fleetsim run's flags do. They go in
+// before the file is checked, so the file's rules check them too. A problem with one is
+// reported at line 0 and named after the flag that gives it, which is the field's name:
+// "--day: 500ms is out of range (0 for real time, or >= 1s)". The zero Overrides changes
+// nothing.
+type Overrides struct {
+	Broker   string         // "" keeps the file's broker (--broker)
+	Duration *time.Duration // nil keeps the file's duration (--duration)
+	Day      *time.Duration // nil keeps the file's day (--day)
+	Seed     *uint64        // nil keeps the file's seed (--seed)
+}
+
+// apply puts the overrides into the file.
+func (o Overrides) apply(f *scenarioFile) {
+	if o.Broker != "" {
+		f.Broker = flagValue("--broker", o.Broker)
+	}
+	if o.Duration != nil {
+		f.Duration = flagValue("--duration", *o.Duration)
+	}
+	if o.Day != nil {
+		f.Day = flagValue("--day", *o.Day)
+	}
+	if o.Seed != nil {
+		f.Seed = flagValue("--seed", *o.Seed)
+	}
+}
+
+// flagValue is a value given by a command-line flag.
+func flagValue[T any](flag string, v T) value[T] {
+	return value[T]{V: v, pos: pos{flag: flag}}
+}
+
 // Load reads the scenario file at path and parses it with Parse. If the file cannot be read
 // the error from os.ReadFile is returned unchanged; every other error is an *Errors.
 func Load(path string, kinds map[string]sim.Kind) (*Scenario, error) {
+	return LoadWith(path, kinds, Overrides{})
+}
+
+// LoadWith is Load with some of the file's values replaced by o.
+func LoadWith(path string, kinds map[string]sim.Kind, o Overrides) (*Scenario, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return Parse(path, data, kinds)
+	return parse(path, data, kinds, o)
 }
 
 // Parse parses and validates a scenario. file names it in messages. kinds are the device
@@ -38,8 +77,12 @@ func Load(path string, kinds map[string]sim.Kind) (*Scenario, error) {
 //
 // On failure the error is an *Errors listing every problem found, sorted by line.
 func Parse(file string, data []byte, kinds map[string]sim.Kind) (*Scenario, error) {
-	// The steps of loading a file: read its YAML, decode it into the file structs, then
-	// check it and build the Scenario.
+	return parse(file, data, kinds, Overrides{})
+}
+
+// parse goes through the steps of loading a file: read its YAML, decode it into the file
+// structs, put the overrides in, then check it and build the Scenario.
+func parse(file string, data []byte, kinds map[string]sim.Kind, o Overrides) (*Scenario, error) {
 	d := newDecoder(file)
 	root := d.document(data)
 	if root == nil {
@@ -50,6 +93,7 @@ func Parse(file string, data []byte, kinds map[string]sim.Kind) (*Scenario, erro
 	if d.overspent {
 		return nil, d.errors()
 	}
+	o.apply(&f.V)
 	s := newChecker(d, kinds).check(&f)
 	if len(d.problems) > 0 {
 		return nil, d.errors()

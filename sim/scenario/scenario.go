@@ -4,13 +4,14 @@
 // every problem at once, each as "file:line: message", in the manner of k6's Validate.
 // Runtime state never lives here: a Scenario is plain configuration.
 //
-// Loading a file (Parse, Load) goes in steps:
+// Loading a file (Parse, Load, LoadWith) goes in steps:
 //
 //  1. document.go reads the YAML into a node tree;
 //  2. the one decoder (decode.go) decodes the tree strictly into the file structs of file.go,
 //     which keep where every value was written;
-//  3. the checker (check.go) checks every value, reporting each problem with its line;
-//  4. build.go builds the Scenario from the checked values.
+//  3. Overrides, such as fleetsim run's --day, replace values of the file;
+//  4. the checker (check.go) checks every value, reporting each problem with its line;
+//  5. build.go builds the Scenario from the checked values.
 package scenario
 
 import (
