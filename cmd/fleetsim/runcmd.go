@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -163,9 +162,6 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, string, error) {
 	if len(pos) != 1 {
 		return nil, "", usagef("run: want exactly one scenario file, got %d (see fleetsim help run)", len(pos))
 	}
-	if f.day.set && f.day.v < time.Second && f.day.v != 0 {
-		return nil, "", usagef("run: --day %v is too short (at least 1s)", f.day.v)
-	}
 	if f.progress < 0 {
 		return nil, "", usagef("run: --progress must not be negative")
 	}
@@ -198,7 +194,7 @@ func runCommand(ctx, hard context.Context, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	s, err := scenario.Load(file, devices.Kinds())
+	s, err := scenario.LoadWith(file, devices.Kinds(), overrides(f))
 	var problems *scenario.Errors
 	if errors.As(err, &problems) {
 		// One "file:line: message" per line, unprefixed, so editors can jump to them.
@@ -207,7 +203,6 @@ func runCommand(ctx, hard context.Context, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return usageError{err}
 	}
-	applyOverrides(s, f)
 	if err := checkCapacity(s, s.Broker == scenario.Embedded); err != nil {
 		return err
 	}
@@ -398,20 +393,20 @@ func describeUsers(users map[string]broker.User) string {
 	return b.String()
 }
 
-// applyOverrides puts the command line's overrides into the scenario.
-func applyOverrides(s *scenario.Scenario, f *runFlags) {
-	if f.broker != "" {
-		s.Broker = f.broker
-	}
+// overrides are the scenario values the command line replaces. The scenario checks them
+// by its own rules, naming the flag in any problem ("--day: ...").
+func overrides(f *runFlags) scenario.Overrides {
+	o := scenario.Overrides{Broker: f.broker}
 	if f.duration.set {
-		s.Duration = f.duration.v
+		o.Duration = &f.duration.v
 	}
 	if f.day.set {
-		s.Day = f.day.v
+		o.Day = &f.day.v
 	}
 	if f.seed.set {
-		s.Seed = f.seed.v
+		o.Seed = &f.seed.v
 	}
+	return o
 }
 
 // describe is the line that says what is about to run.
@@ -444,22 +439,14 @@ func connectionOptions(brokerURL string, f *runFlags, getenv func(string) string
 		}
 		o.Password = strings.TrimRight(string(b), "\r\n")
 	}
-	if brokerURL == scenario.Embedded {
+	b, err := scenario.ParseBroker(brokerURL) // checked with the scenario already
+	if err != nil {
+		return o, usagef("run: broker: %v", err)
+	}
+	if b.Embedded() {
 		return o, nil
 	}
-	u, err := url.Parse(brokerURL)
-	if err != nil || u.Host == "" {
-		return o, usagef("run: broker %q is not a URL like tcp://host:1883", brokerURL)
-	}
-	secure := false
-	switch u.Scheme {
-	case "tcp", "mqtt", "ws":
-	case "ssl", "tls", "mqtts", "wss":
-		secure = true
-	default:
-		return o, usagef("run: broker %q: scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss", brokerURL, u.Scheme)
-	}
-	if secure || f.caFile != "" || f.certFile != "" || f.insecure {
+	if b.TLS() || f.caFile != "" || f.certFile != "" || f.insecure {
 		t, err := tlsConfig(f)
 		if err != nil {
 			return o, err

@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -9,9 +10,9 @@ import (
 
 // Problem is one thing wrong with a scenario file.
 //
-// Line is the 1-based line the problem is about. It is 0 only for problems about the file as
-// a whole that have no line to point at: a file with no YAML document in it (empty, or only
-// comments).
+// Line is the 1-based line the problem is about. It is 0 only for problems that have no line
+// to point at: a file with no YAML document in it (empty, or only comments), or a value given
+// by a command-line override (see Overrides), whose message then starts with the flag.
 type Problem struct {
 	File string
 	Line int
@@ -45,4 +46,36 @@ func (e *Errors) Error() string {
 		b.WriteString(p.String())
 	}
 	return b.String()
+}
+
+// report collects the problems found in one file, each once.
+type report struct {
+	file     string
+	problems []Problem
+	seen     map[Problem]bool
+	// failures counts every problem raised, repeats included, so that a step can tell
+	// whether it failed by comparing the count before and after it.
+	failures int
+}
+
+func newReport(file string) *report {
+	return &report{file: file, seen: map[Problem]bool{}}
+}
+
+// addf records a problem at line. Identical problems are recorded once.
+func (r *report) addf(line int, format string, args ...any) {
+	r.failures++
+	pr := Problem{File: r.file, Line: max(line, 0), Msg: fmt.Sprintf(format, args...)}
+	if r.seen[pr] {
+		return
+	}
+	r.seen[pr] = true
+	r.problems = append(r.problems, pr)
+}
+
+// errors returns the problems recorded, sorted by line.
+func (r *report) errors() *Errors {
+	ps := slices.Clone(r.problems)
+	slices.SortStableFunc(ps, func(a, b Problem) int { return cmp.Compare(a.Line, b.Line) })
+	return &Errors{Problems: ps}
 }

@@ -8,46 +8,49 @@ import (
 	"github.com/fleetsim/fleetsim/sim/link"
 )
 
-// linkSpec is a group's or the connections' link: a named profile (DESIGN.md §6) with any
-// of its fields overridden (named profile* unless the override gives a name; see
-// link.Lookup), or, without a profile, a profile of its own named "custom" by default.
-type linkSpec struct {
+// linkFile is a group's or the connections' link, written as a profile's name
+// (`link: nb-iot`) or as a mapping: a named profile (DESIGN.md §6) with any of its fields
+// overridden (`{profile: wifi, up_bytes_per_sec: 100000}`; named profile* unless the
+// override gives a name, see link.Lookup), or, without a profile, a profile of its own,
+// named "custom" unless it gives a name.
+type linkFile struct {
 	Use          string `yaml:"profile"`
 	link.Profile `yaml:",inline"`
+
+	resolved *link.Profile // set by the checker once the profile is known to be good
 }
 
-// link reads `link: nb-iot` or `link: {profile: wifi, up_bytes_per_sec: 100000}`.
-func (p *parser) link(kv keyValue, path string) *link.Profile {
-	var spec linkSpec
-	if v := deref(kv.val); v != nil && v.Kind == yaml.ScalarNode {
-		name, ok := p.str(kv, path)
-		if !ok {
-			return nil
-		}
-		spec.Use = name
-	} else {
-		before := len(p.problems)
-		p.check(v, reflect.TypeOf(spec), path)
-		if len(p.problems) > before {
-			return nil
-		}
-		p.decode(v, reflect.ValueOf(&spec).Elem(), path, map[*yaml.Node]bool{})
-		if len(p.problems) > before {
-			return nil
-		}
+// decodeNode decodes either form of a link.
+func (l *linkFile) decodeNode(d *decoder, n *yaml.Node, path string) bool {
+	if n.Kind == yaml.ScalarNode {
+		l.Use = n.Value
+		return true
 	}
-	prof, err := spec.Profile, error(nil)
-	if spec.Use != "" {
-		prof, err = link.Lookup(spec.Use, spec.Profile)
-	} else {
-		if prof.Name == "" {
-			prof.Name = "custom"
-		}
-		err = prof.Validate()
+	return d.decodeStruct(n, reflect.ValueOf(l).Elem(), path)
+}
+
+// profile resolves the link into the profile it describes.
+func (l *linkFile) profile() (link.Profile, error) {
+	if l.Use != "" {
+		return link.Lookup(l.Use, l.Profile)
 	}
+	p := l.Profile
+	if p.Name == "" {
+		p.Name = "custom"
+	}
+	return p, p.Validate()
+}
+
+// checkLink resolves a link, or reports why it cannot be. A link with a problem already
+// reported (an unknown field, say) is left alone.
+func (c *checker) checkLink(v *value[linkFile], path string) {
+	if !v.ok() || v.faults > 0 {
+		return
+	}
+	p, err := v.V.profile()
 	if err != nil {
-		p.addf(kv.val.Line, "%s: %v", path, err)
-		return nil
+		c.reject(&v.pos, path, "%v", err)
+		return
 	}
-	return &prof
+	v.V.resolved = &p
 }

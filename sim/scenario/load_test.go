@@ -169,7 +169,7 @@ func TestParseErrors(t *testing.T) {
 			want: []string{
 				`bad.yaml:1: name: expected a string, got a list`,
 				`bad.yaml:2: homes: expected an integer, got "3"`,
-				`bad.yaml:3: seed: expected an integer, got "one"`,
+				`bad.yaml:3: seed: expected a non-negative integer, got "one"`,
 				`bad.yaml:4: duration: expected a duration like 90s, 2m or 1h30m, got "2 minutes"`,
 				`bad.yaml:5: day: expected a duration like 90s, 2m or 1h30m, got 10 (missing unit)`,
 				`bad.yaml:6: start: expected a time of day "HH:MM", got "6am"`,

@@ -3,6 +3,15 @@
 // A scenario is YAML. Decoding is strict (unknown fields are errors) and validation reports
 // every problem at once, each as "file:line: message", in the manner of k6's Validate.
 // Runtime state never lives here: a Scenario is plain configuration.
+//
+// Loading a file (Parse, Load, LoadWith) goes in steps:
+//
+//  1. document.go reads the YAML into a node tree;
+//  2. the one decoder (decode.go) decodes the tree strictly into the file structs of file.go,
+//     which keep where every value was written;
+//  3. Overrides, such as fleetsim run's --day, replace values of the file;
+//  4. the checker (check.go) checks every value, reporting each problem with its line;
+//  5. build.go builds the Scenario from the checked values.
 package scenario
 
 import (
@@ -31,7 +40,7 @@ type Scenario struct {
 	File        string        // path it was loaded from, for messages
 	Name        string        // short name, used in metrics labels and client ids
 	Description string        // one paragraph shown when the run starts
-	Broker      string        // Embedded or a broker URL (tcp://, ssl://, ws://, wss://)
+	Broker      string        // Embedded or a broker URL (tcp://, ssl://, ws://, wss://; see ParseBroker)
 	Duration    time.Duration // how long to run; 0 runs until interrupted
 	Day         time.Duration // wall time of one simulated day; 0 means real time
 	Start       time.Duration // simulated time of day when the run starts

@@ -25,9 +25,9 @@ func placeholderList(names []string) string {
 // checkTemplate validates a topic template: its placeholders, and the literal text, which
 // must already be a valid topic (see checkName) apart from length. It returns the
 // placeholders used. Braces are reserved for placeholders.
-func (p *parser) checkTemplate(line int, path, tmpl string, allowed []string) (map[string]bool, bool) {
+func (c *checker) checkTemplate(line int, path, tmpl string, allowed []string) (map[string]bool, bool) {
 	if tmpl == "" {
-		p.addf(line, "%s: must not be empty", path)
+		c.addf(line, "%s: must not be empty", path)
 		return nil, false
 	}
 	vars := map[string]bool{}
@@ -38,7 +38,7 @@ func (p *parser) checkTemplate(line int, path, tmpl string, allowed []string) (m
 		case '{':
 			j := strings.IndexAny(tmpl[i+1:], "{}")
 			if j < 0 || tmpl[i+1+j] == '{' {
-				p.addf(line, "%s: %s has a \"{\" that is not closed (placeholders look like {id})", path, quote(tmpl))
+				c.addf(line, "%s: %s has a \"{\" that is not closed (placeholders look like {id})", path, quote(tmpl))
 				return nil, false
 			}
 			name := tmpl[i+1 : i+1+j]
@@ -56,14 +56,14 @@ func (p *parser) checkTemplate(line int, path, tmpl string, allowed []string) (m
 			if s := suggest(name, allowed); s != "" {
 				msg += fmt.Sprintf("; did you mean \"{%s}\"?", s)
 			}
-			p.addf(line, "%s", msg)
+			c.addf(line, "%s", msg)
 		case '}':
-			p.addf(line, "%s: %s has a \"}\" that was not opened (placeholders look like {id})", path, quote(tmpl))
+			c.addf(line, "%s: %s has a \"}\" that was not opened (placeholders look like {id})", path, quote(tmpl))
 			return nil, false
 		}
 	}
 	if err := checkName(tmpl, false); err != nil {
-		p.addf(line, "%s: %v", path, err)
+		c.addf(line, "%s: %v", path, err)
 		return nil, false
 	}
 	return vars, ok
