@@ -251,7 +251,9 @@ devices:
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "report.json")
-	p := start(t, nil, "run", f, "--broker", m.URL(), "--metrics-addr", "off", "--quiet", "--report", out)
+	// What is measured here is the window and the count, which hold whether or not a busy
+	// machine made the generator late (its verdict is TestOverloadedGeneratorIsNotAPass's).
+	p := start(t, nil, "run", f, "--broker", m.URL(), "--metrics-addr", "off", "--quiet", "--report", out, "--allow-generator-limit")
 	if code := p.wait(t, 60*time.Second); code != 0 {
 		t.Fatalf("exit code %d, want 0", code)
 	}
@@ -268,7 +270,7 @@ devices:
 	if got := r.Totals.Throughput; got < broker*0.98 || got > broker*1.02 {
 		t.Errorf("report throughput %.0f/s over %.3fs; mosquitto sent %.0f/s in the same window: want them within 2%%", got, r.Totals.Window, broker)
 	}
-	if r.Totals.Window < 9.9 || r.Totals.Window > 11 {
+	if r.Totals.Window < 9.9 || r.Totals.Window > 12 {
 		t.Errorf("throughput window %.3fs, want the 10 s the load flowed (and the last messages' way)", r.Totals.Window)
 	}
 }
