@@ -75,7 +75,17 @@ func TestSoakDoesNotGrow(t *testing.T) {
 			break
 		}
 	}
-	if last.heap > first.heap+first.heap/4+4<<20 {
-		t.Errorf("heap grew from %.1f to %.1f MB after warm-up", float64(first.heap)/1e6, float64(last.heap)/1e6)
+	// A leak raises the floor the heap comes back to; messages queued on a busy machine
+	// raise single samples and pass. Compare the lowest sample of each half.
+	floor := func(xs []sample) uint64 {
+		m := xs[0].heap
+		for _, x := range xs {
+			m = min(m, x.heap)
+		}
+		return m
+	}
+	early, late := floor(warm[:len(warm)/2]), floor(warm[len(warm)/2:])
+	if late > early+early/4+4<<20 {
+		t.Errorf("the heap's floor grew from %.1f to %.1f MB after warm-up", float64(early)/1e6, float64(late)/1e6)
 	}
 }
