@@ -10,6 +10,8 @@ package runner_test
 //     fixed reference rate (cpu-s/Mmsg, cpu-s/Mmsg@ref).
 //   - BenchmarkPahoFloorQoS0, BenchmarkPahoFloorQoS1 (bench_floor_test.go): the same search
 //     and figures for plain paho clients in the same shape, fleetsim's floor.
+//   - BenchmarkOverloadQoS0, BenchmarkOverloadQoS1: the same search, then twice the rate
+//     found held, to check that delivered throughput does not collapse past the limit.
 //   - BenchmarkConnections: per-device connections, memory per connection and connect rate.
 //
 // Each runs its search once, however many iterations the framework asks for (b.Loop ends
@@ -127,7 +129,8 @@ type stepResult struct {
 	cpu, brokerCPU           time.Duration // the generator's process; mosquitto
 	elapsed                  time.Duration
 	gc                       uint32
-	reads, writes            int64 // the generator's read and write system calls
+	reads, writes            int64   // the generator's read and write system calls
+	inWindow                 float64 // msgs/s the sink received while the publishers sent (0: not sampled)
 	err                      error
 }
 
@@ -167,8 +170,8 @@ func (r stepResult) String() string {
 		verdict = "FAIL: " + why
 	}
 	perMsg := func(n int64) float64 { return float64(n) / float64(max(r.delivered, 1)) }
-	return fmt.Sprintf("%8.0f msg/s: %d delivered, p50 %v p99 %v, lag p99 %v, ack p99 %v, cpu %.2fs (%.2f cpu-s/Mmsg), broker %.2f cpu-s/Mmsg, %d GC, %.2f reads and %.2f writes per message: %s",
-		r.rate, r.delivered, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.lagP99.Round(time.Microsecond),
+	return fmt.Sprintf("%8.0f msg/s: %.0f/s received while sending, %d delivered, p50 %v p99 %v, lag p99 %v, ack p99 %v, cpu %.2fs (%.2f cpu-s/Mmsg), broker %.2f cpu-s/Mmsg, %d GC, %.2f reads and %.2f writes per message: %s",
+		r.rate, r.inWindow, r.delivered, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.lagP99.Round(time.Microsecond),
 		r.ackP99.Round(time.Microsecond), r.cpu.Seconds(), cpuPerM(r.cpu, r.delivered), cpuPerM(r.brokerCPU, r.delivered), r.gc,
 		perMsg(r.reads), perMsg(r.writes), verdict)
 }
@@ -263,9 +266,13 @@ func fleetsimStep(b *testing.B, m *testbroker.Mosquitto, sh shape, rate float64,
 	met := metrics.New(prometheus.NewRegistry(), s.Name)
 	broker0 := brokerCPU(m)
 	reads0, writes0 := syscalls()
-	sum, err := runner.Run(context.Background(), runner.Config{Scenario: s, Kinds: devices.Kinds(), Metrics: met,
+	ctx, cancel := context.WithCancel(context.Background())
+	window := make(chan float64, 1)
+	go func() { window <- sinkRate(ctx, met, sh, d) }()
+	sum, err := runner.Run(ctx, runner.Config{Scenario: s, Kinds: devices.Kinds(), Metrics: met,
 		Grace: 3 * time.Second, Conn: mqttconn.Options{Broker: m.URL(), ConnectTimeout: 10 * time.Second}})
-	r := stepResult{rate: rate, expected: expected, err: err, brokerCPU: brokerCPU(m) - broker0}
+	cancel()
+	r := stepResult{rate: rate, expected: expected, err: err, brokerCPU: brokerCPU(m) - broker0, inWindow: <-window}
 	reads, writes := syscalls()
 	r.reads, r.writes = reads-reads0, writes-writes0
 	if sum == nil {
@@ -283,6 +290,41 @@ func fleetsimStep(b *testing.B, m *testbroker.Mosquitto, sh shape, rate float64,
 	r.dropped = ms.Generator.InboxDropped
 	r.cpu, r.gc, r.elapsed = ms.Generator.CPU, ms.Generator.GCCycles, sum.Elapsed
 	return r
+}
+
+// sinkRate returns the rate (msgs/s) at which the sink of a run of loadScenario(sh, rate, d)
+// received while the publishers were sending: from the end of the pause to the end of d,
+// reckoned from when the run started its devices. What arrives after (a backlog drained in
+// the grace period) does not count: it is the throughput delivered under the offered load.
+// 0 if ctx ends first.
+func sinkRate(ctx context.Context, met *metrics.Metrics, sh shape, d time.Duration) float64 {
+	started := met.Devices.WithLabelValues("load")
+	received := met.Received.WithLabelValues("sink", strconv.Itoa(int(sh.qos)))
+	for testutil.ToFloat64(started) < float64(sh.pubs) {
+		select {
+		case <-ctx.Done():
+			return 0
+		case <-time.After(time.Millisecond):
+		}
+	}
+	t0 := time.Now()
+	count := func(at time.Time) (float64, time.Time, bool) {
+		select {
+		case <-ctx.Done():
+			return 0, at, false
+		case <-time.After(time.Until(at)):
+		}
+		return testutil.ToFloat64(received), time.Now(), true
+	}
+	n0, from, ok := count(t0.Add(pause))
+	if !ok {
+		return 0
+	}
+	n1, to, ok := count(t0.Add(pause + d))
+	if !ok {
+		return 0
+	}
+	return (n1 - n0) / to.Sub(from).Seconds()
 }
 
 func BenchmarkThroughputQoS0(b *testing.B) { benchThroughput(b, shapeQoS0) }
@@ -306,6 +348,50 @@ func benchThroughput(b *testing.B, sh shape) {
 			b.Errorf("the reference rate %.0f msg/s was not sustained: %s", sh.ref, why)
 		}
 		reportThroughput(b, best, ref)
+	}
+}
+
+// BenchmarkOverloadQoS0 and BenchmarkOverloadQoS1 hold twice the highest sustainable rate
+// (found by the same search as the throughput benchmarks) and check that fleetsim does not
+// collapse past its limit: its sink must still receive, while the publishers send, at least
+// minOverloadRatio of that highest rate. They report the highest rate (msgs/s), what the
+// sink received per second at twice it (msgs/s@2x), their ratio, and the share of the
+// messages sent at twice it that were lost (lost-%@2x). With -fleetsim.rate the search is
+// skipped and that rate is taken for the highest.
+func BenchmarkOverloadQoS0(b *testing.B) { benchOverload(b, shapeQoS0) }
+func BenchmarkOverloadQoS1(b *testing.B) { benchOverload(b, shapeQoS1) }
+
+// minOverloadRatio is the least share of the highest sustainable rate that must still be
+// delivered when twice that rate is offered (issue 15).
+const minOverloadRatio = 0.9
+
+func benchOverload(b *testing.B, sh shape) {
+	sh, sz := sh.withFlags(), sizes()
+	m := benchBroker(b)
+	for b.Loop() {
+		best := *benchRate
+		if best == 0 {
+			r := search(b, sh, sz.bisect, func(rate float64) stepResult { return fleetsimStep(b, m, sh, rate, sz.step) })
+			if r.delivered == 0 {
+				b.Fatalf("no rate from %.0f msg/s up was sustained", sh.start)
+			}
+			best = r.rate
+		}
+		over := fleetsimStep(b, m, sh, 2*best, sz.step)
+		b.Logf("twice the highest rate: %v", over)
+		if over.err != nil {
+			b.Fatalf("at %.0f msg/s: %v", over.rate, over.err)
+		}
+		ratio := over.inWindow / best
+		b.ReportMetric(0, "ns/op")
+		b.ReportMetric(best, "msgs/s")
+		b.ReportMetric(over.inWindow, "msgs/s@2x")
+		b.ReportMetric(ratio, "ratio")
+		b.ReportMetric(100*float64(over.lost)/float64(max(over.delivered+over.lost, 1)), "lost-%@2x")
+		if ratio < minOverloadRatio {
+			b.Errorf("at twice the highest sustainable rate (%.0f msg/s offered) the sink received %.0f msg/s, %.2f of %.0f: want at least %.2f",
+				over.rate, over.inWindow, ratio, best, minOverloadRatio)
+		}
 	}
 }
 
