@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -171,5 +172,43 @@ func TestAStoppedDeviceSendsNothing(t *testing.T) {
 	}
 	if n := conn.n.Load(); n != 0 {
 		t.Errorf("%d publishes reached the connection after the device's context ended", n)
+	}
+}
+
+// TestABehindDeviceGivesWay checks that a device publishing back to back to catch up with
+// its schedule lets other goroutines run between its sends, and that its late sends still
+// all go out, counted late from their due times. On one P, a goroutine made runnable while
+// the device publishes must run before the device is done with a hundred sends: far less
+// than the 10 ms after which the runtime would preempt a device that never gave way.
+func TestABehindDeviceGivesWay(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	conn := &nullConn{}
+	p := benchPort(newMeasurement(), "load", conn, false)
+	payload := sim.Reserve(64)
+	ctx := context.Background()
+	due := time.Now().Add(-time.Second) // its schedule started a second ago
+	sent := 0
+	publish := func() {
+		if err := p.PublishAt(ctx, due.Add(time.Duration(sent)*time.Millisecond), "t/1", payload, 0, false); err != nil {
+			t.Fatal(err)
+		}
+		sent++
+	}
+	publish()
+	for range 5 {
+		var ran atomic.Bool
+		go ran.Store(true) // runnable, on the one P, beside the device
+		for i := 0; i < 100 && !ran.Load(); i++ {
+			publish()
+		}
+		if !ran.Load() {
+			t.Fatalf("a device %v behind made 100 sends without letting a runnable goroutine run", time.Since(due))
+		}
+	}
+	if n := conn.n.Load(); n != int64(sent) {
+		t.Errorf("%d of %d sends reached the connection", n, sent)
+	}
+	if s, l := p.km.scheduled.Load(), p.km.late.Load(); s != int64(sent) || l != int64(sent) {
+		t.Errorf("%d scheduled, %d late; want %d of each", s, l, sent)
 	}
 }
