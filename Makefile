@@ -38,9 +38,9 @@ fmt-check: ## fail if gofmt would change a file
 vet: ## go vet
 	$(GO) vet ./...
 
-bench: deps ## benchmarks as one table: throughput and connections against a mosquitto it starts, paho's floor, the micro-benchmarks (~4 min)
+bench: deps ## benchmarks as one table: throughput and connections against a mosquitto it starts, paho's floor, the micro-benchmarks (~7 min)
 	@mkdir -p bin
-	@echo "make bench: about 4 minutes; raw output and every step in bin/bench.txt"
+	@echo "make bench: about 7 minutes; raw output and every step in bin/bench.txt"
 	@$(GO) test -p 1 -run '^$$' -bench . -benchmem -timeout 30m ./... > bin/bench.txt 2>&1; status=$$?; \
 	awk -v raw=bin/bench.txt -f .ci/benchtable.awk bin/bench.txt; exit $$status
 
