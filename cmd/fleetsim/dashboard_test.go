@@ -5,24 +5,32 @@ package main
 // and Grafana provisioning files point at this binary's metrics address and at the dashboard.
 // The metrics come from a real run: the binary's own registry (newRegistry), the embedded
 // broker, and a second of load over a shaped link, so renaming a metric or a label without
-// updating the dashboard fails here.
+// updating the dashboard fails here. Queries are parsed with Prometheus's own grammar, and
+// the dashboard is read strictly with Grafana's schema types. prometheus_test.go then asks
+// a real Prometheus every query.
 
 import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/grafana/grafana-foundation-sdk/go/cog"
+	"github.com/grafana/grafana-foundation-sdk/go/cog/plugins"
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/grafana/grafana-foundation-sdk/go/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 	"go.uber.org/goleak"
@@ -618,4 +626,127 @@ func TestDashboardProvisioning(t *testing.T) {
 	if err := json.Unmarshal(b, &loaded); err != nil || loaded.UID != d.UID {
 		t.Errorf("the dashboard provider loads %s, which is not the fleetsim dashboard (%v)", path, err)
 	}
+}
+
+// schemaProblems lists what a strict unmarshal of the Grafana SDK found wrong. The SDK
+// returns its list of problems as an error even when the list is empty: that is no error.
+func schemaProblems(err error) []string {
+	var list cog.BuildErrors
+	if errors.As(err, &list) {
+		out := make([]string, 0, len(list))
+		for _, e := range list {
+			out = append(out, e.Error())
+		}
+		return out
+	}
+	if err != nil {
+		return []string{err.Error()}
+	}
+	return nil
+}
+
+// TestDashboardGrafanaSchema reads the dashboard with Grafana's own schema types (the
+// grafana-foundation-sdk, generated from the schemas Grafana publishes for dashboards,
+// panels and Prometheus queries), strictly: an unknown or misspelt field, a value of the
+// wrong type or a missing required field, from the dashboard down to a panel's options and
+// a query, fails here as Grafana's schema would refuse it. Grafana itself cannot be
+// installed on these machines; its schema can be read. Then every panel must be a kind the
+// SDK knows, with Prometheus queries.
+func TestDashboardGrafanaSchema(t *testing.T) {
+	plugins.RegisterDefaultPlugins() // panel options and query types by plugin id; idempotent
+	_, raw := readDashboard(t)
+
+	var strict dashboard.Dashboard
+	for _, p := range schemaProblems(strict.UnmarshalJSONStrict(raw)) {
+		t.Errorf("Grafana's dashboard schema: %s", p)
+	}
+
+	// The strict check finds what it should: a copy with a mistake of each kind fails.
+	for _, c := range []struct {
+		what   string
+		mutate func(d map[string]any)
+	}{
+		{"a misspelt query field", func(d map[string]any) { firstPanel(d, "stat")["targets"].([]any)[0].(map[string]any)["exprr"] = "x" }},
+		{"a position of the wrong type", func(d map[string]any) { firstPanel(d, "timeseries")["gridPos"].(map[string]any)["w"] = "wide" }},
+		{"a stat panel without a required option", func(d map[string]any) { delete(firstPanel(d, "stat")["options"].(map[string]any), "reduceOptions") }},
+	} {
+		var d map[string]any
+		if err := json.Unmarshal(raw, &d); err != nil {
+			t.Fatal(err)
+		}
+		c.mutate(d)
+		b, err := json.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bad dashboard.Dashboard
+		if len(schemaProblems(bad.UnmarshalJSONStrict(b))) == 0 {
+			t.Errorf("the schema check let %s through", c.what)
+		}
+	}
+
+	// The same document decoded into the SDK's types: every panel a known kind with its
+	// options typed, every query a Prometheus one.
+	var d dashboard.Dashboard
+	if err := json.Unmarshal(raw, &d); err != nil {
+		t.Fatalf("Grafana's dashboard types: %v", err)
+	}
+	if err := d.Validate(); err != nil {
+		t.Errorf("Grafana's dashboard types: %v", err)
+	}
+	seen := 0 // panels and rows
+	check := func(p *dashboard.Panel) {
+		where := fmt.Sprintf("panel %v %q", deref(p.Id), deref(p.Title))
+		if _, ok := cog.NewRuntime().ConfigForPanelcfgVariant(p.Type); !ok {
+			t.Errorf("%s: type %q is not a panel plugin Grafana's schema knows", where, p.Type)
+		}
+		if p.Options == nil || reflect.TypeOf(p.Options).Kind() != reflect.Pointer {
+			t.Errorf("%s: options %T, want the %s panel's typed options", where, p.Options, p.Type)
+		}
+		if p.Datasource == nil || deref(p.Datasource.Type) != "prometheus" {
+			t.Errorf("%s: datasource %+v, want a prometheus one", where, p.Datasource)
+		}
+		for i, q := range p.Targets {
+			pq, ok := q.(*prometheus.Dataquery)
+			if !ok || pq.Expr == "" || deref(pq.RefId) == "" {
+				t.Errorf("%s: target %d is %T, want a Prometheus query with an expression and a refId", where, i, q)
+			}
+		}
+	}
+	for _, pr := range d.Panels {
+		seen++
+		switch {
+		case pr.Panel != nil:
+			check(pr.Panel)
+		case pr.RowPanel != nil:
+			for _, p := range pr.RowPanel.Panels {
+				seen++
+				check(&p)
+			}
+		default:
+			t.Errorf("a panel that is neither a panel nor a row")
+		}
+	}
+	if gd, _ := readDashboard(t); seen != len(allPanels(gd.Panels)) {
+		t.Errorf("the SDK saw %d panels and rows, the dashboard has %d", seen, len(allPanels(gd.Panels)))
+	}
+}
+
+// deref is *p, or the zero value for nil: the SDK's optional fields are pointers.
+func deref[T any](p *T) T {
+	if p == nil {
+		var zero T
+		return zero
+	}
+	return *p
+}
+
+// firstPanel is the first top-level panel of type typ in a decoded dashboard.
+func firstPanel(d map[string]any, typ string) map[string]any {
+	for _, p := range d["panels"].([]any) {
+		if p := p.(map[string]any); p["type"] == typ {
+			return p
+		}
+	}
+	panic("no " + typ + " panel")
 }
