@@ -128,6 +128,18 @@ func TestDashboardRunDependentPanels(t *testing.T) {
 	}
 }
 
+// TestPrometheusConfigs has promtool check the Prometheus configurations dashboards/
+// ships: the one beside `make run` and the one compose.yaml mounts.
+func TestPrometheusConfigs(t *testing.T) {
+	promtool := testbroker.RequireTool(t, "promtool")
+	for _, name := range []string{"prometheus.yml", "prometheus-compose.yml"} {
+		out, err := exec.Command(promtool, "check", "config", filepath.Join(dashboardsDir, name)).CombinedOutput()
+		if err != nil {
+			t.Errorf("promtool check config dashboards/%s: %v\n%s", name, err, out)
+		}
+	}
+}
+
 // promAPI is a Prometheus's HTTP API.
 type promAPI struct{ base string }
 
