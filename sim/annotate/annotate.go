@@ -197,6 +197,9 @@ func (c *Client) post(a Annotation) error {
 	}
 	resp, err := c.o.Client.Do(req)
 	if err != nil {
+		if c.ctx.Err() != nil {
+			return errors.New("Grafana had not answered when the client closed")
+		}
 		return c.redact(err)
 	}
 	defer resp.Body.Close()
