@@ -3,9 +3,10 @@ package main
 // The Prometheus test proves the dashboard against the real thing: two fleetsim processes
 // (the binary TestMain builds), each serving its own metrics on loopback, scraped every
 // second by a real Prometheus (Debian's, which `make deps` installs) with native histograms
-// on; then every query of dashboards/fleetsim.json, Grafana's variables filled in as
-// Grafana fills them, goes to Prometheus's HTTP API and must be accepted and return data.
-// promtool lints a real scrape of each process on the way.
+// on, and by a second one that stores only classic buckets; then every query of
+// dashboards/fleetsim.json, Grafana's variables filled in as Grafana fills them, goes to
+// each Prometheus's HTTP API and must be accepted and return data, and every quantile must
+// sum the histograms of both processes. promtool lints a real scrape of each process.
 
 import (
 	"bytes"
@@ -141,7 +142,10 @@ func TestPrometheusConfigs(t *testing.T) {
 }
 
 // promAPI is a Prometheus's HTTP API.
-type promAPI struct{ base string }
+type promAPI struct {
+	base string
+	name string // which of the test's Prometheus servers it is
+}
 
 // promResult is one series of an instant query's answer: its labels and, for a float
 // sample, its value (a native histogram sample has none).
@@ -223,9 +227,9 @@ func (p promAPI) labelValues(ctx context.Context, selector, label string) ([]str
 }
 
 // startPrometheus starts a real Prometheus scraping targets every second, with native
-// histograms on and its storage in a temporary directory, and waits until it is ready.
+// histograms on or off, its storage in a temporary directory, and waits until it is ready.
 // It stops when the test ends.
-func startPrometheus(t *testing.T, bin string, targets []string) promAPI {
+func startPrometheus(t *testing.T, bin string, targets []string, native bool) promAPI {
 	t.Helper()
 	dir := t.TempDir()
 	quoted := make([]string, len(targets))
@@ -252,8 +256,13 @@ scrape_configs:
 		t.Fatal(err)
 	}
 	defer logFile.Close() // the child has its own descriptor
-	cmd := exec.Command(bin, "--config.file="+confPath, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--enable-feature=native-histograms")
+	args := []string{"--config.file=" + confPath, "--storage.tsdb.path=" + filepath.Join(dir, "data"), "--web.listen-address=" + addr}
+	name := "Prometheus with classic histograms only"
+	if native {
+		args = append(args, "--enable-feature=native-histograms")
+		name = "Prometheus with native histograms"
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = dieWithTest()
 	if err := cmd.Start(); err != nil {
@@ -271,11 +280,11 @@ scrape_configs:
 		}
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
-			t.Logf("prometheus log (last 4 KiB):\n%s", b[max(0, len(b)-4096):])
+			t.Logf("%s: log (last 4 KiB):\n%s", name, b[max(0, len(b)-4096):])
 		}
 	})
 
-	p := promAPI{base: "http://" + addr}
+	p := promAPI{base: "http://" + addr, name: name}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get(p.base + "/-/ready")
@@ -357,23 +366,28 @@ func TestDashboardAgainstPrometheus(t *testing.T) {
 		}
 	}
 
-	prom := startPrometheus(t, promBin, instances)
+	// The Prometheus the dashboard is made for, native histograms on, and one that stores
+	// only the classic buckets (any Prometheus before native histograms, or one that does
+	// not turn them on): each quantile panel reads either.
+	proms := []promAPI{startPrometheus(t, promBin, instances, true), startPrometheus(t, promBin, instances, false)}
 	ctx := context.Background()
 
 	// Both targets up before any panel is asked.
 	deadline := time.Now().Add(30 * time.Second)
-	for {
-		up, err := prom.query(ctx, `up{job="fleetsim"} == 1`)
-		if err != nil {
-			t.Fatal(err)
+	for _, prom := range proms {
+		for {
+			up, err := prom.query(ctx, `up{job="fleetsim"} == 1`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(up) == len(instances) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after 30s, %s scrapes %d of %d fleetsim targets", prom.name, len(up), len(instances))
+			}
+			time.Sleep(250 * time.Millisecond)
 		}
-		if len(up) == len(instances) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 30s Prometheus scrapes %d of %d fleetsim targets", len(up), len(instances))
-		}
-		time.Sleep(250 * time.Millisecond)
 	}
 
 	// Grafana's variables, as Grafana fills them: every scenario and every instance
@@ -395,7 +409,7 @@ func TestDashboardAgainstPrometheus(t *testing.T) {
 			continue // TestDashboardQueriesServedMetrics says so
 		}
 		want := slices.Sorted(slices.Values(map[string][]string{"scenario": scenarios, "instance": instances}[m[2]]))
-		got, err := prom.labelValues(ctx, fill.Replace(m[1]), m[2])
+		got, err := proms[0].labelValues(ctx, fill.Replace(m[1]), m[2])
 		if err != nil {
 			t.Errorf("variable %s: %v", v.Name, err)
 		} else if slices.Sort(got); !slices.Equal(got, want) {
@@ -406,22 +420,25 @@ func TestDashboardAgainstPrometheus(t *testing.T) {
 	// Every panel's every query: accepted, and with data, asked again each second until
 	// all have answered or the time is up (the runs need a few seconds for every rate).
 	type pending struct {
+		prom        promAPI
 		where, expr string
 		quantiles   bool   // must hold a number, not NaN from a window without observations
 		panel       string // the panel's title
 	}
 	var todo []pending
-	for _, p := range allPanels(d.Panels) {
-		for _, q := range p.Targets {
-			todo = append(todo, pending{where: fmt.Sprintf("panel %d %q %s", p.ID, p.Title, q.RefID),
-				expr: fill.Replace(q.Expr), quantiles: strings.Contains(q.Expr, "histogram_quantile"), panel: p.Title})
+	for _, prom := range proms {
+		for _, p := range allPanels(d.Panels) {
+			for _, q := range p.Targets {
+				todo = append(todo, pending{prom: prom, where: fmt.Sprintf("%s: panel %d %q %s", prom.name, p.ID, p.Title, q.RefID),
+					expr: fill.Replace(q.Expr), quantiles: strings.Contains(q.Expr, "histogram_quantile"), panel: p.Title})
+			}
 		}
 	}
 	last := map[string]string{}
 	deadline = time.Now().Add(90 * time.Second)
 	for len(todo) > 0 && time.Now().Before(deadline) {
 		todo = slices.DeleteFunc(todo, func(q pending) bool {
-			res, err := prom.query(ctx, q.expr)
+			res, err := q.prom.query(ctx, q.expr)
 			if _, rejected := err.(errRejected); rejected {
 				t.Errorf("%s: %v\n%s", q.where, err, q.expr)
 				return true
@@ -445,11 +462,17 @@ func TestDashboardAgainstPrometheus(t *testing.T) {
 		if when, ok := runDependent[q.panel]; ok {
 			cond = fmt.Sprintf(" (it has data %s: do the test's runs still have that?)", when)
 		}
-		t.Errorf("%s: no data from a real Prometheus scraping two fleetsim runs%s; last answer: %s\n%s", q.where, cond, last[q.where], q.expr)
+		t.Errorf("%s: no data from two fleetsim runs%s; last answer: %s\n%s", q.where, cond, last[q.where], q.expr)
 	}
 
 	// Quantile panels aggregate both instances: the histograms a quantile is taken of are
 	// summed across instances (not grouped by instance), and both instances feed them.
+	type quantileInput struct {
+		prom  promAPI
+		where string
+		exprs []string // count by (instance) of each quantile's summed histograms
+	}
+	var inputs []quantileInput
 	for _, p := range allPanels(d.Panels) {
 		for _, q := range p.Targets {
 			where := fmt.Sprintf("panel %d %q %s", p.ID, p.Title, q.RefID)
@@ -457,14 +480,12 @@ func TestDashboardAgainstPrometheus(t *testing.T) {
 			if err != nil {
 				continue // reported above
 			}
-			fed := map[string]bool{}
-			quantiles, bad := 0, false
+			in := quantileInput{where: where}
 			parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
 				c, ok := n.(*parser.Call)
 				if !ok || c.Func.Name != "histogram_quantile" {
 					return nil
 				}
-				quantiles++
 				arg := c.Args[1]
 				for {
 					pe, ok := arg.(*parser.ParenExpr)
@@ -476,28 +497,46 @@ func TestDashboardAgainstPrometheus(t *testing.T) {
 				agg, ok := arg.(*parser.AggregateExpr)
 				if !ok || agg.Op != parser.SUM || agg.Without || slices.Contains(agg.Grouping, "instance") {
 					t.Errorf("%s: histogram_quantile of %s, want the sum across instances (sum by (...) without instance)", where, arg)
-					bad = true
 					return nil
 				}
-				res, err := prom.query(ctx, fmt.Sprintf("count by (instance) (%s)", agg.Expr))
-				if err != nil {
-					t.Errorf("%s: %v", where, err)
-					bad = true
-					return nil
-				}
-				for _, r := range res {
-					fed[r.Metric["instance"]] = true
-				}
+				in.exprs = append(in.exprs, fmt.Sprintf("count by (instance) (%s)", agg.Expr))
 				return nil
 			})
-			if quantiles == 0 || bad {
-				continue
-			}
-			for _, inst := range instances {
-				if !fed[inst] {
-					t.Errorf("%s: the quantile has no series from instance %s (from %v)", where, inst, fed)
+			for _, prom := range proms {
+				if len(in.exprs) > 0 {
+					inputs = append(inputs, quantileInput{prom: prom, where: prom.name + ": " + where, exprs: in.exprs})
 				}
 			}
 		}
+	}
+	if len(inputs) < 4*len(proms) {
+		t.Errorf("only %d quantile queries: did the quantile panels go missing?", len(inputs))
+	}
+	// Asked again each second until both instances show, as a scrape may come late.
+	fed := map[string]map[string]bool{}
+	deadline = time.Now().Add(30 * time.Second)
+	for len(inputs) > 0 && time.Now().Before(deadline) {
+		inputs = slices.DeleteFunc(inputs, func(in quantileInput) bool {
+			if fed[in.where] == nil {
+				fed[in.where] = map[string]bool{}
+			}
+			for _, e := range in.exprs {
+				res, err := in.prom.query(ctx, e)
+				if err != nil {
+					t.Errorf("%s: %v", in.where, err)
+					return true
+				}
+				for _, r := range res {
+					fed[in.where][r.Metric["instance"]] = true
+				}
+			}
+			return !slices.ContainsFunc(instances, func(inst string) bool { return !fed[in.where][inst] })
+		})
+		if len(inputs) > 0 {
+			time.Sleep(time.Second)
+		}
+	}
+	for _, in := range inputs {
+		t.Errorf("%s: the quantile's histograms come from %v, want both instances %v", in.where, fed[in.where], instances)
 	}
 }
