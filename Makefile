@@ -1,8 +1,11 @@
 # fleetsim — `make help` lists the targets.
 GO      ?= go
 BIN     := bin/fleetsim
-# Real programs the integration tests talk to; `make deps` installs them with apt-get.
-TOOLS   := mosquitto mosquitto_sub mosquitto_pub mosquitto_passwd
+# Real programs the integration tests talk to; `make deps` installs them with apt-get:
+# mosquitto (a real broker), and Prometheus, which scrapes two fleetsim processes so that
+# every dashboard panel is proven to return data, and whose promtool lints a real scrape.
+TOOLS   := mosquitto mosquitto_sub mosquitto_pub mosquitto_passwd prometheus promtool
+PKGS    := mosquitto mosquitto-clients prometheus
 
 .PHONY: help run build test deps vet fmt-check bench fuzz clean
 
@@ -21,14 +24,14 @@ test: deps fmt-check vet ## install test tools if missing, then vet and run ever
 	@# goroutines starting at 2 KiB whatever the tests before them left (see README, Scale).
 	GODEBUG=adaptivestackstart=0 $(GO) test -count=1 -run 'Stack|StaySmall' ./sim/runner ./sim/alarm
 
-deps: ## install mosquitto and mosquitto-clients when missing (apt-get, as root)
+deps: ## install mosquitto, mosquitto-clients and prometheus when missing (apt-get, as root)
 	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null 2>&1 || [ -x /usr/sbin/$$t ] || missing="$$missing $$t"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
-	echo "make deps: missing$$missing; installing mosquitto and mosquitto-clients"; \
+	echo "make deps: missing$$missing; installing $(PKGS)"; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null && exit 0; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(PKGS) >/dev/null && exit 0; \
 	fi; \
-	echo "make deps: could not install mosquitto and mosquitto-clients; install them (apt-get install mosquitto mosquitto-clients)"; \
+	echo "make deps: could not install $(PKGS); install them (apt-get install $(PKGS))"; \
 	if [ "$$CI" = true ]; then exit 1; fi; \
 	echo "make deps: tests that need them will be skipped"
 

@@ -5,24 +5,34 @@ package main
 // and Grafana provisioning files point at this binary's metrics address and at the dashboard.
 // The metrics come from a real run: the binary's own registry (newRegistry), the embedded
 // broker, and a second of load over a shaped link, so renaming a metric or a label without
-// updating the dashboard fails here.
+// updating the dashboard fails here. Queries are parsed with Prometheus's own grammar, and
+// the dashboard is read strictly with Grafana's schema types. prometheus_test.go then asks
+// a real Prometheus every query.
 
 import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/grafana/grafana-foundation-sdk/go/cog"
+	"github.com/grafana/grafana-foundation-sdk/go/cog/plugins"
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/grafana/grafana-foundation-sdk/go/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
 	"go.uber.org/goleak"
 	"go.yaml.in/yaml/v3"
 
@@ -415,172 +425,62 @@ type selector struct {
 	matchers map[string]string // label → value, whatever the operator
 }
 
-// promqlAggregations are PromQL's aggregation operators, keywords that are never a metric.
-// promqlFuncs are the functions the parser accepts; a name followed by "(" that is not
-// here is an error, so a metric cannot hide as a function.
-var promqlAggregations, promqlFuncs = map[string]bool{}, map[string]bool{}
+// grafanaIntervals replaces Grafana's interval variables, which are not PromQL, by
+// durations of the kind Grafana puts in their place: with the datasource's 5 s scrape
+// interval (provisioning/datasources/prometheus.yml), $__rate_interval is at least 20 s.
+var grafanaIntervals = strings.NewReplacer(
+	"${__rate_interval}", "20s", "$__rate_interval", "20s",
+	"${__interval}", "5s", "$__interval", "5s",
+	"${__range}", "15m", "$__range", "15m")
 
-func init() {
-	for _, a := range strings.Fields(`sum avg min max count group stddev stdvar topk bottomk quantile count_values limitk limit_ratio`) {
-		promqlAggregations[a] = true
-	}
-	for _, f := range strings.Fields(`rate irate increase delta idelta deriv predict_linear resets changes
-		histogram_quantile histogram_count histogram_sum histogram_avg histogram_fraction histogram_stddev histogram_stdvar
-		abs ceil floor round sqrt exp ln log2 log10 sgn clamp clamp_min clamp_max scalar vector time timestamp
-		absent absent_over_time present_over_time avg_over_time min_over_time max_over_time sum_over_time count_over_time
-		last_over_time quantile_over_time stddev_over_time stdvar_over_time label_replace label_join sort sort_desc`) {
-		promqlFuncs[f] = true
-	}
-}
+// promqlParser is Prometheus's own PromQL grammar (promql/parser), with its defaults: a
+// query the dashboard ships must parse as Prometheus parses it, not as a test thinks it does.
+var promqlParser = parser.NewParser(parser.Options{})
 
-var (
-	promqlIdent  = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*`)
-	promqlNumber = regexp.MustCompile(`^(0x[0-9a-fA-F]+|[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?)`)
-	promqlString = regexp.MustCompile(`^("(\\.|[^"\\])*"|'(\\.|[^'\\])*'|` + "`[^`]*`)")
-	promqlOp     = regexp.MustCompile(`^(=~|!~|!=|=)`)
-	promqlVar    = regexp.MustCompile(`^\$(\{[^}]*\}|\w+)`)
-)
-
-// parsePromQL reads the metric selectors and label names of a PromQL expression with
-// Grafana variables in it. It is a scanner, not a full parser: enough to know which series
-// and labels a query reads, strict enough to refuse what it does not understand.
+// parsePromQL parses a dashboard query with the real grammar, Grafana's interval variables
+// filled in (the other variables stand in label values, where any string parses), and
+// returns the series selectors and label names it uses.
 func parsePromQL(expr string) (promql, error) {
-	var q promql
-	s := expr
-	skipSpace := func() { s = strings.TrimLeft(s, " \t\r\n") }
-	// labelList reads "(a, b, ...)".
-	labelList := func() error {
-		skipSpace()
-		if !strings.HasPrefix(s, "(") {
-			return fmt.Errorf("want ( at %q", s)
-		}
-		s = s[1:]
-		for {
-			skipSpace()
-			if strings.HasPrefix(s, ")") {
-				s = s[1:]
-				return nil
-			}
-			id := promqlIdent.FindString(s)
-			if id == "" {
-				return fmt.Errorf("want a label name at %q", s)
-			}
-			q.labels = append(q.labels, id)
-			s = s[len(id):]
-			skipSpace()
-			s = strings.TrimPrefix(s, ",")
-		}
+	e, err := promqlParser.ParseExpr(grafanaIntervals.Replace(expr))
+	if err != nil {
+		return promql{}, fmt.Errorf("promql: %w", err)
 	}
-	// matchers reads "{a="x", b=~"y"}" into sel.
-	matchers := func(sel *selector) error {
-		s = s[1:]
-		for {
-			skipSpace()
-			if strings.HasPrefix(s, "}") {
-				s = s[1:]
-				return nil
-			}
-			id := promqlIdent.FindString(s)
-			if id == "" {
-				return fmt.Errorf("want a label name at %q", s)
-			}
-			s = s[len(id):]
-			skipSpace()
-			op := promqlOp.FindString(s)
-			if op == "" {
-				return fmt.Errorf("want a matcher operator at %q", s)
-			}
-			s = s[len(op):]
-			skipSpace()
-			str := promqlString.FindString(s)
-			if str == "" {
-				return fmt.Errorf("want a string at %q", s)
-			}
-			s = s[len(str):]
-			if id == "__name__" && op == "=" {
-				sel.metric = str[1 : len(str)-1]
-			} else {
-				q.labels = append(q.labels, id)
-				sel.matchers[id] = str[1 : len(str)-1]
-			}
-			skipSpace()
-			s = strings.TrimPrefix(s, ",")
-		}
-	}
-	for {
-		skipSpace()
-		if s == "" {
-			return q, nil
-		}
-		switch c := s[0]; {
-		case c == '"' || c == '\'' || c == '`':
-			str := promqlString.FindString(s)
-			if str == "" {
-				return q, fmt.Errorf("unterminated string at %q", s)
-			}
-			s = s[len(str):]
-		case c == '[': // a range or subquery: durations and Grafana's interval variables
-			end := strings.IndexByte(s, ']')
-			if end < 0 {
-				return q, fmt.Errorf("unterminated range at %q", s)
-			}
-			s = s[end+1:]
-		case c == '{': // a selector without a metric name
-			sel := selector{matchers: map[string]string{}}
-			if err := matchers(&sel); err != nil {
-				return q, err
-			}
-			if sel.metric == "" {
-				return q, fmt.Errorf("a selector without a metric name")
-			}
-			q.selectors = append(q.selectors, sel)
-		case c == '$': // a Grafana variable standing for a number, e.g. topk($n, ...)
-			s = s[max(1, len(promqlVar.FindString(s))):]
-		case promqlNumber.MatchString(s) && (c >= '0' && c <= '9' || c == '.'):
-			s = s[len(promqlNumber.FindString(s)):]
-		case promqlIdent.MatchString(s):
-			id := promqlIdent.FindString(s)
-			s = s[len(id):]
-			rest := strings.TrimLeft(s, " \t\r\n")
-			switch lower := strings.ToLower(id); {
-			case id == "by" || id == "without" || id == "on" || id == "ignoring":
-				if err := labelList(); err != nil {
-					return q, fmt.Errorf("%s: %w", id, err)
-				}
-			case id == "group_left" || id == "group_right":
-				if strings.HasPrefix(rest, "(") {
-					if err := labelList(); err != nil {
-						return q, fmt.Errorf("%s: %w", id, err)
-					}
-				}
-			case id == "and" || id == "or" || id == "unless" || id == "bool" || id == "atan2" || lower == "inf" || lower == "nan":
-			case id == "offset":
-				skipSpace()
-				s = strings.TrimLeft(s, "-0123456789smhdwy")
-			case promqlAggregations[id]: // its by/without clause may stand before or after "("
-			case strings.HasPrefix(rest, "("):
-				if !promqlFuncs[id] {
-					return q, fmt.Errorf("unknown function %s", id)
-				}
-			default:
-				sel := selector{metric: id, matchers: map[string]string{}}
-				if strings.HasPrefix(rest, "{") {
-					s = rest
-					if err := matchers(&sel); err != nil {
-						return q, fmt.Errorf("%s: %w", id, err)
-					}
-				}
-				q.selectors = append(q.selectors, sel)
-			}
-		case strings.ContainsRune("()+-*/%^=!<>,", rune(c)):
-			s = s[1:]
-		default:
-			return q, fmt.Errorf("unexpected %q", s)
-		}
-	}
+	return promqlRefs(e), nil
 }
 
-func TestParsePromQL(t *testing.T) {
+// promqlRefs walks a parsed expression for the series it selects, in the order they
+// appear, and the label names it matches on, groups by or joins on.
+func promqlRefs(e parser.Expr) promql {
+	var q promql
+	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+		switch n := n.(type) {
+		case *parser.VectorSelector:
+			s := selector{metric: n.Name, matchers: map[string]string{}}
+			for _, m := range n.LabelMatchers {
+				if m.Name == labels.MetricName {
+					if m.Type == labels.MatchEqual {
+						s.metric = m.Value
+					}
+					continue
+				}
+				q.labels = append(q.labels, m.Name)
+				s.matchers[m.Name] = m.Value
+			}
+			q.selectors = append(q.selectors, s)
+		case *parser.AggregateExpr:
+			q.labels = append(q.labels, n.Grouping...)
+		case *parser.BinaryExpr:
+			if vm := n.VectorMatching; vm != nil {
+				q.labels = append(q.labels, vm.MatchingLabels...)
+				q.labels = append(q.labels, vm.Include...)
+			}
+		}
+		return nil
+	})
+	return q
+}
+
+func TestPromQLRefs(t *testing.T) {
 	for _, c := range []struct {
 		expr            string
 		metrics, labels []string
@@ -589,13 +489,15 @@ func TestParsePromQL(t *testing.T) {
 		{expr: `histogram_quantile(0.99, sum by (kind) (rate(fleetsim_message_latency_seconds{scenario=~"$scenario"}[$__rate_interval])))` +
 			` or histogram_quantile(0.99, sum by (kind, le) (rate(fleetsim_message_latency_seconds_bucket[5m])))`,
 			metrics: []string{"fleetsim_message_latency_seconds", "fleetsim_message_latency_seconds_bucket"},
-			labels:  []string{"kind", "scenario", "kind", "le"}},
+			labels:  []string{"kind", "kind", "le", "scenario"}},
 		{expr: `sum without(qos) (a_total{x="}",y!~'a\'b'}) / on (kind) group_left(state) b offset 5m > bool 0.5e-3`,
-			metrics: []string{"a_total", "b"}, labels: []string{"qos", "x", "y", "kind", "state"}},
+			metrics: []string{"a_total", "b"}, labels: []string{"kind", "qos", "state", "x", "y"}},
 		{expr: `{__name__="c", k="v"} * 2`, metrics: []string{"c"}, labels: []string{"k"}},
 		{expr: `rat(x[1m])`, err: true}, // a misspelt function must not pass as a metric
 		{expr: `x{k}`, err: true},
 		{expr: `sum by kind (x)`, err: true},
+		{expr: `rate(x[$__rate_interval]) and`, err: true},
+		{expr: `histogram_quantile(0.5, x) + "s"`, err: true}, // types are checked too
 	} {
 		q, err := parsePromQL(c.expr)
 		if (err != nil) != c.err {
@@ -606,6 +508,7 @@ func TestParsePromQL(t *testing.T) {
 		for _, s := range q.selectors {
 			metrics = append(metrics, s.metric)
 		}
+		slices.Sort(q.labels) // in the order of the syntax tree's walk, which is not the text's
 		if !c.err && (!slices.Equal(metrics, c.metrics) || !slices.Equal(q.labels, c.labels)) {
 			t.Errorf("%s:\nmetrics %v, want %v\nlabels %v, want %v", c.expr, metrics, c.metrics, q.labels, c.labels)
 		}
@@ -723,4 +626,127 @@ func TestDashboardProvisioning(t *testing.T) {
 	if err := json.Unmarshal(b, &loaded); err != nil || loaded.UID != d.UID {
 		t.Errorf("the dashboard provider loads %s, which is not the fleetsim dashboard (%v)", path, err)
 	}
+}
+
+// schemaProblems lists what a strict unmarshal of the Grafana SDK found wrong. The SDK
+// returns its list of problems as an error even when the list is empty: that is no error.
+func schemaProblems(err error) []string {
+	var list cog.BuildErrors
+	if errors.As(err, &list) {
+		out := make([]string, 0, len(list))
+		for _, e := range list {
+			out = append(out, e.Error())
+		}
+		return out
+	}
+	if err != nil {
+		return []string{err.Error()}
+	}
+	return nil
+}
+
+// TestDashboardGrafanaSchema reads the dashboard with Grafana's own schema types (the
+// grafana-foundation-sdk, generated from the schemas Grafana publishes for dashboards,
+// panels and Prometheus queries), strictly: an unknown or misspelt field, a value of the
+// wrong type or a missing required field, from the dashboard down to a panel's options and
+// a query, fails here as Grafana's schema would refuse it. Grafana itself cannot be
+// installed on these machines; its schema can be read. Then every panel must be a kind the
+// SDK knows, with Prometheus queries.
+func TestDashboardGrafanaSchema(t *testing.T) {
+	plugins.RegisterDefaultPlugins() // panel options and query types by plugin id; idempotent
+	_, raw := readDashboard(t)
+
+	var strict dashboard.Dashboard
+	for _, p := range schemaProblems(strict.UnmarshalJSONStrict(raw)) {
+		t.Errorf("Grafana's dashboard schema: %s", p)
+	}
+
+	// The strict check finds what it should: a copy with a mistake of each kind fails.
+	for _, c := range []struct {
+		what   string
+		mutate func(d map[string]any)
+	}{
+		{"a misspelt query field", func(d map[string]any) { firstPanel(d, "stat")["targets"].([]any)[0].(map[string]any)["exprr"] = "x" }},
+		{"a position of the wrong type", func(d map[string]any) { firstPanel(d, "timeseries")["gridPos"].(map[string]any)["w"] = "wide" }},
+		{"a stat panel without a required option", func(d map[string]any) { delete(firstPanel(d, "stat")["options"].(map[string]any), "reduceOptions") }},
+	} {
+		var d map[string]any
+		if err := json.Unmarshal(raw, &d); err != nil {
+			t.Fatal(err)
+		}
+		c.mutate(d)
+		b, err := json.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bad dashboard.Dashboard
+		if len(schemaProblems(bad.UnmarshalJSONStrict(b))) == 0 {
+			t.Errorf("the schema check let %s through", c.what)
+		}
+	}
+
+	// The same document decoded into the SDK's types: every panel a known kind with its
+	// options typed, every query a Prometheus one.
+	var d dashboard.Dashboard
+	if err := json.Unmarshal(raw, &d); err != nil {
+		t.Fatalf("Grafana's dashboard types: %v", err)
+	}
+	if err := d.Validate(); err != nil {
+		t.Errorf("Grafana's dashboard types: %v", err)
+	}
+	seen := 0 // panels and rows
+	check := func(p *dashboard.Panel) {
+		where := fmt.Sprintf("panel %v %q", deref(p.Id), deref(p.Title))
+		if _, ok := cog.NewRuntime().ConfigForPanelcfgVariant(p.Type); !ok {
+			t.Errorf("%s: type %q is not a panel plugin Grafana's schema knows", where, p.Type)
+		}
+		if p.Options == nil || reflect.TypeOf(p.Options).Kind() != reflect.Pointer {
+			t.Errorf("%s: options %T, want the %s panel's typed options", where, p.Options, p.Type)
+		}
+		if p.Datasource == nil || deref(p.Datasource.Type) != "prometheus" {
+			t.Errorf("%s: datasource %+v, want a prometheus one", where, p.Datasource)
+		}
+		for i, q := range p.Targets {
+			pq, ok := q.(*prometheus.Dataquery)
+			if !ok || pq.Expr == "" || deref(pq.RefId) == "" {
+				t.Errorf("%s: target %d is %T, want a Prometheus query with an expression and a refId", where, i, q)
+			}
+		}
+	}
+	for _, pr := range d.Panels {
+		seen++
+		switch {
+		case pr.Panel != nil:
+			check(pr.Panel)
+		case pr.RowPanel != nil:
+			for _, p := range pr.RowPanel.Panels {
+				seen++
+				check(&p)
+			}
+		default:
+			t.Errorf("a panel that is neither a panel nor a row")
+		}
+	}
+	if gd, _ := readDashboard(t); seen != len(allPanels(gd.Panels)) {
+		t.Errorf("the SDK saw %d panels and rows, the dashboard has %d", seen, len(allPanels(gd.Panels)))
+	}
+}
+
+// deref is *p, or the zero value for nil: the SDK's optional fields are pointers.
+func deref[T any](p *T) T {
+	if p == nil {
+		var zero T
+		return zero
+	}
+	return *p
+}
+
+// firstPanel is the first top-level panel of type typ in a decoded dashboard.
+func firstPanel(d map[string]any, typ string) map[string]any {
+	for _, p := range d["panels"].([]any) {
+		if p := p.(map[string]any); p["type"] == typ {
+			return p
+		}
+	}
+	panic("no " + typ + " panel")
 }

@@ -48,6 +48,7 @@ type runFlags struct {
 	report                                string
 	thresholds                            stringList
 	allowGeneratorLimit                   bool
+	grafanaURL                            string
 }
 
 // stringList is a repeatable string flag.
@@ -154,6 +155,7 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, string, error) {
 	fs.StringVar(&f.report, "report", "", "write the end-of-run report as JSON to this file (\"-\" for stdout); see README, \"The JSON report\"")
 	fs.Var(&f.thresholds, "threshold", "a pass/fail condition on the result, e.g. 'latency_p99<50ms' or 'loss==0' (repeatable; added to the scenario's thresholds); exit code 99 when one fails")
 	fs.BoolVar(&f.allowGeneratorLimit, "allow-generator-limit", false, "pass a run whose generator, not the broker, was the limit (it fell behind its schedules, shed load or starved its own receivers) on its thresholds alone, instead of exit code 98; the report still says so")
+	fs.StringVar(&f.grafanaURL, "grafana-url", "", "Grafana base `URL` to mark the run on: an annotation when it starts, for each threshold crossed, and when it ends with its verdict (token from $FLEETSIM_GRAFANA_TOKEN; a failing Grafana is a warning)")
 	fs.DurationVar(&f.grace, "grace", runner.DefaultGrace, "when the run stops, how long to wait for publishes in flight and messages on their way before counting what is missing as lost")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
@@ -281,7 +283,13 @@ func runCommand(ctx, hard context.Context, args []string, stdout, stderr io.Writ
 	if f.verbose {
 		cfg.Debug = stderr
 	}
+	ann, err := startAnnotations(f.grafanaURL, s, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	defer ann.close()
 	sum, err := runner.Run(ctx, cfg)
+	ann.end(sum, err)
 	if sum != nil {
 		sum.Print(stdout)
 		if f.report != "" {

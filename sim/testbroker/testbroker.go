@@ -39,6 +39,8 @@ var debPackage = map[string]string{
 	"mosquitto_sub":    "mosquitto-clients",
 	"mosquitto_pub":    "mosquitto-clients",
 	"mosquitto_rr":     "mosquitto-clients",
+	"prometheus":       "prometheus", // for cmd/fleetsim's dashboard test
+	"promtool":         "prometheus",
 }
 
 // RequireTool returns the path of the executable name, looked up on $PATH and then in
