@@ -120,19 +120,7 @@ func TestDashboardCompose(t *testing.T) {
 	}
 
 	// It scrapes fleetsim's default metrics port on the host, at the datasource's interval.
-	var pc struct {
-		Global struct {
-			ScrapeInterval     string `yaml:"scrape_interval"`
-			EvaluationInterval string `yaml:"evaluation_interval"`
-		} `yaml:"global"`
-		ScrapeConfigs []struct {
-			JobName        string `yaml:"job_name"`
-			ScrapeInterval string `yaml:"scrape_interval"`
-			StaticConfigs  []struct {
-				Targets []string `yaml:"targets"`
-			} `yaml:"static_configs"`
-		} `yaml:"scrape_configs"`
-	}
+	var pc prometheusConfig
 	readYAMLFile(t, filepath.Join(dashboardsDir, "..", confPath), &pc)
 	f, _, err := parseRunFlags([]string{"x.yaml"}, io.Discard)
 	if err != nil {

@@ -530,20 +530,7 @@ func TestDashboardProvisioning(t *testing.T) {
 	}
 
 	// Prometheus scrapes fleetsim run's default metrics address every 5 s.
-	var prom struct {
-		Global struct {
-			ScrapeInterval     string `yaml:"scrape_interval"`
-			EvaluationInterval string `yaml:"evaluation_interval"`
-		} `yaml:"global"`
-		ScrapeConfigs []struct {
-			JobName        string `yaml:"job_name"`
-			ScrapeInterval string `yaml:"scrape_interval"`
-			MetricsPath    string `yaml:"metrics_path"`
-			StaticConfigs  []struct {
-				Targets []string `yaml:"targets"`
-			} `yaml:"static_configs"`
-		} `yaml:"scrape_configs"`
-	}
+	var prom prometheusConfig
 	readYAML("prometheus.yml", &prom)
 	f, _, err := parseRunFlags([]string{"x.yaml"}, io.Discard)
 	if err != nil {
@@ -749,4 +736,20 @@ func firstPanel(d map[string]any, typ string) map[string]any {
 		}
 	}
 	panic("no " + typ + " panel")
+}
+
+// prometheusConfig is the part of a Prometheus configuration file the tests read.
+type prometheusConfig struct {
+	Global struct {
+		ScrapeInterval     string `yaml:"scrape_interval"`
+		EvaluationInterval string `yaml:"evaluation_interval"`
+	} `yaml:"global"`
+	ScrapeConfigs []struct {
+		JobName        string `yaml:"job_name"`
+		ScrapeInterval string `yaml:"scrape_interval"`
+		MetricsPath    string `yaml:"metrics_path"`
+		StaticConfigs  []struct {
+			Targets []string `yaml:"targets"`
+		} `yaml:"static_configs"`
+	} `yaml:"scrape_configs"`
 }
