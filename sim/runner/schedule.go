@@ -48,7 +48,8 @@ func scheduleAt(devices []*port, t time.Time, final bool) backlog {
 		b.due += due
 		b.sent += sent
 		if final {
-			b.whyNotSent(d, s.DueBefore(t.Add(-LateAfter))-min(sent, s.DueBefore(t.Add(-LateAfter))), t)
+			overdue := s.DueBefore(t.Add(-LateAfter))
+			b.whyNotSent(d, overdue-min(sent, overdue), t)
 		}
 	}
 	return b
@@ -56,7 +57,10 @@ func scheduleAt(devices []*port, t time.Time, final bool) backlog {
 
 // whyNotSent files n sends device d did not make by the stop at t. A device whose last
 // publish returned within LateAfter of the stop, or after it, was waiting for that publish;
-// one whose last publish returned earlier was free to send its next and did not.
+// one whose last publish returned earlier was free to send its next and did not. (A device
+// sending back to back to catch up is in a publish at almost any moment too: when no
+// publish failed and no connection dropped, Generator.limit gives those sends back to the
+// generator.)
 func (b *backlog) whyNotSent(d *port, n uint64, t time.Time) {
 	if n == 0 {
 		return
