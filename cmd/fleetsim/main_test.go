@@ -23,7 +23,7 @@ func TestHardContextCutsTheGrace(t *testing.T) {
 	var stdout, stderr syncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, hard, []string{"run", loadScenario(t, "0s", 20), "--broker", m.URL(), "--metrics-addr", "off", "--quiet",
+		done <- run(ctx, hard, []string{"run", loadScenario(t, "0s", 20), "--broker", m.URL(), "--metrics-addr", "off", "--quiet", "--allow-generator-limit",
 			"--connect-timeout", "30s", "--grace", "1m"}, &stdout, &stderr, func(string) string { return "" })
 	}()
 	time.Sleep(2 * time.Second) // connected and publishing

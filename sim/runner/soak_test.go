@@ -56,7 +56,7 @@ func TestSoakDoesNotGrow(t *testing.T) {
 			}
 		}
 	}()
-	_, err := Run(context.Background(), Config{Scenario: s, Kinds: measureKinds, Metrics: metrics.New(prometheus.NewRegistry(), "soak"),
+	sum, err := Run(context.Background(), Config{Scenario: s, Kinds: measureKinds, Metrics: metrics.New(prometheus.NewRegistry(), "soak"),
 		Conn: mqttconn.Options{Broker: b.URL(), ConnectTimeout: 5 * time.Second}, Grace: time.Second,
 		AllowGeneratorLimit: true}) // growth is the question; a generator slowed by -race and forced collections may lag
 	cancel()
@@ -85,6 +85,12 @@ func TestSoakDoesNotGrow(t *testing.T) {
 		return m
 	}
 	early, late := floor(warm[:len(warm)/2]), floor(warm[len(warm)/2:])
+	if g := sum.Measured.Generator; g.Bottleneck {
+		// Messages the generator could not keep up with queue up, and a busy machine's
+		// backlog looks like a leak here: the heap says nothing then.
+		t.Logf("heap floor %.1f → %.1f MB not judged: the generator was behind (%s)", float64(early)/1e6, float64(late)/1e6, g.BottleneckWhy[0])
+		return
+	}
 	if late > early+early/4+4<<20 {
 		t.Errorf("the heap's floor grew from %.1f to %.1f MB after warm-up", float64(early)/1e6, float64(late)/1e6)
 	}
