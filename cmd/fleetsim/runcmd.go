@@ -234,7 +234,7 @@ func runCommand(ctx, hard context.Context, args []string, stdout, stderr io.Writ
 		}
 		defer b.Close()
 		metrics.RegisterBroker(reg, embeddedStats{b})
-		brokerDropped = func() int64 { st := b.Stats(); return st.MessagesDropped + st.InflightDropped }
+		brokerDropped = func() int64 { return embeddedStats{b}.BrokerStats().MessagesDropped } // the same drops the metrics count
 		connOpts.Broker = b.URL()
 		if user, password := b.InternalCredentials(); user != "" {
 			connOpts.Username, connOpts.Password = user, password

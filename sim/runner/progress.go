@@ -14,11 +14,7 @@ import (
 // run has gone, connections up, message rates since the previous line, the latency p99 so
 // far and what is lost. On a terminal (cfg.ProgressInPlace) the line is rewritten in place.
 func reportProgress(ctx context.Context, cfg Config, started time.Time, devices []*port, conns []*mqttconn.Conn, meas *measurement) {
-	every := cfg.ProgressEvery
-	if every <= 0 {
-		every = 10 * time.Second
-	}
-	t := time.NewTicker(every)
+	t := time.NewTicker(cfg.ProgressEvery) // set by Config.withDefaults
 	defer t.Stop()
 	var prev progress
 	prevAt := started
