@@ -26,6 +26,8 @@ const mainUsage = `fleetsim runs a simulated IoT device fleet over MQTT.
 Usage:
   fleetsim run [flags] SCENARIO      run a scenario (embedded broker unless --broker)
   fleetsim validate SCENARIO...      check scenario files, reporting every problem as file:line
+  fleetsim kubernetes SCENARIO --shards N --broker URL --image IMAGE
+                                     print the manifests that run it as N shards (an Indexed Job)
   fleetsim kinds                     list the device kinds (params, defaults) and link profiles
   fleetsim version                   print the version
   fleetsim help COMMAND              show a command's flags
@@ -61,6 +63,8 @@ func run(ctx, hard context.Context, args []string, stdout, stderr io.Writer, get
 		return validateCommand(rest, stdout, stderr)
 	case "kinds":
 		return kindsCommand(rest, stdout, stderr)
+	case "kubernetes":
+		return kubernetesCommand(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "fleetsim "+version())
 		return nil

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -152,7 +154,7 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, string, error) {
 	fs.BoolVar(&f.quiet, "quiet", false, "do not narrate device events (progress lines go to stderr instead)")
 	fs.DurationVar(&f.progress, "progress", 0, "print a progress line on stderr this often (default 10s with --quiet, else off)")
 	fs.BoolVar(&f.verbose, "verbose", false, "also show rejected payloads and other detail on stderr")
-	fs.StringVar(&f.report, "report", "", "write the end-of-run report as JSON to this file (\"-\" for stdout); see README, \"The JSON report\"")
+	fs.StringVar(&f.report, "report", "", "write the end-of-run report as JSON to this file (\"-\" for stdout, on one line, last); see README, \"The JSON report\"")
 	fs.Var(&f.thresholds, "threshold", "a pass/fail condition on the result, e.g. 'latency_p99<50ms' or 'loss==0' (repeatable; added to the scenario's thresholds); exit code 99 when one fails")
 	fs.BoolVar(&f.allowGeneratorLimit, "allow-generator-limit", false, "pass a run whose generator, not the broker, was the limit (it fell behind its schedules, shed load or starved its own receivers) on its thresholds alone, instead of exit code 98; the report still says so")
 	fs.StringVar(&f.grafanaURL, "grafana-url", "", "Grafana base `URL` to mark the run on: an annotation when it starts, for each threshold crossed, and when it ends with its verdict (token from $FLEETSIM_GRAFANA_TOKEN; a failing Grafana is a warning)")
@@ -305,7 +307,7 @@ func runCommand(ctx, hard context.Context, args []string, stdout, stderr io.Writ
 // whole report is written, so a failed write never leaves half a report behind.
 func writeReport(file string, sum *runner.Summary, w io.Writer) error {
 	if file == "-" {
-		return sum.WriteJSON(w)
+		return writeReportLine(sum, w)
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(file), ".fleetsim-report-*")
 	if err != nil {
@@ -323,6 +325,22 @@ func writeReport(file string, sum *runner.Summary, w io.Writer) error {
 		return fmt.Errorf("report: %w", err)
 	}
 	return nil
+}
+
+// writeReportLine writes the report to w as one line of JSON, last: a pod's log is
+// stdout and stderr mixed, and the collect step (README, "Running on Kubernetes") takes
+// the line that starts {"schema":"fleetsim.report/.
+func writeReportLine(sum *runner.Summary, w io.Writer) error {
+	var b, line bytes.Buffer
+	if err := sum.WriteJSON(&b); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	if err := json.Compact(&line, b.Bytes()); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	line.WriteByte('\n')
+	_, err := w.Write(line.Bytes())
+	return err
 }
 
 // isTerminal reports whether w is a terminal (a character device), where one progress line
