@@ -447,3 +447,35 @@ func TestKubePodRunsItsShard(t *testing.T) {
 		t.Errorf("the password appears in the pod's log")
 	}
 }
+
+// TestKubeReadmeLoop keeps README's "Running on Kubernetes" true to the command: its
+// fleetsim kubernetes line prints manifests, and its collect step looks for the line the
+// pods print.
+func TestKubeReadmeLoop(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n## Running on Kubernetes\n")
+	if !ok {
+		t.Fatal(`README has no "## Running on Kubernetes"`)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	if !strings.Contains(section, "grep '^"+reportStart+"'") {
+		t.Errorf("the README's collect step does not grep for %s", reportStart)
+	}
+	_, cmd, ok := strings.Cut(section, "\nfleetsim kubernetes ")
+	if !ok {
+		t.Fatal("the README runs no fleetsim kubernetes")
+	}
+	cmd, _, _ = strings.Cut(strings.ReplaceAll(cmd, "\\\n", " "), " > ")
+	cmd = strings.NewReplacer(`"$IMAGE"`, "registry.example/fleetsim@sha256:0", `"$(date -u -d '+2 min' +%FT%TZ)"`, "2026-12-08T10:00:00Z").Replace(cmd)
+	args := strings.Fields(cmd)
+	args[0] = "../../" + args[0]
+	m := decodeManifests(t, kubernetesOut(t, args...))
+	checkJob(t, m, 4)
+	if name := m.job.Name; !strings.Contains(section, "job-name="+name+",") {
+		t.Errorf("the README's collect step does not select the pods of Job %s", name)
+	}
+}
