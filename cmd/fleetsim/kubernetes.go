@@ -111,7 +111,8 @@ func (f *kubeFlags) check() error {
 	return checkNames(f)
 }
 
-// checkBroker refuses a broker the pods cannot share: the embedded one, or loopback.
+// checkBroker refuses a broker the pods cannot share (the embedded one, or loopback), and
+// credentials in its URL.
 func checkBroker(s string) error {
 	b, err := scenario.ParseBroker(s)
 	if err != nil {
@@ -119,6 +120,9 @@ func checkBroker(s string) error {
 	}
 	if b.Embedded() {
 		return usagef("kubernetes: --broker: shards must share one real broker; the embedded broker is each process's own")
+	}
+	if b.URL.User != nil {
+		return usagef("kubernetes: --broker: give no user or password in the URL (it would be in every manifest and pod): the Secret named by --secret holds them")
 	}
 	host := b.URL.Hostname()
 	if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {

@@ -344,6 +344,7 @@ func TestKubeBadInput(t *testing.T) {
 		{[]string{file, "--shards", "2", "--broker", "embedded", "--image", "x"}, "one real broker"},
 		{[]string{file, "--shards", "2", "--broker", "tcp://127.0.0.1:1883", "--image", "x"}, "loopback"},
 		{[]string{file, "--shards", "2", "--broker", "http://mq", "--image", "x"}, `unsupported scheme "http"`},
+		{[]string{file, "--shards", "2", "--broker", "tcp://me:pw@mq:1883", "--image", "x"}, "no user or password in the URL"},
 		{[]string{file, "--shards", "2", "--broker", "mq:1883", "--image", "x"}, "not a broker URL"},
 		{append([]string{file, "--shards", "2", "--start-at", "tomorrow"}, ok...), "RFC 3339"},
 		{append([]string{file, "--shards", "2", "--name", "Big_Name"}, ok...), "--name"},
