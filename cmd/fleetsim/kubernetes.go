@@ -43,7 +43,7 @@ a second try would be another measurement, at another time.
 
 Resource requests are sized from fleetsim's own figures (README, "Scale" and
 "Performance") for the largest shard: memory per device and per connection, CPU per device
-and per scheduled message; the memory limit is twice the request, with GOMEMLIMIT at 90 %.
+and per message sent or received (a backend sink takes every shard's); the memory limit is twice the request, with GOMEMLIMIT at 90 %.
 
 The MQTT password comes from the Secret named by --secret (key "password"; key "username"
 optional), never from the command line: fleetsim names the Secret and never reads it.

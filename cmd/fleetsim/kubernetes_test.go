@@ -263,7 +263,7 @@ func fleetScenario(t *testing.T, homes, perHome int) string {
 func requests(t *testing.T, file string, shards int) (cpu, mem, limit resource.Quantity) {
 	t.Helper()
 	m := decodeManifests(t, kubernetesOut(t, file, "--shards", itoa(shards), "--broker", "tcp://mq:1883", "--image", "fleetsim:test"))
-	if m.job.Name != "fleet-test" {
+	if base := strings.TrimSuffix(filepath.Base(file), ".yaml"); base == "fleet" && m.job.Name != "fleet-test" {
 		t.Errorf("the Job of scenario fleet_test is named %q, want fleet-test", m.job.Name)
 	}
 	r := container(t, m).Resources
@@ -290,6 +290,29 @@ func TestKubeRequestsGrowWithTheFleet(t *testing.T) {
 	_, ten, _ := requests(t, file, 10)
 	if ten.Cmp(one) >= 0 {
 		t.Errorf("a tenth of the fleet asks for %s, no less than the whole (%s)", ten.String(), one.String())
+	}
+}
+
+// TestKubeRequestsCoverTheSink: the shard that may host the fleet's one backend asks for
+// the CPU to take every shard's messages, not only its own shard's.
+func TestKubeRequestsCoverTheSink(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "fan-in.yaml")
+	doc := `name: fan-in
+duration: 1m
+homes: 1000
+connections: per-home
+devices:
+  - {kind: load, name: meter, count: 10, max_rate: 10, params: {rate: 10}}
+  - {kind: sink, name: backend, homes: 1, count: 2, params: {subscribe: ["$share/b/home/+/load/#"]}}
+`
+	if err := os.WriteFile(file, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cpu, _, _ := requests(t, file, 10)
+	// 100,000 messages a second received, at half of 28 µs each, and 10,000 sent.
+	if want := int64(100_000*milliCPUPerMessage/2 + 10_000*milliCPUPerMessage/2); cpu.MilliValue() < want {
+		t.Errorf("a shard of the fan-in asks for %dm of CPU, less than the %dm its backend needs to take the fleet's messages", cpu.MilliValue(), want)
 	}
 }
 

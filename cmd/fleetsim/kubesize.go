@@ -2,9 +2,11 @@ package main
 
 import (
 	"math"
+	"strings"
 
 	"github.com/fleetsim/fleetsim/devices"
 	"github.com/fleetsim/fleetsim/sim/scenario"
+	"github.com/fleetsim/fleetsim/sim/topic"
 )
 
 // What fleetsim measured of itself, from which `fleetsim kubernetes` sizes a shard's
@@ -36,7 +38,9 @@ const (
 	milliCPUPerDevice = 0.002
 	// milliCPUPerMessage is README "Performance"'s 27.9 CPU-seconds per million delivered
 	// QoS 1 messages at 30k msg/s (QoS 0 costs 16.4): 28 µs of CPU, 0.028 millicore-seconds,
-	// a message published and received in one process. The dearer QoS is used for all.
+	// for a message published and received in one process. The dearer QoS is used for
+	// all, and half of it is counted for each side: a shard may publish what another
+	// receives.
 	milliCPUPerMessage = 0.028
 
 	// ephemeralPortsPerAddress is what Linux's default ip_local_port_range (32768-60999)
@@ -50,7 +54,7 @@ const (
 // a pool is counted whole in every shard.
 type shardSize struct {
 	homes, devices, connections int
-	messagesPerSecond           float64 // the schedules' peak publish rate
+	published, received         float64 // messages per second at the schedules' peak
 }
 
 func sizeShard(s *scenario.Scenario, n int) shardSize {
@@ -63,7 +67,8 @@ func sizeShard(s *scenario.Scenario, n int) shardSize {
 		}
 		count := g.Count * homes
 		z.devices += count
-		z.messagesPerSecond += float64(count) * peakRate(g)
+		z.published += float64(count) * peakRate(g)
+		z.received += float64(count) * sinkRate(s, g)
 	}
 	switch s.Connections.Mode {
 	case scenario.PerDevice:
@@ -95,6 +100,46 @@ func peakRate(g *scenario.Group) float64 {
 	return 0
 }
 
+// sinkRate is the most one sink device of g receives a second, at the publishers' peak,
+// from the whole fleet, whichever shards they run in: for each of its filters (as
+// expanded in home 1), every publishing group's homes whose topic it matches. The
+// members of a shared subscription, the group's devices in a home, split what it takes.
+// Other kinds receive little, and are not counted.
+func sinkRate(s *scenario.Scenario, g *scenario.Group) float64 {
+	p, ok := g.Params.(*devices.SinkParams)
+	if !ok {
+		return 0
+	}
+	rate := 0.0
+	for _, f := range p.Subscribe {
+		f = strings.ReplaceAll(f, "{prefix}", s.Prefix(1))
+		r := 0.0
+		for i := range s.Groups {
+			pub := &s.Groups[i]
+			if peak := peakRate(pub); peak > 0 {
+				r += peak * float64(pub.Count*matchingHomes(s, pub, f))
+			}
+		}
+		if _, _, shared := topic.SharedFilter(f); shared {
+			r /= float64(g.Count)
+		}
+		rate += r
+	}
+	return rate
+}
+
+// matchingHomes counts the homes whose device of pub publishes on a topic filter f matches
+// (its first device's topic stands for the group's).
+func matchingHomes(s *scenario.Scenario, pub *scenario.Group, f string) int {
+	n := 0
+	for h := 1; h <= s.Homes && pub.InHome(h); h++ {
+		if topic.Match(f, s.DeviceConfig(pub, h, 1).Topic) {
+			n++
+		}
+	}
+	return n
+}
+
 // memoryRequest is the shard's expected peak resident memory, in bytes rounded up to MiB.
 func (z shardSize) memoryRequest() int64 {
 	b := podBaseBytes + float64(z.devices)*bytesPerDevice + float64(z.connections)*bytesPerConnection
@@ -103,7 +148,7 @@ func (z shardSize) memoryRequest() int64 {
 
 // milliCPURequest is the shard's expected CPU, in millicores rounded up to 50.
 func (z shardSize) milliCPURequest() int64 {
-	m := podBaseMilliCPU + float64(z.devices)*milliCPUPerDevice + z.messagesPerSecond*milliCPUPerMessage
+	m := podBaseMilliCPU + float64(z.devices)*milliCPUPerDevice + (z.published+z.received)*milliCPUPerMessage/2
 	return roundUp(int64(math.Ceil(m)), 50)
 }
 
