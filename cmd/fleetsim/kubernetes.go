@@ -36,14 +36,15 @@ type kubeFlags struct {
 const kubeSynopsis = `Prints the Kubernetes manifests that run a scenario as N shards, one pod each, against a
 real broker: a ConfigMap holding the scenario file, a headless Service over the shards'
 metrics (port 9464, also annotated for prometheus.io scraping), and an Indexed Job of N
-completions, all at once. Each pod runs "fleetsim run" on its slice of the homes (its index
+completions run in parallel. Each pod runs "fleetsim run" on its slice of the homes (its index
 from JOB_COMPLETION_INDEX, the count from FLEETSIM_SHARDS) and prints its JSON report as one
 line starting with {"schema":"fleetsim.report/ at the end of its log. A shard is run once:
 a second try would be another measurement, at another time.
 
 Resource requests are sized from fleetsim's own figures (README, "Scale" and
 "Performance") for the largest shard: memory per device and per connection, CPU per device
-and per message sent or received (a backend sink takes every shard's); the memory limit is twice the request, with GOMEMLIMIT at 90 %.
+and per message sent or received (a backend sink takes every shard's); the memory limit is
+twice the request, with GOMEMLIMIT at 90 %.
 
 The MQTT password comes from the Secret named by --secret (key "password"; key "username"
 optional), never from the command line: fleetsim names the Secret and never reads it.
