@@ -494,7 +494,7 @@ func TestKubeReadmeLoop(t *testing.T) {
 		t.Fatal("the README runs no fleetsim kubernetes")
 	}
 	cmd, _, _ = strings.Cut(strings.ReplaceAll(cmd, "\\\n", " "), " > ")
-	cmd = strings.NewReplacer(`"$IMAGE"`, "registry.example/fleetsim@sha256:0", `"$(date -u -d '+2 min' +%FT%TZ)"`, "2026-12-08T10:00:00Z").Replace(cmd)
+	cmd = strings.NewReplacer(`"$IMAGE"`, "registry.example/fleetsim@sha256:0", `"$(date -u -d '+5 min' +%FT%TZ)"`, "2026-12-08T10:00:00Z").Replace(cmd)
 	args := strings.Fields(cmd)
 	args[0] = "../../" + args[0]
 	m := decodeManifests(t, kubernetesOut(t, args...))
