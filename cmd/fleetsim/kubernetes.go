@@ -193,6 +193,9 @@ func kubernetesCommand(args []string, stdout, stderr io.Writer) error {
 	if s.Duration <= 0 {
 		return usagef("kubernetes: %s runs until Ctrl-C (no duration): give --duration so that every shard ends and prints its report", file)
 	}
+	if len(s.Connections.SourceAddresses) > 0 {
+		return usagef("kubernetes: %s sets connections.source_addresses, but a pod has one address of its own: remove them and use more shards for more connections", file)
+	}
 	if f.shards > s.Homes {
 		return usagef("kubernetes: --shards %d is more than the scenario's %d home(s): a shard is a slice of homes", f.shards, s.Homes)
 	}

@@ -354,6 +354,10 @@ func TestKubeBadInput(t *testing.T) {
 	if err := os.WriteFile(forever, []byte("name: forever\nhomes: 2\ndevices: [{kind: sensor}]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	sources := filepath.Join(t.TempDir(), "sources.yaml")
+	if err := os.WriteFile(sources, []byte("name: s\nduration: 1m\nhomes: 2\nconnections: {mode: per-device, source_addresses: [127.0.0.1, 127.0.0.2]}\ndevices: [{kind: sensor}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	ok := []string{"--broker", "tcp://mq:1883", "--image", "fleetsim:test"}
 	file := "../../scenarios/broker-load.yaml"
 	for _, c := range []struct {
@@ -376,6 +380,7 @@ func TestKubeBadInput(t *testing.T) {
 		{append([]string{file, "--shards", "201"}, ok...), "more than the scenario's 200 home(s)"},
 		{append([]string{bad, "--shards", "2"}, ok...), bad + ":5:"},
 		{append([]string{forever, "--shards", "2"}, ok...), "give --duration"},
+		{append([]string{sources, "--shards", "2"}, ok...), "source_addresses"},
 		{append([]string{"no-such.yaml", "--shards", "2"}, ok...), "no-such.yaml"},
 		{append([]string{file, file, "--shards", "2"}, ok...), "exactly one scenario file"},
 	} {
