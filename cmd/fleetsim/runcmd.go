@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -51,6 +52,7 @@ type runFlags struct {
 	thresholds                            stringList
 	allowGeneratorLimit                   bool
 	grafanaURL                            string
+	sharding                              shardFlags
 }
 
 // stringList is a repeatable string flag.
@@ -159,6 +161,8 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, string, error) {
 	fs.BoolVar(&f.allowGeneratorLimit, "allow-generator-limit", false, "pass a run whose generator, not the broker, was the limit (it fell behind its schedules, shed load or starved its own receivers) on its thresholds alone, instead of exit code 98; the report still says so")
 	fs.StringVar(&f.grafanaURL, "grafana-url", "", "Grafana base `URL` to mark the run on: an annotation when it starts, for each threshold crossed, and when it ends with its verdict (token from $FLEETSIM_GRAFANA_TOKEN; a failing Grafana is a warning)")
 	fs.DurationVar(&f.grace, "grace", runner.DefaultGrace, "when the run stops, how long to wait for publishes in flight and messages on their way before counting what is missing as lost")
+	fs.StringVar(&f.sharding.shard, "shard", "", "run only shard `I/N` of the fleet, by home (default $FLEETSIM_SHARD, or $JOB_COMPLETION_INDEX+1 of $FLEETSIM_SHARDS); merge the reports with fleetsim merge")
+	fs.StringVar(&f.sharding.startAt, "start-at", "", "start the devices at this RFC 3339 `time`, once connected, so shards start together (default $FLEETSIM_START_AT)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return nil, "", err
@@ -206,6 +210,13 @@ func runCommand(ctx, hard context.Context, args []string, stdout, stderr io.Writ
 	}
 	if err != nil {
 		return usageError{err}
+	}
+	shard, startAt, err := shardConfig(f.sharding, getenv)
+	if err != nil {
+		return err
+	}
+	if err := runner.CheckShard(s, shard); err != nil {
+		return usagef("run: %v", err)
 	}
 	if err := checkCapacity(s, s.Broker == scenario.Embedded); err != nil {
 		return err
@@ -271,7 +282,13 @@ func runCommand(ctx, hard context.Context, args []string, stdout, stderr io.Writ
 	}
 	cfg := runner.Config{Scenario: s, Kinds: devices.Kinds(), Conn: connOpts, Metrics: m, Console: stdout,
 		Grace: f.grace, Hard: hard, Thresholds: thresholds, AllowGeneratorLimit: f.allowGeneratorLimit,
-		BrokerDropped: brokerDropped}
+		BrokerDropped: brokerDropped, Shard: shard, StartAt: startAt}
+	if !startAt.IsZero() {
+		cfg.RunID = runner.RunID(s.Name, s.Seed, startAt) // the same in every shard
+	}
+	if shard.Count > 0 {
+		fmt.Fprintf(stderr, "fleetsim: shard %s: homes h with (h-1) mod %d = %d; client ids fleetsim-%s-n\n", shard, shard.Count, shard.Index-1, cmp.Or(cfg.RunID, "RANDOM"))
+	}
 	if f.quiet {
 		cfg.Console = nil
 		if f.progress == 0 {

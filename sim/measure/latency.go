@@ -141,17 +141,5 @@ func Combined(rs ...*Recorder) Percentiles {
 			p.OutOfRange += l.outOfRange
 		})
 	}
-	p.Count = h.TotalCount()
-	if p.Count == 0 {
-		return p
-	}
-	at := func(q float64) time.Duration {
-		// The histogram reports the top of the bucket holding the value; never beyond
-		// the exact maximum.
-		return time.Duration(min(h.ValueAtPercentile(q), mx))
-	}
-	p.P50, p.P90, p.P99, p.P999 = at(50), at(90), at(99), at(99.9)
-	p.Min, p.Max = time.Duration(mn), time.Duration(mx)
-	p.Mean = time.Duration(math.Round(sum / float64(p.Count)))
-	return p
+	return percentiles(h, sum, mn, mx, p.OutOfRange)
 }

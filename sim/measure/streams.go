@@ -160,10 +160,11 @@ func (t *Tracker) Observe(k StreamKey, seq uint64) Outcome {
 	sh.mu.Lock()
 	s := sh.streams[k]
 	if s == nil {
-		s = new(stream)
+		s = &stream{first: 1}
 		sh.streams[k] = s
 		if t.join && seq > 1 {
 			s.joinAt(seq)
+			s.first = seq
 		}
 	}
 	o := s.observe(seq)
@@ -217,10 +218,41 @@ func (t *Tracker) FinishWith(last func(publisher uint32) uint64) Totals {
 	return tot
 }
 
+// StreamTally is one stream's final counts, for a receiver's report that another
+// process merges with its publisher's (see FinishWith for Lost's tail).
+type StreamTally struct {
+	Key                                        StreamKey
+	First, Max                                 uint64 // the seq the stream began at, and the highest received
+	Delivered, Duplicates, OutOfOrder, TooLate uint64
+	Lost                                       uint64 // as FinishWith counts it: missing, fallen out of the window, and the tail up to last
+	Restarts                                   uint64
+}
+
+// Tallies returns every stream's final counts, as FinishWith(last) sums them; last may
+// return 0 for a publisher it does not know, whose tail is then not counted.
+func (t *Tracker) Tallies(last func(publisher uint32) uint64) []StreamTally {
+	var out []StreamTally
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		for k, s := range sh.streams {
+			st := StreamTally{Key: k, First: s.first, Max: s.max, Delivered: s.delivered, Duplicates: s.duplicates,
+				OutOfOrder: s.outOfOrder, TooLate: s.tooLate, Lost: s.lost + uint64(s.missing), Restarts: s.restarts}
+			if l := last(uint32(k)); l > s.max {
+				st.Lost += l - s.max
+			}
+			out = append(out, st)
+		}
+		sh.mu.Unlock()
+	}
+	return out
+}
+
 // stream is one stream's state. bits has the bit for seq q at q%Window set iff q was
 // received, for q in (max-Window, max]; every other bit is clear.
 type stream struct {
 	max     uint64 // highest seq received; 0 before the first
+	first   uint64 // the seq the stream began at (1, or where a join tracker joined it)
 	missing uint32 // seqs in (max-Window, max], at least 1, not received
 	bits    [Window / 64]uint64
 

@@ -40,6 +40,11 @@ type jsonReport struct {
 	Links          []jsonLink      `json:"links"`
 	Thresholds     []jsonThreshold `json:"thresholds"`
 	Errors         []string        `json:"errors"`
+
+	// For merging the reports of a sharded run (json_shard.go).
+	Shard      *jsonShard      `json:"shard,omitempty"`
+	Histograms *jsonHistograms `json:"histograms,omitempty"`
+	Streams    *jsonStreams    `json:"streams,omitempty"`
 }
 
 type jsonTotals struct {
@@ -156,6 +161,10 @@ type jsonLink struct {
 	Held            jsonLatency `json:"held_seconds"`
 	HeldLate        int64       `json:"held_late"`
 	Shed            uint64      `json:"shed"`
+	// Added for merging: the one-way delay set and Held's histogram.
+	DelaySeconds  float64           `json:"one_way_delay_seconds"`
+	JitterSeconds float64           `json:"jitter_seconds"`
+	HeldHistogram *measure.Portable `json:"held_histogram,omitempty"`
 }
 
 type jsonThreshold struct {
@@ -210,11 +219,13 @@ func (s *Summary) report() jsonReport {
 		r.Links = append(r.Links, jsonLink{Profile: l.Profile, Links: l.Links, UpBytesPerSec: l.UpRate, DownBytesPerSec: l.DownRate,
 			AchievedUp: l.AchievedUp, AchievedDown: l.AchievedDn, BytesUp: l.BytesUp, BytesDown: l.BytesDown,
 			WaitedUpSeconds: l.WaitUp.Seconds(), Outages: l.Outages, Connects: l.Connects,
-			Held: latencyJSON(l.Held), HeldLate: l.HeldLate, Shed: l.Shed})
+			Held: latencyJSON(l.Held), HeldLate: l.HeldLate, Shed: l.Shed,
+			DelaySeconds: l.Latency.Seconds(), JitterSeconds: l.Jitter.Seconds(), HeldHistogram: &l.HeldHist})
 	}
 	for _, th := range s.Thresholds {
 		r.Thresholds = append(r.Thresholds, jsonThreshold(th))
 	}
+	s.shardJSON(&r)
 	return r
 }
 

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"bytes"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +32,13 @@ type measurement struct {
 	nextRcv atomic.Uint32
 	groups  map[string]uint32 // receiver ids of shared subscriptions' groups
 	window  window            // when measured traffic flowed, for its rates
+
+	// A shard's stream ids are spread over the shards: id = (local-1)·N + I, so that a
+	// receiver in another shard can tell whose they are and merge can find them (see
+	// foreign). shards is 0 in one process.
+	shard, shards uint32
+	skew          int64 // Config.ClockSkew, ns: added to stamped and receiving times
+	foreign       foreignStreams
 }
 
 // window is when the run's measured traffic flowed: from the intended send time of the
@@ -139,10 +147,33 @@ func (m *measurement) groupReceiver(group string) uint32 {
 }
 
 // newStream registers a publisher stream; nil when there are too many to measure.
-func (m *measurement) newStream(topic string) *outStream { return m.streams.add(topic) }
+func (m *measurement) newStream(topic string) *outStream {
+	s := m.streams.add(topic)
+	if s != nil && m.shards > 1 {
+		if uint64(s.id-1)*uint64(m.shards)+uint64(m.shard) > math.MaxUint32 {
+			return nil
+		}
+		s.id = (s.id-1)*m.shards + m.shard
+	}
+	return s
+}
 
-// stream returns publisher stream id, or nil if there is none.
-func (m *measurement) stream(id uint32) *outStream { return m.streams.get(id) }
+// stream returns publisher stream id, or nil if there is none here (in a shard: if it
+// is another shard's, or unknown).
+func (m *measurement) stream(id uint32) *outStream {
+	if m.shards > 1 {
+		if id == 0 || (id-1)%m.shards+1 != m.shard {
+			return nil
+		}
+		id = (id-1)/m.shards + 1
+	}
+	return m.streams.get(id)
+}
+
+// isForeign reports whether stream id belongs to another shard of the run.
+func (m *measurement) isForeign(id uint32) bool {
+	return m.shards > 1 && id != 0 && (id-1)%m.shards+1 != m.shard
+}
 
 // streamTable maps stream ids to publisher streams without a lock. Ids come from a
 // counter, and each stream sits in a chunk that never moves: a receiver looks one up for
@@ -260,8 +291,8 @@ func (m *measurement) received(k *kindMeasure, rcv uint32, msg sim.Message, now 
 		k.metrics.UnmeasuredIn.Inc()
 		return
 	}
-	s := m.stream(h.ID)
-	if s == nil || s.topic != msg.Topic || h.Seq > s.last.Load() || h.Sent > now.UnixNano() {
+	local := now.UnixNano() + m.skew
+	if !m.believe(h, msg.Topic, local) {
 		k.forged.Add(1)
 		k.metrics.Forged.Inc()
 		return
@@ -270,8 +301,42 @@ func (m *measurement) received(k *kindMeasure, rcv uint32, msg sim.Message, now 
 	switch k.tracker[q].Observe(measure.Key(rcv, h.ID), h.Seq) {
 	case measure.InOrder, measure.AfterGap, measure.OutOfOrder, measure.Restart:
 		m.window.delivered(now.UnixNano())
-		d := now.Sub(time.Unix(0, h.Sent))
+		d := time.Duration(local - h.Sent)
 		k.latency[q].Record(d)
 		k.metrics.Latency[q].Observe(d.Seconds())
 	}
+}
+
+// believe reports whether header h, received on topic at local (this process's clock),
+// can be one a publisher of the run sent. Another shard's streams cannot be checked
+// here beyond their topic staying the same (merge checks them against their publisher's
+// report), nor their send time against a clock that is not theirs.
+func (m *measurement) believe(h measure.Header, topic string, local int64) bool {
+	if m.isForeign(h.ID) {
+		return m.foreign.topic(h.ID, topic)
+	}
+	s := m.stream(h.ID)
+	return s != nil && s.topic == topic && h.Seq <= s.last.Load() && h.Sent <= local
+}
+
+// foreignStreams remembers the topic of each stream from another shard that arrived, so
+// that the report can name it for merge.
+type foreignStreams struct {
+	topics sync.Map // uint32 → string
+}
+
+// topic records stream id's topic; false if the stream came before on another topic.
+func (f *foreignStreams) topic(id uint32, topic string) bool {
+	if t, ok := f.topics.Load(id); ok {
+		return t.(string) == topic
+	}
+	t, _ := f.topics.LoadOrStore(id, topic)
+	return t.(string) == topic
+}
+
+func (f *foreignStreams) get(id uint32) string {
+	if t, ok := f.topics.Load(id); ok {
+		return t.(string)
+	}
+	return ""
 }

@@ -302,7 +302,7 @@ func (p *port) stamped(topic string, payload []byte, sent time.Time) (out []byte
 	p.eng.meas.window.sent(sent.UnixNano())
 	seq := st.last.Load() + 1
 	buf = stampBufs.Get().(*[]byte)
-	out = stamp(*buf, payload, measure.Header{ID: st.id, Seq: seq, Sent: sent.UnixNano()})
+	out = stamp(*buf, payload, measure.Header{ID: st.id, Seq: seq, Sent: sent.UnixNano() + p.eng.meas.skew})
 	*buf = nil
 	st.last.Store(seq)
 	return out, st, buf

@@ -23,6 +23,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err := r.connect(ctx); err != nil {
 		return nil, err
 	}
+	if err := r.waitStart(ctx); err != nil {
+		return nil, err
+	}
 	if err := r.build(ctx); err != nil {
 		return nil, err
 	}
@@ -43,6 +46,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 type run struct {
 	cfg Config
 
+	lay   layout
 	links []*link.Link
 	held  map[link.Profile]*linkHeld // what the devices on each link profile waited for it
 	watch *connWatch
@@ -81,10 +85,14 @@ func (c Config) withDefaults() Config {
 // connect makes the shaped links and opens the connections over them.
 func (r *run) connect(ctx context.Context) error {
 	s := r.cfg.Scenario
-	r.links = makeLinks(s, r.cfg.Metrics)
-	r.watch = newConnWatch(s.ConnectionCount())
+	if err := CheckShard(s, r.cfg.Shard); err != nil {
+		return err
+	}
+	r.lay = planLayout(s, r.cfg.Shard)
+	r.links = makeLinks(s, r.cfg.Shard, r.lay, r.cfg.Metrics)
+	r.watch = newConnWatch(len(r.lay.conns))
 	r.dialed = time.Now()
-	conns, err := dialAll(ctx, r.cfg, s.ConnectionCount(), r.links, r.watch)
+	conns, err := dialAll(ctx, r.cfg, r.lay.conns, r.links, r.watch)
 	r.conns = conns
 	return err
 }
@@ -105,7 +113,12 @@ func (r *run) build(ctx context.Context) error {
 		return err
 	}
 	con := &console{w: r.cfg.Console, debug: r.cfg.Debug}
-	r.eng = &engine{meas: newMeasurement(), console: con, flight: r.flight, workers: newWorkers(), alarm: alarms, devCtx: r.devCtx}
+	meas := newMeasurement()
+	if sh := r.cfg.Shard; !sh.Whole() {
+		meas.shard, meas.shards = uint32(sh.Index), uint32(sh.Count)
+	}
+	meas.skew = int64(r.cfg.ClockSkew)
+	r.eng = &engine{meas: meas, console: con, flight: r.flight, workers: newWorkers(), alarm: alarms, devCtx: r.devCtx}
 	r.failures = &failures{con: con}
 	r.gen = startGenerator()
 	if r.cfg.BrokerDropped != nil {
@@ -118,7 +131,7 @@ func (r *run) build(ctx context.Context) error {
 	r.held = map[link.Profile]*linkHeld{}
 	ports := shapedConns(r.conns, r.links, r.held)
 	for i, d := range r.devices {
-		d.conn = ports[connIndex(s, i, d.home)]
+		d.conn = ports[r.lay.devConn[i]]
 	}
 	registerSchedules(r.cfg.Metrics, r.devices)
 	return nil
@@ -186,6 +199,11 @@ func (r *run) result(interrupted bool) (*Summary, error) {
 	sum.Measured = summariseMeasurement(r.eng.meas, r.gen, sum.Elapsed, r.devices, sched, troubled)
 	sum.Links = summariseLinks(r.links, time.Since(r.dialed), r.held, sched)
 	sum.Errors = r.failures.list()
+	sum.Sharding = ShardInfo{Shard: r.cfg.Shard, RunID: r.cfg.RunID, StartAt: r.cfg.StartAt}
+	if !r.cfg.StartAt.IsZero() {
+		sum.Sharding.StartLate = max(0, r.started.Sub(r.cfg.StartAt))
+	}
+	sum.Portable = portableOf(r.eng.meas, r.cfg.Shard.Count > 0)
 	sum.CheckThresholds(r.cfg.Thresholds)
 	return sum, sum.judge(r.cfg.AllowGeneratorLimit)
 }

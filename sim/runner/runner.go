@@ -61,6 +61,15 @@ type Config struct {
 	// Without it such a run's verdict is GeneratorLimited and Run returns
 	// ErrGeneratorLimit: it did not measure the broker.
 	AllowGeneratorLimit bool
+	// Shard, if set, runs only that part of the fleet (see Shard); StartAt, if set, is when
+	// the devices start, once the connections are up (shards of one run share it); RunID,
+	// if set, names the run in client ids (see RunID; default random).
+	Shard   Shard
+	StartAt time.Time
+	RunID   string
+	// ClockSkew is added to this process's clock where it stamps and reads measured
+	// messages: a test hook that makes a shard's clock wrong on purpose.
+	ClockSkew time.Duration
 }
 
 // ErrThresholds is returned (wrapped) by Run when a threshold was crossed.
@@ -187,6 +196,9 @@ func build(cfg Config, clock sim.Clock, eng *engine) ([]*port, error) {
 	kindMetrics := map[string]*metrics.Kind{}
 	devices := make([]*port, 0, s.DeviceCount())
 	for home := 1; home <= s.Homes; home++ {
+		if !cfg.Shard.Owns(home) {
+			continue
+		}
 		shared := sim.NewShared()
 		for gi := range s.Groups {
 			g := &s.Groups[gi]
@@ -240,7 +252,7 @@ func connIndex(s *scenario.Scenario, i, home int) int {
 // connections' default: Scenario.DeviceLink); with shared connections (per-home, pool)
 // each connection gets a link of the connections' profile, which the devices riding it
 // share. A connection without a link gets nil; a run without links gets a nil slice.
-func makeLinks(s *scenario.Scenario, m *metrics.Metrics) []*link.Link {
+func makeLinks(s *scenario.Scenario, sh Shard, lay layout, m *metrics.Metrics) []*link.Link {
 	// Each link has its own random stream, apart from the devices', for jitter and outages.
 	newLink := func(p *link.Profile, home int, name string) *link.Link {
 		l := link.NewLink(*p, mrand.New(mrand.NewPCG(s.Seed, deviceSeed(home, name+"/link"))))
@@ -253,13 +265,16 @@ func makeLinks(s *scenario.Scenario, m *metrics.Metrics) []*link.Link {
 		if s.Connections.Link == nil {
 			return nil
 		}
-		links = make([]*link.Link, s.ConnectionCount())
-		for i := range links {
-			links[i] = newLink(s.Connections.Link, 0, fmt.Sprintf("connection-%d", i+1))
+		links = make([]*link.Link, len(lay.conns))
+		for i, c := range lay.conns {
+			links[i] = newLink(s.Connections.Link, 0, fmt.Sprintf("connection-%d", c+1))
 		}
 		return links
 	}
 	for home := 1; home <= s.Homes; home++ {
+		if !sh.Owns(home) {
+			continue
+		}
 		for gi := range s.Groups {
 			g := &s.Groups[gi]
 			if !g.InHome(home) {
@@ -297,12 +312,17 @@ func deviceSeed(home int, id string) uint64 {
 	return h.Sum64()
 }
 
-// dialAll opens n connections, at most maxDialers at a time. If any fails, it closes the
-// ones that opened and returns the first error.
-func dialAll(ctx context.Context, cfg Config, n int, links []*link.Link, watch *connWatch) ([]*mqttconn.Conn, error) {
-	runID := make([]byte, 3)
-	_, _ = rand.Read(runID)
-	prefix := "fleetsim-" + hex.EncodeToString(runID)
+// dialAll opens the connections with global indexes ids (see layout), at most maxDialers
+// at a time. If any fails, it closes the ones that opened and returns the first error.
+func dialAll(ctx context.Context, cfg Config, ids []int, links []*link.Link, watch *connWatch) ([]*mqttconn.Conn, error) {
+	runID := cfg.RunID
+	if runID == "" {
+		b := make([]byte, 3)
+		_, _ = rand.Read(b)
+		runID = hex.EncodeToString(b)
+	}
+	prefix := "fleetsim-" + runID
+	n := len(ids)
 
 	opts, m, c := watchedOptions(cfg, watch), cfg.Metrics, cfg.Scenario.Connections
 
@@ -328,14 +348,14 @@ func dialAll(ctx context.Context, cfg Config, n int, links []*link.Link, watch *
 			o := opts
 			var local net.Addr
 			if srcs := c.SourceAddresses; len(srcs) > 0 {
-				local = &net.TCPAddr{IP: srcs[i%len(srcs)].AsSlice()}
+				local = &net.TCPAddr{IP: srcs[ids[i]%len(srcs)].AsSlice()}
 				o.NetDial = (&net.Dialer{LocalAddr: local}).DialContext
 			}
 			if i < len(links) && links[i] != nil {
 				links[i].SetLocalAddr(local)
 				o.NetDial = links[i].Dial
 			}
-			c, err := mqttconn.Dial(ctx, o, fmt.Sprintf("%s-%d", prefix, i+1))
+			c, err := mqttconn.Dial(ctx, o, fmt.Sprintf("%s-%d", prefix, ids[i]+1))
 			if err != nil {
 				m.ConnectAttempts.WithLabelValues("error").Inc()
 				errs[i] = err

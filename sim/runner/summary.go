@@ -26,6 +26,9 @@ type Summary struct {
 	Thresholds  []ThresholdResult
 	Verdict     Verdict
 	Reasons     []string // what the verdict rests on; for Passed, nothing unless the generator was the limit and that was allowed
+
+	Sharding ShardInfo // the shard this run was, and its start time; zero in one process
+	Portable Portable  // what merging with other shards' reports needs (see Merge)
 }
 
 // LinkSummary compares what one profile's links were meant to carry with what they did.
@@ -45,6 +48,7 @@ type LinkSummary struct {
 	Held     measure.Percentiles
 	HeldLate int64
 	Shed     uint64
+	HeldHist measure.Portable // Held's histogram, for merging reports
 }
 
 // KindSummary adds up the devices of one kind.
@@ -142,6 +146,7 @@ func summariseLinks(links []*link.Link, up time.Duration, held map[link.Profile]
 				Latency: p.Latency, Jitter: p.Jitter})
 			if h := held[p]; h != nil {
 				out[i].Held, out[i].HeldLate, out[i].Shed = h.wait.Snapshot(), h.late.Load(), sched.heldBy[h]
+				out[i].HeldHist = h.wait.Portable()
 			}
 		}
 		st := l.Stats()
