@@ -26,6 +26,7 @@ const mainUsage = `fleetsim runs a simulated IoT device fleet over MQTT.
 Usage:
   fleetsim run [flags] SCENARIO      run a scenario (embedded broker unless --broker)
   fleetsim validate SCENARIO...      check scenario files, reporting every problem as file:line
+  fleetsim merge REPORT...           merge the JSON reports of a run's shards into one (exits with its verdict)
   fleetsim kubernetes SCENARIO --shards N --broker URL --image IMAGE
                                      print the manifests that run it as N shards (an Indexed Job)
   fleetsim kinds                     list the device kinds (params, defaults) and link profiles
@@ -61,6 +62,8 @@ func run(ctx, hard context.Context, args []string, stdout, stderr io.Writer, get
 		return runCommand(ctx, hard, rest, stdout, stderr, getenv)
 	case "validate":
 		return validateCommand(rest, stdout, stderr)
+	case "merge":
+		return mergeCommand(rest, stdout, stderr)
 	case "kinds":
 		return kindsCommand(rest, stdout, stderr)
 	case "kubernetes":

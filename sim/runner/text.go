@@ -24,7 +24,9 @@ func (s *Summary) Print(w io.Writer) {
 	printKind(tw, "total", s.total())
 	tw.Flush()
 
-	fmt.Fprintln(w, "\nstate changes per device:")
+	if len(s.Devices) > 0 { // a merged report has none
+		fmt.Fprintln(w, "\nstate changes per device:")
+	}
 	for i, d := range s.Devices {
 		if i == maxDeviceLines {
 			fmt.Fprintf(w, "  ... and %d more devices (see the fleetsim_device_state_changes_total metric)\n", len(s.Devices)-i)
