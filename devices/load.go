@@ -46,7 +46,7 @@ func buildLoad(cfg sim.DeviceConfig, p LoadParams) (sim.Device, error) {
 		return nil, &sim.ParamError{Field: "payload_bytes", Err: fmt.Errorf("%d is outside %d..%d (the measurement header takes %d)",
 			p.PayloadBytes, sim.HeaderRoom, maxLoadPayload, sim.HeaderRoom)}
 	}
-	d := &load{topic: cfg.Topic, qos: cfg.QoS, payload: loadPayload(p.PayloadBytes)}
+	d := &load{topic: cfg.Topic, qos: cfg.QoS, payload: loadPayload(p.PayloadBytes), notBefore: cfg.Clock.WallStart.UnixNano()}
 	peak := 0.0
 	switch {
 	case len(p.Phases) > 0:
@@ -145,7 +145,11 @@ type load struct {
 	// engine's goroutines while the device runs.
 	start atomic.Int64
 	sent  atomic.Uint64 // sends attempted: made, failed, or cut short by the run's end
-	qos   byte
+	// notBefore (Unix nanoseconds) is the run's start (Clock.WallStart): a device started
+	// ahead of it, as the shards of a run start theirs so that every receiver has
+	// subscribed before the first send, begins its schedule there.
+	notBefore int64
+	qos       byte
 }
 
 var _ sim.Scheduled = (*load)(nil)
@@ -182,7 +186,11 @@ func (d *load) Run(ctx context.Context, io sim.IO) error {
 func (d *load) setUp(io sim.IO) time.Time {
 	// Devices built together would otherwise all send at the same instant: spread their
 	// schedules over one interval, from the device's own seeded random source.
-	start := time.Now().Add(time.Duration(io.Rand().Float64() * d.first * float64(time.Second)))
+	start := time.Now()
+	if nb := time.Unix(0, d.notBefore); nb.After(start) {
+		start = nb
+	}
+	start = start.Add(time.Duration(io.Rand().Float64() * d.first * float64(time.Second)))
 	d.start.Store(start.UnixNano())
 	io.SetState("sending")
 	return start

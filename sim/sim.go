@@ -166,9 +166,11 @@ func (c Clock) Elapsed(now time.Time) time.Duration {
 	return time.Duration(float64(now.Sub(c.WallStart)) * c.Scale())
 }
 
-// TimeOfDay is the simulated time of day at wall time now, in [0, 24h).
+// TimeOfDay is the simulated time of day at wall time now, in [0, 24h); before WallStart
+// (devices started ahead of it) it is the day before's.
 func (c Clock) TimeOfDay(now time.Time) time.Duration {
-	return (c.Start + c.Elapsed(now)) % (24 * time.Hour)
+	const day = 24 * time.Hour
+	return ((c.Start+c.Elapsed(now))%day + day) % day
 }
 
 // WallFor converts a simulated duration into the wall duration it takes.

@@ -11,8 +11,8 @@ import (
 // a reader of v1 that knows nothing of shards reads a shard's report as it always did.
 
 type jsonShard struct {
-	Index            int     `json:"index"`
-	Count            int     `json:"count"`
+	Index            int     `json:"index,omitempty"` // absent in a merged report
+	Count            int     `json:"count,omitempty"`
 	RunID            string  `json:"run_id,omitempty"`
 	StartAt          string  `json:"start_at,omitempty"`
 	StartLateSeconds float64 `json:"start_late_seconds"`

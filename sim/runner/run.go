@@ -66,6 +66,7 @@ type run struct {
 	watchersDone sync.WaitGroup
 
 	dialed, started, stopped time.Time
+	late                     time.Duration // how late the devices started for Config.StartAt
 }
 
 // withDefaults fills in what the caller left unset.
@@ -102,9 +103,15 @@ func (r *run) connect(ctx context.Context) error {
 func (r *run) build(ctx context.Context) error {
 	s := r.cfg.Scenario
 	r.started = time.Now()
+	if at := r.cfg.StartAt; !at.IsZero() {
+		r.late = max(0, r.started.Sub(at.Add(-StartLead)))
+		if at.After(r.started) {
+			r.started = at // the schedules' start: the devices start StartLead ahead of it
+		}
+	}
 	r.flight, r.cutFlight = context.WithCancel(r.cfg.Hard)
 	if s.Duration > 0 {
-		r.devCtx, r.stopDevices = context.WithTimeout(ctx, s.Duration)
+		r.devCtx, r.stopDevices = context.WithDeadline(ctx, r.started.Add(s.Duration))
 	} else {
 		r.devCtx, r.stopDevices = context.WithCancel(ctx)
 	}
@@ -200,9 +207,7 @@ func (r *run) result(interrupted bool) (*Summary, error) {
 	sum.Links = summariseLinks(r.links, time.Since(r.dialed), r.held, sched)
 	sum.Errors = r.failures.list()
 	sum.Sharding = ShardInfo{Shard: r.cfg.Shard, RunID: r.cfg.RunID, StartAt: r.cfg.StartAt}
-	if !r.cfg.StartAt.IsZero() {
-		sum.Sharding.StartLate = max(0, r.started.Sub(r.cfg.StartAt))
-	}
+	sum.Sharding.StartLate = r.late
 	sum.Portable = portableOf(r.eng.meas, r.cfg.Shard.Count > 0)
 	sum.CheckThresholds(r.cfg.Thresholds)
 	return sum, sum.judge(r.cfg.AllowGeneratorLimit)
