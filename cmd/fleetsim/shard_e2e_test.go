@@ -225,3 +225,120 @@ func checkMergeIsAMerge(t *testing.T, shards []string, single string) {
 		t.Errorf("the merged report depends on the order of the reports")
 	}
 }
+
+// TestCrossShardLossIsCountedAtMerge: the publishers run in shard 1, a receiver in each
+// shard; shard 2's connection goes through the fault proxy, which drops every 10th
+// message to it and then, paused, the tail. Shard 2 alone sees only the gaps; shard 1
+// does not know what shard 2 missed; the merged report counts exactly what the proxy
+// kept from shard 2.
+func TestCrossShardLossIsCountedAtMerge(t *testing.T) {
+	t.Parallel()
+	m := testbroker.StartMosquitto(t, testbroker.Config{})
+	proxy := testbroker.StartProxy(t, m.Addr)
+	proxy.SetRules(testbroker.Downstream, testbroker.Rules{DropEvery: 10})
+	file := filepath.Join(t.TempDir(), "cross.yaml")
+	doc := `name: cross
+duration: 6s
+homes: 2
+connections: per-home
+devices:
+  - kind: load
+    homes: 1
+    count: 2
+    qos: 0
+    max_rate: 50
+    params: {payload_bytes: 64, phases: [{for: 3s, rate: 10}]}
+  - kind: sink
+    params: {subscribe: ["home/1/load/#"]}
+`
+	if err := os.WriteFile(file, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	paused := make(chan struct{})
+	go func() { // the tail: once shard 2 has had 35 readings, it gets no more
+		defer close(paused)
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if proxy.Stats(testbroker.Downstream).Forwarded >= 35 {
+				proxy.Pause(testbroker.Downstream)
+				return
+			}
+		}
+	}()
+	files, _ := runShards(t, file, []string{m.URL(), proxy.URL()}, 2)
+	<-paused
+	st := proxy.Stats(testbroker.Downstream)
+	r1, r2 := readShardReport(t, files[0]), readShardReport(t, files[1])
+	var published uint64
+	for _, p := range r1.Streams.Published {
+		published += p.Last
+	}
+	merged := filepath.Join(t.TempDir(), "all.json")
+	p := start(t, nil, "merge", files[0], files[1], "--report", merged)
+	if code := p.wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("merge: exit code %d", code)
+	}
+	all := readShardReport(t, merged)
+	want := published - st.Forwarded // what shard 2's receiver never got
+	if published != 60 || st.Dropped < 2 || st.Seen >= published || r2.Totals.Delivered != st.Forwarded {
+		t.Fatalf("setup: %d published, proxy %+v, shard 2 got %d; want 60 published, drops, a tail, shard 2 getting what the proxy forwarded",
+			published, st, r2.Totals.Delivered)
+	}
+	t.Logf("published %d; proxy to shard 2: seen %d, dropped %d, forwarded %d; shard 2 alone lost %d; merged lost %d",
+		published, st.Seen, st.Dropped, st.Forwarded, r2.Totals.Lost, all.Totals.Lost)
+	if r1.Totals.Lost != 0 || r1.Totals.Delivered != published || r2.Totals.Lost > st.Dropped {
+		t.Errorf("shard 1 lost %d of %d, shard 2 alone lost %d (dropped %d): neither shard can see the tail", r1.Totals.Lost, r1.Totals.Delivered, r2.Totals.Lost, st.Dropped)
+	}
+	if all.Totals.Lost != want || all.Totals.Delivered != published+st.Forwarded {
+		t.Errorf("merged: lost %d, delivered %d; want lost %d (%d dropped and %d never forwarded), delivered %d",
+			all.Totals.Lost, all.Totals.Delivered, want, st.Dropped, published-st.Seen, published+st.Forwarded)
+	}
+}
+
+// TestMergeRefusesWhatIsNotOneRun: reports that do not read, or are not the shards of
+// one run, are exit 2 with the file named.
+func TestMergeRefusesWhatIsNotOneRun(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	shard := func(i, n int, scenario, schema string) string {
+		return `{"schema": "` + schema + `", "scenario": "` + scenario + `", "latency_seconds": {"count": 0},
+			"histograms": {"latency": []}, "shard": {"index": ` + string(rune('0'+i)) + `, "count": ` + string(rune('0'+n)) + `, "run_id": "abc"},
+			"streams": {"published": [], "received": []}}`
+	}
+	s1 := write("s1.json", shard(1, 2, "a", "fleetsim.report/v1"))
+	s2 := write("s2.json", shard(2, 2, "a", "fleetsim.report/v1"))
+	for name, c := range map[string]struct {
+		files []string
+		want  string
+	}{
+		"not JSON":       {[]string{s1, write("junk.json", "{not json")}, "junk.json: not a fleetsim JSON report"},
+		"empty":          {[]string{write("empty.json", "")}, "empty.json: not a fleetsim JSON report"},
+		"no schema":      {[]string{write("noschema.json", `{"scenario": "a"}`)}, "noschema.json: not a fleetsim JSON report: no schema field"},
+		"other schema":   {[]string{s1, write("v9.json", shard(2, 2, "a", "fleetsim.report/v9"))}, `v9.json: report schema "fleetsim.report/v9"`},
+		"other scenario": {[]string{s1, write("b.json", shard(2, 2, "b", "fleetsim.report/v1"))}, `b.json: scenario "b", but`},
+		"missing shard":  {[]string{s1, write("s1of3.json", shard(3, 3, "a", "fleetsim.report/v1"))}, "shards of different splits"},
+		"shard twice":    {[]string{s1, write("again.json", shard(1, 2, "a", "fleetsim.report/v1")), s2}, "shard 1/2 again (also "},
+		"bad histogram": {[]string{write("hist.json", `{"schema": "fleetsim.report/v1", "scenario": "a", "latency_seconds": {"count": 1},
+			"histograms": {"latency": [{"kind": "sink", "qos": 0, "latency": {"count": 1, "hdr": "garbage"}}]}}`)}, "hist.json: histograms.latency (sink, QoS 0)"},
+		"no such file": {[]string{filepath.Join(dir, "none.json")}, "none.json: no such file"},
+	} {
+		p := start(t, nil, append([]string{"merge"}, c.files...)...)
+		if code := p.wait(t, 10*time.Second); code != 2 || !strings.Contains(p.stderr.String(), c.want) {
+			t.Errorf("%s: exit code %d, stderr %q; want 2 and %q", name, code, p.stderr.String(), c.want)
+		}
+	}
+	p := start(t, nil, "merge", s1, write("s3.json", shard(1, 3, "a", "fleetsim.report/v1")), write("s33.json", shard(3, 3, "a", "fleetsim.report/v1")))
+	if code := p.wait(t, 10*time.Second); code != 2 {
+		t.Errorf("mixed splits: exit code %d, want 2", code)
+	}
+	p = start(t, nil, "merge", write("t1.json", shard(1, 3, "a", "fleetsim.report/v1")), write("t3.json", shard(3, 3, "a", "fleetsim.report/v1")))
+	if code := p.wait(t, 10*time.Second); code != 2 || !strings.Contains(p.stderr.String(), "2 of 3 shards given; missing shard 2/3") {
+		t.Errorf("a missing shard: exit code %d, stderr %q; want 2 naming shard 2/3", code, p.stderr)
+	}
+}
