@@ -215,6 +215,10 @@ func runCommand(ctx, hard context.Context, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
+	skew, err := clockSkew(getenv)
+	if err != nil {
+		return err
+	}
 	if err := runner.CheckShard(s, shard); err != nil {
 		return usagef("run: %v", err)
 	}
@@ -282,8 +286,8 @@ func runCommand(ctx, hard context.Context, args []string, stdout, stderr io.Writ
 	}
 	cfg := runner.Config{Scenario: s, Kinds: devices.Kinds(), Conn: connOpts, Metrics: m, Console: stdout,
 		Grace: f.grace, Hard: hard, Thresholds: thresholds, AllowGeneratorLimit: f.allowGeneratorLimit,
-		BrokerDropped: brokerDropped, Shard: shard, StartAt: startAt}
-	if !startAt.IsZero() {
+		BrokerDropped: brokerDropped, Shard: shard, StartAt: startAt, ClockSkew: skew}
+	if !startAt.IsZero() || shard.Count > 1 {
 		cfg.RunID = runner.RunID(s.Name, s.Seed, startAt) // the same in every shard
 	}
 	if shard.Count > 0 {

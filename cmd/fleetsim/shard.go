@@ -81,3 +81,18 @@ func startAtFrom(flag string, getenv func(string) string) (time.Time, error) {
 	}
 	return at, nil
 }
+
+// clockSkew reads FLEETSIM_TEST_CLOCK_SKEW, a test hook: a duration this process's clock
+// is taken to be ahead (negative: behind) where it stamps and reads measured messages and
+// measures its offset to shard 1, as a machine whose clock is wrong would.
+func clockSkew(getenv func(string) string) (time.Duration, error) {
+	v := getenv("FLEETSIM_TEST_CLOCK_SKEW")
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, usagef("run: FLEETSIM_TEST_CLOCK_SKEW (environment): %q is not a duration such as 250ms", v)
+	}
+	return d, nil
+}

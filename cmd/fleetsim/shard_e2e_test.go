@@ -58,12 +58,13 @@ type shardReport struct {
 			Last  uint64 `json:"last"`
 		} `json:"published"`
 	} `json:"streams"`
-	Clock *struct {
+	Clocks []struct {
 		Reference   bool    `json:"reference"`
 		Measured    bool    `json:"measured"`
 		Offset      float64 `json:"offset_seconds"`
 		Uncertainty float64 `json:"uncertainty_seconds"`
-	} `json:"clock"`
+		Samples     int     `json:"round_trips"`
+	} `json:"clocks"`
 }
 
 func readShardReport(t *testing.T, file string) shardReport {
@@ -340,5 +341,28 @@ func TestMergeRefusesWhatIsNotOneRun(t *testing.T) {
 	p = start(t, nil, "merge", write("t1.json", shard(1, 3, "a", "fleetsim.report/v1")), write("t3.json", shard(3, 3, "a", "fleetsim.report/v1")))
 	if code := p.wait(t, 10*time.Second); code != 2 || !strings.Contains(p.stderr.String(), "2 of 3 shards given; missing shard 2/3") {
 		t.Errorf("a missing shard: exit code %d, stderr %q; want 2 naming shard 2/3", code, p.stderr)
+	}
+}
+
+// TestShardClockSkewIsMeasured: shard 2's clock is 250 ms ahead (the test hook); over
+// round trips through mosquitto it measures its offset to shard 1 within a few
+// milliseconds, and the latency of what it sends to shard 1's backend is measured on one
+// clock, not 250 ms off.
+func TestShardClockSkewIsMeasured(t *testing.T) {
+	t.Parallel()
+	m := testbroker.StartMosquitto(t, testbroker.Config{})
+	files, _ := runShards(t, shardScenario(t, homeOneSink), []string{m.URL()}, 2, nil, []string{"FLEETSIM_TEST_CLOCK_SKEW=250ms"})
+	r1, r2 := readShardReport(t, files[0]), readShardReport(t, files[1])
+	c1, c2 := r1.Clocks, r2.Clocks
+	if len(c1) != 1 || !c1[0].Reference || len(c2) != 1 || !c2[0].Measured || c2[0].Reference {
+		t.Fatalf("clocks %+v and %+v: want shard 1 the reference and shard 2 measured", c1, c2)
+	}
+	off, u := c2[0].Offset, c2[0].Uncertainty
+	t.Logf("shard 2 skewed +250ms: offset %.3f ms ± %.3f ms over %d round trips", off*1e3, u*1e3, c2[0].Samples)
+	if off > -0.245 || off < -0.255 || u <= 0 || u > 0.005 {
+		t.Errorf("offset %v ± %v s, want -0.250 within 5 ms", off, u)
+	}
+	if r1.Totals.Delivered != 120 || r1.Latency.P99 > 0.1 {
+		t.Errorf("shard 1's backend: %d delivered, p99 %v s; want the 120 readings, timed on one clock (not 250 ms off)", r1.Totals.Delivered, r1.Latency.P99)
 	}
 }

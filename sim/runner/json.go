@@ -45,6 +45,8 @@ type jsonReport struct {
 	Shard      *jsonShard      `json:"shard,omitempty"`
 	Histograms *jsonHistograms `json:"histograms,omitempty"`
 	Streams    *jsonStreams    `json:"streams,omitempty"`
+	Clocks     []jsonClock     `json:"clocks,omitempty"`
+	ClockNotes []string        `json:"clock_notes,omitempty"`
 }
 
 type jsonTotals struct {

@@ -62,8 +62,25 @@ type jsonReceived struct {
 	Restarts   uint64 `json:"restarts,omitempty"`
 }
 
+// jsonClock is a shard's clock against shard 1 (ClockEstimate).
+type jsonClock struct {
+	Shard       string  `json:"shard"`
+	Reference   bool    `json:"reference"`
+	Measured    bool    `json:"measured"`
+	Offset      float64 `json:"offset_seconds"`
+	Uncertainty float64 `json:"uncertainty_seconds"`
+	RoundTrip   float64 `json:"round_trip_seconds"`
+	Samples     int     `json:"round_trips"`
+	Why         string  `json:"why_not_measured,omitempty"`
+}
+
 // shardJSON adds the summary's portable parts to r.
 func (s *Summary) shardJSON(r *jsonReport) {
+	for _, c := range s.Clocks {
+		r.Clocks = append(r.Clocks, jsonClock{Shard: c.Shard.String(), Reference: c.Reference, Measured: c.Measured, Offset: c.Offset.Seconds(),
+			Uncertainty: c.Uncertainty.Seconds(), RoundTrip: c.RoundTrip.Seconds(), Samples: c.Samples, Why: c.Why})
+	}
+	r.ClockNotes = s.ClockNotes
 	p := &s.Portable
 	h := &jsonHistograms{Latency: []jsonKindHistogram{}, Lag: p.Lag, Ack: p.Ack, GeneratorLag: p.GeneratorLag}
 	for _, k := range p.Latency {

@@ -45,16 +45,16 @@ func (s *Summary) mergeMeasured(rs []Report) error {
 			}
 		}
 	}
-	if err := s.mergeStreams(rs, func(kind string, qos int) *measure.Totals {
+	cross, err := s.mergeStreams(rs, func(kind string, qos int) *measure.Totals {
 		c := class{kind, qos}
 		if byKind[c] == nil {
 			byKind[c] = &MeasuredKind{Kind: kind, QoS: qos}
 		}
 		return &byKind[c].Totals
-	}); err != nil {
+	})
+	if err != nil {
 		return err
 	}
-	var err error
 	for c, k := range byKind {
 		if k.Latency, err = percentilesOfAll(hists[c]); err != nil {
 			return fmt.Errorf("latency of %s QoS %d: %w", c.kind, c.qos, err)
@@ -83,6 +83,7 @@ func (s *Summary) mergeMeasured(rs []Report) error {
 	if err := s.mergeKindHistograms(hists); err != nil {
 		return err
 	}
+	s.mergeClocks(rs, cross)
 	if !first.IsZero() && last.After(first) {
 		m.WindowStart, m.Window = first, last.Sub(first)
 		m.Throughput = float64(m.All.Totals.Delivered) / m.Window.Seconds()

@@ -34,15 +34,16 @@ type receivedKey struct {
 // seqs the others got as missing. The stream's true loss replaces what the shards counted.
 // A stream no shard published, or on another topic than its publisher's, is moved to
 // Forged, as one process does with a header no publisher of the run sent.
-func (s *Summary) mergeStreams(rs []Report, totals func(kind string, qos int) *measure.Totals) error {
+func (s *Summary) mergeStreams(rs []Report, totals func(kind string, qos int) *measure.Totals) (map[shardPair]uint64, error) {
 	if !rs[0].Portable.Streams {
-		return nil
+		return nil, nil
 	}
+	cross := map[shardPair]uint64{}
 	pubs := map[uint32]pubStream{}
 	for _, r := range rs {
 		for _, p := range r.Portable.Published {
 			if o, dup := pubs[p.ID]; dup {
-				return &MergeError{r.Name, fmt.Errorf("stream %d published by shard %d too: shards of different runs", p.ID, o.shard)}
+				return nil, &MergeError{r.Name, fmt.Errorf("stream %d published by shard %d too: shards of different runs", p.ID, o.shard)}
 			}
 			pubs[p.ID] = pubStream{r.Sharding.Shard.Index, p}
 		}
@@ -73,9 +74,17 @@ func (s *Summary) mergeStreams(rs []Report, totals func(kind string, qos int) *m
 		counted, truth := streamLoss(pub, ps)
 		t.Lost = uint64(int64(t.Lost) + truth - counted)
 		t.Streams -= len(ps) - 1
+		for _, p := range ps {
+			if p.shard != pub.shard {
+				cross[shardPair{pub.shard, p.shard}] += p.Delivered
+			}
+		}
 	}
-	return nil
+	return cross, nil
 }
+
+// shardPair is a publisher's shard and a receiver's.
+type shardPair struct{ from, to int }
 
 func isGroup(receiver string) bool { return len(receiver) > 6 && receiver[:6] == "group:" }
 

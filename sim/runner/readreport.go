@@ -81,6 +81,12 @@ func (j *jsonReport) summary() *Summary {
 		s.Thresholds = append(s.Thresholds, ThresholdResult(t))
 	}
 	j.portable(s)
+	s.ClockNotes = j.ClockNotes
+	for _, c := range j.Clocks {
+		sh, _ := ParseShard(c.Shard) // checked in checkRead
+		s.Clocks = append(s.Clocks, ClockEstimate{Shard: sh, Reference: c.Reference, Measured: c.Measured, Offset: seconds(c.Offset),
+			Uncertainty: seconds(c.Uncertainty), RoundTrip: seconds(c.RoundTrip), Samples: c.Samples, Why: c.Why})
+	}
 	return s
 }
 
@@ -153,6 +159,11 @@ func (s *Summary) checkRead(j *jsonReport) error {
 			if _, err := time.Parse(time.RFC3339Nano, sh.StartAt); err != nil {
 				return fmt.Errorf("shard.start_at: %w", err)
 			}
+		}
+	}
+	for i, c := range j.Clocks {
+		if _, err := ParseShard(c.Shard); err != nil {
+			return fmt.Errorf("clocks[%d].shard: %w", i, err)
 		}
 	}
 	for _, k := range s.Portable.Latency {

@@ -23,6 +23,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err := r.connect(ctx); err != nil {
 		return nil, err
 	}
+	r.clock = r.syncClock(ctx, r.clockBudget())
 	if err := r.waitStart(ctx); err != nil {
 		return nil, err
 	}
@@ -67,6 +68,10 @@ type run struct {
 
 	dialed, started, stopped time.Time
 	late                     time.Duration // how late the devices started for Config.StartAt
+
+	clock     *ClockEstimate     // a shard's clock against shard 1 (clock.go)
+	clockStop context.CancelFunc // ends shard 1's answering of the others' pings
+	clockDone sync.WaitGroup
 }
 
 // withDefaults fills in what the caller left unset.
@@ -125,6 +130,9 @@ func (r *run) build(ctx context.Context) error {
 		meas.shard, meas.shards = uint32(sh.Index), uint32(sh.Count)
 	}
 	meas.skew = int64(r.cfg.ClockSkew)
+	if c := r.clock; c != nil && c.Measured {
+		meas.skew += int64(c.Offset) // stamp and read in shard 1's time
+	}
 	r.eng = &engine{meas: meas, console: con, flight: r.flight, workers: newWorkers(), alarm: alarms, devCtx: r.devCtx}
 	r.failures = &failures{con: con}
 	r.gen = startGenerator()
@@ -208,6 +216,9 @@ func (r *run) result(interrupted bool) (*Summary, error) {
 	sum.Errors = r.failures.list()
 	sum.Sharding = ShardInfo{Shard: r.cfg.Shard, RunID: r.cfg.RunID, StartAt: r.cfg.StartAt}
 	sum.Sharding.StartLate = r.late
+	if r.clock != nil {
+		sum.Clocks = []ClockEstimate{*r.clock}
+	}
 	sum.Portable = portableOf(r.eng.meas, r.cfg.Shard.Count > 0)
 	sum.CheckThresholds(r.cfg.Thresholds)
 	return sum, sum.judge(r.cfg.AllowGeneratorLimit)
@@ -223,6 +234,7 @@ func (r *run) close() {
 	if r.eng != nil {
 		r.eng.alarm.Close(nil)
 	}
+	r.stopClock()
 	closeAll(r.conns)
 	closeLinks(r.links)
 }

@@ -29,6 +29,11 @@ type Summary struct {
 
 	Sharding ShardInfo // the shard this run was, and its start time; zero in one process
 	Portable Portable  // what merging with other shards' reports needs (see Merge)
+	// Clocks are the shards' clocks against shard 1 (one in a shard's summary, each
+	// shard's in a merged one); ClockNotes flag latency between shards whose clocks are
+	// known too loosely for it.
+	Clocks     []ClockEstimate
+	ClockNotes []string
 }
 
 // LinkSummary compares what one profile's links were meant to carry with what they did.

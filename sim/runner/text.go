@@ -49,6 +49,7 @@ func (s *Summary) Print(w io.Writer) {
 	fmt.Fprintln(w)
 	s.Connections.print(w)
 	s.Measured.print(w)
+	s.printClock(w)
 	if len(s.Thresholds) > 0 {
 		fmt.Fprintln(w, "\nthresholds:")
 		for _, t := range s.Thresholds {
