@@ -162,7 +162,7 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, string, error) {
 	fs.StringVar(&f.grafanaURL, "grafana-url", "", "Grafana base `URL` to mark the run on: an annotation when it starts, for each threshold crossed, and when it ends with its verdict (token from $FLEETSIM_GRAFANA_TOKEN; a failing Grafana is a warning)")
 	fs.DurationVar(&f.grace, "grace", runner.DefaultGrace, "when the run stops, how long to wait for publishes in flight and messages on their way before counting what is missing as lost")
 	fs.StringVar(&f.sharding.shard, "shard", "", "run only shard `I/N` of the fleet, by home (default $FLEETSIM_SHARD, or $JOB_COMPLETION_INDEX+1 of $FLEETSIM_SHARDS); merge the reports with fleetsim merge")
-	fs.StringVar(&f.sharding.startAt, "start-at", "", "start the devices at this RFC 3339 `time`, once connected, so shards start together (default $FLEETSIM_START_AT)")
+	fs.StringVar(&f.sharding.startAt, "start-at", "", "start the schedules at this RFC 3339 `time` (the devices start a second ahead, once connected), so the shards of a run start together (default $FLEETSIM_START_AT)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return nil, "", err

@@ -12,67 +12,90 @@ import (
 
 // mergeMeasured adds up the end-to-end accounting of rs into s.Measured.
 func (s *Summary) mergeMeasured(rs []Report) error {
-	m := &s.Measured
-	type class = kindClass
-	byKind := map[class]*MeasuredKind{}
-	hists := map[class][]measure.Portable{}
-	var tooLate uint64
-	var lag, ack, genLag, all []measure.Portable
-	var first, last time.Time
+	a := &measuredMerge{byKind: map[kindClass]*MeasuredKind{}, hists: map[kindClass][]measure.Portable{}}
 	for _, r := range rs {
-		rm := &r.Measured
-		for _, k := range rm.ByKind {
-			c := class{k.Kind, k.QoS}
-			if byKind[c] == nil {
-				byKind[c] = &MeasuredKind{Kind: k.Kind, QoS: k.QoS}
-			}
-			byKind[c].Totals.Add(k.Totals)
-		}
-		for _, h := range r.Portable.Latency {
-			c := class{h.Kind, h.QoS}
-			hists[c] = append(hists[c], h.Latency)
-			all = append(all, h.Latency)
-		}
-		tooLate += rm.All.Totals.TooLate
-		lag, ack, genLag = append(lag, r.Portable.Lag), append(ack, r.Portable.Ack), append(genLag, r.Portable.GeneratorLag)
-		addPublishing(m, rm)
-		if !rm.WindowStart.IsZero() {
-			if first.IsZero() || rm.WindowStart.Before(first) {
-				first = rm.WindowStart
-			}
-			if end := rm.WindowStart.Add(rm.Window); end.After(last) {
-				last = end
-			}
-		}
+		a.add(r, &s.Measured)
 	}
-	cross, err := s.mergeStreams(rs, func(kind string, qos int) *measure.Totals {
-		c := class{kind, qos}
-		if byKind[c] == nil {
-			byKind[c] = &MeasuredKind{Kind: kind, QoS: qos}
-		}
-		return &byKind[c].Totals
-	})
+	cross, err := s.mergeStreams(rs, a.totals)
 	if err != nil {
 		return err
 	}
-	for c, k := range byKind {
-		if k.Latency, err = percentilesOfAll(hists[c]); err != nil {
+	if err := s.finishMeasured(a); err != nil {
+		return err
+	}
+	s.mergeClocks(rs, cross)
+	m := &s.Measured
+	if !a.first.IsZero() && a.last.After(a.first) {
+		m.WindowStart, m.Window = a.first, a.last.Sub(a.first)
+		m.Throughput = float64(m.All.Totals.Delivered) / m.Window.Seconds()
+	}
+	return nil
+}
+
+// measuredMerge collects the reports' accounting and histograms for mergeMeasured.
+type measuredMerge struct {
+	byKind                map[kindClass]*MeasuredKind
+	hists                 map[kindClass][]measure.Portable
+	all, lag, ack, genLag []measure.Portable
+	tooLate               uint64
+	first, last           time.Time // the traffic's window
+}
+
+// add takes one report's part, and its plain counts into m.
+func (a *measuredMerge) add(r Report, m *Measured) {
+	rm := &r.Measured
+	for _, k := range rm.ByKind {
+		a.totals(k.Kind, k.QoS).Add(k.Totals)
+	}
+	for _, h := range r.Portable.Latency {
+		c := kindClass{h.Kind, h.QoS}
+		a.hists[c] = append(a.hists[c], h.Latency)
+		a.all = append(a.all, h.Latency)
+	}
+	a.tooLate += rm.All.Totals.TooLate
+	a.lag, a.ack, a.genLag = append(a.lag, r.Portable.Lag), append(a.ack, r.Portable.Ack), append(a.genLag, r.Portable.GeneratorLag)
+	addPublishing(m, rm)
+	if !rm.WindowStart.IsZero() {
+		if a.first.IsZero() || rm.WindowStart.Before(a.first) {
+			a.first = rm.WindowStart
+		}
+		if end := rm.WindowStart.Add(rm.Window); end.After(a.last) {
+			a.last = end
+		}
+	}
+}
+
+// totals are the merged totals of a receiving kind and QoS.
+func (a *measuredMerge) totals(kind string, qos int) *measure.Totals {
+	c := kindClass{kind, qos}
+	if a.byKind[c] == nil {
+		a.byKind[c] = &MeasuredKind{Kind: kind, QoS: qos}
+	}
+	return &a.byKind[c].Totals
+}
+
+// finishMeasured settles the merged rows and their percentiles, from merged histograms.
+func (s *Summary) finishMeasured(a *measuredMerge) error {
+	m := &s.Measured
+	var err error
+	for c, k := range a.byKind {
+		if k.Latency, err = percentilesOfAll(a.hists[c]); err != nil {
 			return fmt.Errorf("latency of %s QoS %d: %w", c.kind, c.qos, err)
 		}
 		m.ByKind = append(m.ByKind, *k)
 		m.All.Totals.Add(k.Totals)
 	}
-	m.All.Totals.TooLate = tooLate // reports keep it only in their totals
+	m.All.Totals.TooLate = a.tooLate // reports keep it only in their totals
 	slices.SortFunc(m.ByKind, func(a, b MeasuredKind) int { return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.QoS, b.QoS)) })
 	m.All.Kind, m.All.QoS = "all", -1
-	if m.All.Latency, err = percentilesOfAll(all); err != nil {
+	if m.All.Latency, err = percentilesOfAll(a.all); err != nil {
 		return fmt.Errorf("latency: %w", err)
 	}
 	for _, p := range []struct {
 		to   *measure.Percentiles
 		port *measure.Portable
 		from []measure.Portable
-	}{{&m.Lag, &s.Portable.Lag, lag}, {&m.Ack, &s.Portable.Ack, ack}, {&m.GeneratorLag, &s.Portable.GeneratorLag, genLag}} {
+	}{{&m.Lag, &s.Portable.Lag, a.lag}, {&m.Ack, &s.Portable.Ack, a.ack}, {&m.GeneratorLag, &s.Portable.GeneratorLag, a.genLag}} {
 		if *p.port, err = measure.MergePortable(p.from...); err != nil {
 			return err
 		}
@@ -80,15 +103,7 @@ func (s *Summary) mergeMeasured(rs []Report) error {
 			return err
 		}
 	}
-	if err := s.mergeKindHistograms(hists); err != nil {
-		return err
-	}
-	s.mergeClocks(rs, cross)
-	if !first.IsZero() && last.After(first) {
-		m.WindowStart, m.Window = first, last.Sub(first)
-		m.Throughput = float64(m.All.Totals.Delivered) / m.Window.Seconds()
-	}
-	return nil
+	return s.mergeKindHistograms(a.hists)
 }
 
 // kindClass is a receiving kind and QoS: a row of the end-to-end table.
