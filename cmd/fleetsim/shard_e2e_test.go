@@ -80,15 +80,18 @@ func readShardReport(t *testing.T, file string) shardReport {
 	return r
 }
 
-// startAt is a start a few seconds ahead, for shards to share.
-func startAt(d time.Duration) string { return time.Now().Add(d).UTC().Format(time.RFC3339Nano) }
+// startAt is a start a few seconds ahead, for shards to share: room to connect and measure
+// their clocks on a busy machine.
+func startAt() (string, time.Time) {
+	at := time.Now().Add(4 * time.Second).UTC()
+	return at.Format(time.RFC3339Nano), at
+}
 
 // runShards runs shards 1..n of file (or the whole fleet as shard 1/1 when n is 1)
 // against the brokers (one per shard, or one for all), starting together, and returns
 // their report files and processes once all have ended with exit code 0.
-func runShards(t *testing.T, file string, brokers []string, n int, env ...[]string) ([]string, []*proc) {
+func runShards(t *testing.T, file string, brokers []string, n int, at string, env ...[]string) ([]string, []*proc) {
 	t.Helper()
-	at := startAt(3 * time.Second)
 	dir := t.TempDir()
 	var files []string
 	var procs []*proc
@@ -152,8 +155,10 @@ func TestShardsAreTheSameFleet(t *testing.T) {
 	m := testbroker.StartMosquitto(t, testbroker.Config{})
 	file := shardScenario(t, homeOneSink)
 
-	one, oneProcs := runShards(t, file, []string{m.URL()}, 1)
-	three, threeProcs := runShards(t, file, []string{m.URL()}, 3)
+	at1, _ := startAt()
+	one, oneProcs := runShards(t, file, []string{m.URL()}, 1, at1)
+	at3, _ := startAt()
+	three, threeProcs := runShards(t, file, []string{m.URL()}, 3, at3)
 
 	single := readShardReport(t, one[0])
 	var shards []shardReport
@@ -236,7 +241,6 @@ func TestCrossShardLossIsCountedAtMerge(t *testing.T) {
 	t.Parallel()
 	m := testbroker.StartMosquitto(t, testbroker.Config{})
 	proxy := testbroker.StartProxy(t, m.Addr)
-	proxy.SetRules(testbroker.Downstream, testbroker.Rules{DropEvery: 10})
 	file := filepath.Join(t.TempDir(), "cross.yaml")
 	doc := `name: cross
 duration: 6s
@@ -255,19 +259,28 @@ devices:
 	if err := os.WriteFile(file, []byte(doc), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	text, at := startAt()
 	paused := make(chan struct{})
-	go func() { // the tail: once shard 2 has had 35 readings, it gets no more
+	var base testbroker.Stats // the clocks' round trips before the readings
+	go func() {
 		defer close(paused)
+		// The faults start after the clocks' round trips (over before the devices start,
+		// a second before at) and before the first reading: every 10th reading to shard 2
+		// is dropped, and once it has had 35, it gets no more (the tail).
+		time.Sleep(time.Until(at.Add(-500 * time.Millisecond)))
+		base = proxy.Stats(testbroker.Downstream)
+		proxy.SetRules(testbroker.Downstream, testbroker.Rules{DropEvery: 10})
 		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-			if proxy.Stats(testbroker.Downstream).Forwarded >= 35 {
+			if proxy.Stats(testbroker.Downstream).Forwarded-base.Forwarded >= 35 {
 				proxy.Pause(testbroker.Downstream)
 				return
 			}
 		}
 	}()
-	files, _ := runShards(t, file, []string{m.URL(), proxy.URL()}, 2)
+	files, _ := runShards(t, file, []string{m.URL(), proxy.URL()}, 2, text)
 	<-paused
 	st := proxy.Stats(testbroker.Downstream)
+	st.Seen, st.Forwarded = st.Seen-base.Seen, st.Forwarded-base.Forwarded
 	r1, r2 := readShardReport(t, files[0]), readShardReport(t, files[1])
 	var published uint64
 	for _, p := range r1.Streams.Published {
@@ -351,7 +364,8 @@ func TestMergeRefusesWhatIsNotOneRun(t *testing.T) {
 func TestShardClockSkewIsMeasured(t *testing.T) {
 	t.Parallel()
 	m := testbroker.StartMosquitto(t, testbroker.Config{})
-	files, _ := runShards(t, shardScenario(t, homeOneSink), []string{m.URL()}, 2, nil, []string{"FLEETSIM_TEST_CLOCK_SKEW=250ms"})
+	at, _ := startAt()
+	files, _ := runShards(t, shardScenario(t, homeOneSink), []string{m.URL()}, 2, at, nil, []string{"FLEETSIM_TEST_CLOCK_SKEW=250ms"})
 	r1, r2 := readShardReport(t, files[0]), readShardReport(t, files[1])
 	c1, c2 := r1.Clocks, r2.Clocks
 	if len(c1) != 1 || !c1[0].Reference || len(c2) != 1 || !c2[0].Measured || c2[0].Reference {
