@@ -15,11 +15,10 @@ import (
 const spareFiles = 64
 
 // checkCapacity says before a run, rather than halfway through it, whether this process can
-// open the connections the scenario asks for: one file descriptor each (two with the
-// embedded broker, which holds the other end), and one ephemeral port each per source
-// address.
-func checkCapacity(s *scenario.Scenario, embedded bool) error {
-	conns := s.ConnectionCount()
+// open the conns connections it needs for scenario s (all of them, or its shard's): one
+// file descriptor each (two with the embedded broker, which holds the other end), and one
+// ephemeral port each per source address.
+func checkCapacity(s *scenario.Scenario, conns int, embedded bool) error {
 	need := conns + spareFiles
 	if embedded {
 		need += conns

@@ -222,10 +222,11 @@ func runCommand(ctx, hard context.Context, args []string, stdout, stderr io.Writ
 	if err := runner.CheckShard(s, shard); err != nil {
 		return usagef("run: %v", err)
 	}
-	if err := checkCapacity(s, s.Broker == scenario.Embedded); err != nil {
+	shardDevices, shardConns := shard.Size(s)
+	if err := checkCapacity(s, shardConns, s.Broker == scenario.Embedded); err != nil {
 		return err
 	}
-	if did := tuneRuntime(s.DeviceCount(), getenv); did != "" {
+	if did := tuneRuntime(shardDevices, getenv); did != "" {
 		fmt.Fprintln(stderr, "fleetsim: "+did)
 	}
 
@@ -291,7 +292,8 @@ func runCommand(ctx, hard context.Context, args []string, stdout, stderr io.Writ
 		cfg.RunID = runner.RunID(s.Name, s.Seed, startAt) // the same in every shard
 	}
 	if shard.Count > 0 {
-		fmt.Fprintf(stderr, "fleetsim: shard %s: homes h with (h-1) mod %d = %d; client ids fleetsim-%s-n\n", shard, shard.Count, shard.Index-1, cmp.Or(cfg.RunID, "RANDOM"))
+		fmt.Fprintf(stderr, "fleetsim: shard %s: %d device(s) on %d connection(s), homes h with (h-1) mod %d = %d; client ids fleetsim-%s-n\n",
+			shard, shardDevices, shardConns, shard.Count, shard.Index-1, cmp.Or(cfg.RunID, "RANDOM"))
 	}
 	if f.quiet {
 		cfg.Console = nil

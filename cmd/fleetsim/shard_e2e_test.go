@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -378,5 +379,24 @@ func TestShardClockSkewIsMeasured(t *testing.T) {
 	}
 	if r1.Totals.Delivered != 120 || r1.Latency.P99 > 0.1 {
 		t.Errorf("shard 1's backend: %d delivered, p99 %v s; want the 120 readings, timed on one clock (not 250 ms off)", r1.Totals.Delivered, r1.Latency.P99)
+	}
+}
+
+// TestAShardNeedsOnlyItsConnections: 30,000 connections do not fit in one process here,
+// a third of them do; the shard gets past the capacity check to the broker (absent here).
+func TestAShardNeedsOnlyItsConnections(t *testing.T) {
+	t.Parallel()
+	f := filepath.Join(t.TempDir(), "big.yaml")
+	if err := os.WriteFile(f, []byte("name: big\nhomes: 30000\nconnections: per-device\ndevices: [{kind: load, period: 1m}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := "tcp://127.0.0.1:" + strconv.Itoa(testbroker.FreePort(t))
+	whole := start(t, nil, "run", f, "--metrics-addr", "off", "--broker", addr, "--connect-retry-for", "0")
+	if code := whole.wait(t, 10*time.Second); code != 2 || !strings.Contains(whole.stderr.String(), "30000 connections need about") {
+		t.Errorf("the whole fleet: exit code %d, stderr %q; want 2 and the numbers", code, whole.stderr)
+	}
+	shard := start(t, nil, "run", f, "--metrics-addr", "off", "--broker", addr, "--connect-retry-for", "0", "--shard", "2/3")
+	if code := shard.wait(t, 20*time.Second); code != 3 || !strings.Contains(shard.stderr.String(), "shard 2/3: 10000 device(s) on 10000 connection(s)") {
+		t.Errorf("shard 2/3: exit code %d, stderr %q; want 3 (unreachable broker) after the shard's size", code, shard.stderr)
 	}
 }

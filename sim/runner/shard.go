@@ -166,3 +166,10 @@ var ErrStartPassed = errors.New("the start time had passed")
 // schedules would not line up with the other shards' (their phases would be shifted and
 // the sends they called for before it started never made), so the run stops instead.
 const StartSlack = 2 * time.Second
+
+// Size is how many devices and connections shard sh of scenario s runs (the whole fleet's
+// for the zero Shard), for the checks before a run.
+func (sh Shard) Size(s *scenario.Scenario) (devices, connections int) {
+	l := planLayout(s, sh)
+	return len(l.devConn), len(l.conns)
+}
