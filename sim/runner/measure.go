@@ -148,14 +148,16 @@ func (m *measurement) groupReceiver(group string) uint32 {
 
 // newStream registers a publisher stream; nil when there are too many to measure.
 func (m *measurement) newStream(topic string) *outStream {
-	s := m.streams.add(topic)
-	if s != nil && m.shards > 1 {
-		if uint64(s.id-1)*uint64(m.shards)+uint64(m.shard) > math.MaxUint32 {
-			return nil
-		}
-		s.id = (s.id-1)*m.shards + m.shard
+	return m.streams.add(topic, m.globalID)
+}
+
+// globalID is the run's id of this process's local stream id; false past 32 bits.
+func (m *measurement) globalID(local uint32) (uint32, bool) {
+	if m.shards <= 1 {
+		return local, true
 	}
-	return s
+	id := uint64(local-1)*uint64(m.shards) + uint64(m.shard)
+	return uint32(id), id <= math.MaxUint32
 }
 
 // stream returns publisher stream id, or nil if there is none here (in a shard: if it
@@ -195,7 +197,7 @@ const (
 
 type streamChunk [streamChunkSize]atomic.Pointer[outStream]
 
-func (t *streamTable) add(topic string) *outStream {
+func (t *streamTable) add(topic string, global func(local uint32) (uint32, bool)) *outStream {
 	id := t.n.Add(1)
 	i := int(id-1) >> streamChunkBits
 	if id == 0 || i >= maxStreamChunks {
@@ -211,7 +213,11 @@ func (t *streamTable) add(topic string) *outStream {
 		}
 		t.grow.Unlock()
 	}
-	s := &outStream{id: id, topic: topic}
+	gid, ok := global(id)
+	if !ok {
+		return nil // past the ids a shard has (see measurement.shard): unmeasured
+	}
+	s := &outStream{id: gid, topic: topic}
 	c[(id-1)&(streamChunkSize-1)].Store(s)
 	return s
 }

@@ -529,11 +529,12 @@ func TestStreamTable(t *testing.T) {
 	var tab streamTable
 	const workers, each = 8, streamChunkSize/2 + 3 // 4 chunks and a bit
 	got := make([][]*outStream, workers)
+	ids := newMeasurement().globalID // one process: ids as counted
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
 			for i := range each {
-				got[w] = append(got[w], tab.add(fmt.Sprintf("t/%d/%d", w, i)))
+				got[w] = append(got[w], tab.add(fmt.Sprintf("t/%d/%d", w, i), ids))
 			}
 		})
 	}
