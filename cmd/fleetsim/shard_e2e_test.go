@@ -237,7 +237,7 @@ func checkMergeIsAMerge(t *testing.T, shards []string, single string) {
 // shard; shard 2's connection goes through the fault proxy, which drops every 10th
 // message to it and then, paused, the tail. Shard 2 alone sees only the gaps; shard 1
 // does not know what shard 2 missed; the merged report counts exactly what the proxy
-// kept from shard 2.
+// kept from shard 2, and crosses the loss threshold each shard alone passed (exit 99).
 func TestCrossShardLossIsCountedAtMerge(t *testing.T) {
 	t.Parallel()
 	m := testbroker.StartMosquitto(t, testbroker.Config{})
@@ -247,6 +247,7 @@ func TestCrossShardLossIsCountedAtMerge(t *testing.T) {
 duration: 6s
 homes: 2
 connections: per-home
+thresholds: ["loss<10"]   # each shard alone passes it; the run does not
 devices:
   - kind: load
     homes: 1
@@ -289,8 +290,8 @@ devices:
 	}
 	merged := filepath.Join(t.TempDir(), "all.json")
 	p := start(t, nil, "merge", files[0], files[1], "--report", merged)
-	if code := p.wait(t, 20*time.Second); code != 0 {
-		t.Fatalf("merge: exit code %d", code)
+	if code := p.wait(t, 20*time.Second); code != 99 || !strings.Contains(p.stdout.String(), "FAILED loss<10") {
+		t.Errorf("merge: exit code %d; want 99, the threshold no shard alone crossed", code)
 	}
 	all := readShardReport(t, merged)
 	want := published - st.Forwarded // what shard 2's receiver never got
