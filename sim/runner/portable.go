@@ -89,7 +89,11 @@ func (m *measurement) publishedStreams() []PublishedStream {
 	return out
 }
 
-// receivedStreams lists what every receiver got from every stream, sorted.
+// receivedStreams lists what every receiver got from every stream that merge may need:
+// those published in other shards (whose tails only merge can count) and those of shared
+// subscriptions' groups (whose members may run in several shards), sorted. A receiver's
+// own shard's streams are settled in the shard's totals, and a report of a shard with a
+// million home-local streams need not list them.
 func (m *measurement) receivedStreams() []ReceivedStream {
 	m.mu.RLock()
 	groups := make(map[uint32]string, len(m.groups))
@@ -102,8 +106,11 @@ func (m *measurement) receivedStreams() []ReceivedStream {
 		for q := range 3 {
 			for _, t := range k.tracker[q].Tallies(m.lastSeq) {
 				rcv, id := uint32(uint64(t.Key)>>32), uint32(t.Key)
-				name, ok := groups[rcv]
-				if ok {
+				name, group := groups[rcv]
+				if !group && !m.isForeign(id) {
+					continue // settled here, tail and all: merge has nothing to add
+				}
+				if group {
 					name = "group:" + name
 				} else {
 					name = fmt.Sprint(rcv)
