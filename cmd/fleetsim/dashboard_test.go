@@ -277,8 +277,10 @@ devices:
 	}
 	defer b.Close()
 	metrics.RegisterBroker(reg, embeddedStats{b}) // as runCommand does for the embedded broker
+	// The run is here for the metrics it serves, not its verdict: a busy machine may make
+	// the generator the limit (schedule lag p99 169 ms was seen beside the race tests).
 	if _, err := runner.Run(context.Background(), runner.Config{Scenario: s, Kinds: devices.Kinds(), Metrics: m,
-		Conn: mqttconn.Options{Broker: b.URL(), ConnectTimeout: 5 * time.Second}}); err != nil {
+		Conn: mqttconn.Options{Broker: b.URL(), ConnectTimeout: 5 * time.Second}, AllowGeneratorLimit: true}); err != nil {
 		t.Fatal(err)
 	}
 	mfs, err := reg.Gather()
