@@ -222,16 +222,7 @@ func loadKubeScenario(f *kubeFlags, file string) (*scenario.Scenario, error) {
 	if err != nil {
 		return nil, usagef("kubernetes: %v", err)
 	}
-	o := scenario.Overrides{Broker: f.broker}
-	if f.duration.set {
-		o.Duration = &f.duration.v
-	}
-	if f.day.set {
-		o.Day = &f.day.v
-	}
-	if f.seed.set {
-		o.Seed = &f.seed.v
-	}
+	o := scenarioOverrides(f.broker, &f.duration, &f.day, &f.seed)
 	s, err := scenario.LoadWith(file, devices.Kinds(), o)
 	var problems *scenario.Errors
 	if errors.As(err, &problems) {

@@ -445,15 +445,20 @@ func describeUsers(users map[string]broker.User) string {
 // overrides are the scenario values the command line replaces. The scenario checks them
 // by its own rules, naming the flag in any problem ("--day: ...").
 func overrides(f *runFlags) scenario.Overrides {
-	o := scenario.Overrides{Broker: f.broker}
-	if f.duration.set {
-		o.Duration = &f.duration.v
+	return scenarioOverrides(f.broker, &f.duration, &f.day, &f.seed)
+}
+
+// scenarioOverrides are the overrides of the flags run and kubernetes share: only those set.
+func scenarioOverrides(broker string, duration, day *optionalDuration, seed *optionalUint) scenario.Overrides {
+	o := scenario.Overrides{Broker: broker}
+	if duration.set {
+		o.Duration = &duration.v
 	}
-	if f.day.set {
-		o.Day = &f.day.v
+	if day.set {
+		o.Day = &day.v
 	}
-	if f.seed.set {
-		o.Seed = &f.seed.v
+	if seed.set {
+		o.Seed = &seed.v
 	}
 	return o
 }
