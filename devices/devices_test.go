@@ -90,6 +90,31 @@ func TestPhoneAwayOverMidnight(t *testing.T) {
 	})
 }
 
+// The phone obeys {"away": bool} on its /set topic (the classroom view's "phone leaves"
+// control) until the schedule next changes, then follows the schedule again.
+func TestPhoneCommand(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := config("phone", "phone-1")
+		f := newFake()
+		run(t, build[PhoneParams](t, cfg, nil), f)
+		f.feed(cfg.Topic+"/set", `{"away":true}`)
+		f.feed(cfg.Topic+"/set", `{"away":"yes"}`) // rejected
+		sleepUntil(t, cfg.Clock, "07:00")           // an hour of position reports: still away
+		pos := f.published(t, cfg.Topic+"/position")
+		if last := pos[len(pos)-1]; last["away"] != true {
+			t.Errorf("position an hour after the command = %v", last)
+		}
+		sleepUntil(t, cfg.Clock, "18:00") // leaves at 08:00 (already away), back at 18:00
+		_, states, says, rejects := f.snapshot()
+		if !slices.Equal(states, []string{"home", "away", "home"}) || len(rejects) != 1 {
+			t.Errorf("states %q, rejects %q", states, rejects)
+		}
+		if want := "06:00 phone-1    away     (told, on home/1/phone/phone-1/set)"; !slices.Contains(says, want) {
+			t.Errorf("said %q, want %q", says, want)
+		}
+	})
+}
+
 func TestPhoneTellsTemperatures(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		cfg := config("phone", "phone-1")

@@ -85,11 +85,13 @@ func (d *phone) Run(ctx context.Context, io sim.IO) error {
 	o := newOut(d.cfg, io)
 	temps := d.cfg.Prefix + "/sensor/+/temperature"
 	setpointTopic := d.cfg.Prefix + "/heater/setpoint"
-	if err := subscribe(ctx, io, d.cfg.QoS, temps); err != nil {
+	set := d.cfg.Topic + "/set" // {"away": true}: its human leaves (or comes home) now
+	if err := subscribe(ctx, io, d.cfg.QoS, temps, set); err != nil {
 		return err
 	}
 	last := o.tod()
 	away := d.away(last)
+	scheduled := away // where the schedule says the human is: a command holds until it changes
 	o.state(ctx, homeAway(away), atStart, nil)
 	d.position(ctx, o, away)
 
@@ -116,7 +118,11 @@ func (d *phone) Run(ctx context.Context, io sim.IO) error {
 				}
 			}
 			last = now
-			if a := d.away(now); a != away {
+			if a := d.away(now); a != scheduled {
+				scheduled = a
+				if a == away { // a command got there first
+					continue
+				}
 				away = a
 				why := "leaves at " + sim.FormatTimeOfDay(d.leave)
 				if !away {
@@ -128,6 +134,10 @@ func (d *phone) Run(ctx context.Context, io sim.IO) error {
 		case m, ok := <-io.Inbox():
 			if !ok {
 				return nil
+			}
+			if m.Topic == set {
+				d.command(ctx, o, m, &away)
+				continue
 			}
 			loc, c, err := parseTemperature(m.Payload)
 			if err != nil {
@@ -147,6 +157,22 @@ func (d *phone) Run(ctx context.Context, io sim.IO) error {
 			}
 		}
 	}
+}
+
+// command obeys {"away": bool} on the phone's /set topic: its human leaves or comes home
+// now, whatever the schedule says, until the schedule's next change.
+func (d *phone) command(ctx context.Context, o *out, m sim.Message, away *bool) {
+	a, err := field[bool](m.Payload, "away")
+	if err != nil {
+		o.io.Reject(m.Topic, err)
+		return
+	}
+	if a == *away {
+		return
+	}
+	*away = a
+	o.state(ctx, homeAway(a), onTopic(m.Topic, "told"), nil)
+	d.position(ctx, o, a)
 }
 
 // position publishes where the phone is: within 50 m of home, or a few km away.
