@@ -71,6 +71,9 @@ type Options struct {
 	// AllowAnonymousOffLoopback lets Start listen on a non-loopback address without
 	// Users; otherwise that is an error.
 	AllowAnonymousOffLoopback bool
+	// Observer, if set, is told about connections, subscriptions and publishes
+	// (observe.go).
+	Observer Observer
 }
 
 // Broker is a running embedded broker. Close it when done.
@@ -112,6 +115,11 @@ func Start(opts Options) (*Broker, error) {
 	})
 	if err := srv.AddHook(hook, nil); err != nil {
 		return nil, fmt.Errorf("embedded broker: %w", err)
+	}
+	if opts.Observer != nil {
+		if err := srv.AddHook(&observeHook{o: opts.Observer}, nil); err != nil {
+			return nil, fmt.Errorf("embedded broker: %w", err)
+		}
 	}
 
 	b := &Broker{srv: srv, internalUser: internalUser, internalPassword: internalPassword}

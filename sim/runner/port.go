@@ -42,6 +42,7 @@ type engine struct {
 	workers  *workers        // run the publishes
 	alarm    *alarm.Alarm    // wakes sleeping devices
 	devCtx   context.Context // the devices' ctx: a sleep on it rides the alarm
+	observer Observer        // nil: none (Config.Observer)
 }
 
 // port is one device: the device itself and its sim.IO, which is its share of a
@@ -385,6 +386,9 @@ func (p *port) Subscribe(ctx context.Context, filter string, qos byte) (byte, er
 		// taken when Subscribe adds the route.
 		p.inbox = make(chan sim.Message, inboxSize)
 	}
+	if o := p.eng.observer; o != nil {
+		o.DeviceSubscribed(p.home, p.id, filter)
+	}
 	return p.conn.Subscribe(ctx, filter, qos, p)
 }
 
@@ -422,6 +426,9 @@ func (p *port) SetState(state string) {
 	p.stats.states = append(p.stats.states, state)
 	p.stats.mu.Unlock()
 	p.km.metrics.StateChanged(prev, state)
+	if o := p.eng.observer; o != nil {
+		o.DeviceState(p.home, p.id, state)
+	}
 }
 
 func (p *port) Say(line string) { p.eng.console.Println(line) }

@@ -133,7 +133,7 @@ func (r *run) build(ctx context.Context) error {
 	if c := r.clock; c != nil && c.Measured {
 		meas.skew += int64(c.Offset) // stamp and read in shard 1's time
 	}
-	r.eng = &engine{meas: meas, console: con, flight: r.flight, workers: newWorkers(), alarm: alarms, devCtx: r.devCtx}
+	r.eng = &engine{meas: meas, console: con, flight: r.flight, workers: newWorkers(), alarm: alarms, devCtx: r.devCtx, observer: r.cfg.Observer}
 	r.failures = &failures{con: con}
 	r.gen = startGenerator()
 	if r.cfg.BrokerDropped != nil {

@@ -70,6 +70,8 @@ type Config struct {
 	// ClockSkew is added to this process's clock where it stamps and reads measured
 	// messages: a test hook that makes a shard's clock wrong on purpose.
 	ClockSkew time.Duration
+	// Observer, if set, is told about every device, its states and its subscriptions.
+	Observer Observer
 }
 
 // ErrThresholds is returned (wrapped) by Run when a threshold was crossed.
@@ -227,6 +229,9 @@ func build(cfg Config, clock sim.Clock, eng *engine) ([]*port, error) {
 					rate.NewLimiter(rate.Limit(g.MaxRate), max(1, int(math.Ceil(g.MaxRate)))),
 					mrand.New(mrand.NewPCG(s.Seed, deviceSeed(home, dc.ID))))
 				p.dev = dev
+				if eng.observer != nil {
+					eng.observer.DeviceAdded(dc)
+				}
 				_, p.discard = dev.(sim.Discarder)
 				devices = append(devices, p)
 			}

@@ -1,0 +1,217 @@
+// Package classroom is the classroom view: a live picture of publish/subscribe for a
+// teacher's projector. Events (clients connecting, their subscriptions, each publish and
+// the subscribers it reaches, the devices' states) come from the embedded broker's hooks
+// (broker.Observer) and from the runner (runner.Observer) into one Hub, which fans them out
+// to the viewers' browsers over Server-Sent Events (server.go). The Hub never waits: what
+// its queue or a slow viewer cannot take is dropped and counted, and the viewer is told.
+package classroom
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fleetsim/fleetsim/sim"
+)
+
+// Sizes of the Hub's queues.
+const (
+	// queueSize is the Hub's inbox, between the broker's and devices' goroutines and the
+	// Hub's own: past it events are dropped (Stats.QueueDropped).
+	queueSize = 4096
+	// viewerQueue is each viewer's outbox: a viewer that falls this far behind loses
+	// events (Stats.ViewerDropped) and is told how many.
+	viewerQueue = 512
+	// maxPayload is how much of a payload an event carries, for the message log.
+	maxPayload = 160
+	// maxTopics bounds the last message kept per topic for viewers who join later.
+	maxTopics = 2048
+	// DefaultAnimateLimit is the publish rate (per second) above which the view stops
+	// sending each message and sends rates per edge once a second instead.
+	DefaultAnimateLimit = 300
+)
+
+// FleetPrefix starts the client ids of fleetsim's own connections (runner.dialAll).
+const FleetPrefix = "fleetsim-"
+
+// Hub is the one fan-out of events to viewers. Make it with NewHub, start Run, and hand
+// it to broker.Options.Observer and runner.Config.Observer.
+type Hub struct {
+	in    chan event
+	join  chan *Viewer
+	leave chan *Viewer
+
+	viewers      atomic.Int32
+	queueDropped atomic.Int64
+	viewerLost   atomic.Int64
+	animateLimit int
+	blind        string // what this view cannot see, "" when it sees everything
+
+	done chan struct{}
+}
+
+// Options configure a Hub.
+type Options struct {
+	// AnimateLimit: see DefaultAnimateLimit (0 means it).
+	AnimateLimit int
+	// Blind, when set, is told to every viewer: what the view cannot see, e.g. other
+	// clients' subscriptions when it watches an external broker from one subscriber.
+	Blind string
+}
+
+// NewHub returns a Hub; it does nothing until Run.
+func NewHub(o Options) *Hub {
+	if o.AnimateLimit <= 0 {
+		o.AnimateLimit = DefaultAnimateLimit
+	}
+	return &Hub{
+		in: make(chan event, queueSize), join: make(chan *Viewer), leave: make(chan *Viewer),
+		animateLimit: o.AnimateLimit, blind: o.Blind, done: make(chan struct{}),
+	}
+}
+
+// Stats are the Hub's counters.
+type Stats struct {
+	Viewers       int   // connected now
+	QueueDropped  int64 // events the Hub's own queue could not take
+	ViewerDropped int64 // events dropped for viewers that fell behind, summed over viewers
+}
+
+// Stats returns the Hub's counters.
+func (h *Hub) Stats() Stats {
+	return Stats{Viewers: int(h.viewers.Load()), QueueDropped: h.queueDropped.Load(), ViewerDropped: h.viewerLost.Load()}
+}
+
+// event is one thing that happened, as the Hub's goroutine receives it.
+type event struct {
+	kind    string // connect, disconnect, subscribe, unsubscribe, publish, device, state, devsub
+	client  string
+	user    string
+	filters []string
+	topic   string
+	qos     byte
+	retain  bool
+	size    int
+	payload string
+	at      time.Time
+	dev     sim.DeviceConfig // device
+	home    int              // state, devsub
+	id      string           // state, devsub
+	state   string
+}
+
+// put queues e, or drops and counts it when the queue is full: it never waits.
+func (h *Hub) put(e event) {
+	select {
+	case h.in <- e:
+	default:
+		h.queueDropped.Add(1)
+	}
+}
+
+// Watching reports whether any viewer is connected (broker.Observer).
+func (h *Hub) Watching() bool { return h.viewers.Load() > 0 }
+
+// ClientConnected implements broker.Observer.
+func (h *Hub) ClientConnected(id, username string) {
+	h.put(event{kind: "connect", client: id, user: username})
+}
+
+// ClientDisconnected implements broker.Observer.
+func (h *Hub) ClientDisconnected(id string) { h.put(event{kind: "disconnect", client: id}) }
+
+// Subscribed implements broker.Observer.
+func (h *Hub) Subscribed(id string, filters []string) {
+	h.put(event{kind: "subscribe", client: id, filters: filters})
+}
+
+// Unsubscribed implements broker.Observer.
+func (h *Hub) Unsubscribed(id string, filters []string) {
+	h.put(event{kind: "unsubscribe", client: id, filters: filters})
+}
+
+// Published implements broker.Observer: it copies what it keeps of payload.
+func (h *Hub) Published(id, topic string, qos byte, retained bool, payload []byte) {
+	if strings.HasPrefix(topic, "$") {
+		return
+	}
+	h.put(event{kind: "publish", client: id, topic: topic, qos: qos, retain: retained,
+		size: len(payload), payload: shortPayload(payload), at: time.Now()})
+}
+
+// DeviceAdded implements runner.Observer.
+func (h *Hub) DeviceAdded(cfg sim.DeviceConfig) {
+	cfg.Shared, cfg.Clock = nil, sim.Clock{} // keep only what says who it is
+	h.put(event{kind: "device", dev: cfg})
+}
+
+// DeviceState implements runner.Observer.
+func (h *Hub) DeviceState(home int, id, state string) {
+	h.put(event{kind: "state", home: home, id: id, state: state})
+}
+
+// DeviceSubscribed implements runner.Observer.
+func (h *Hub) DeviceSubscribed(home int, id, filter string) {
+	h.put(event{kind: "devsub", home: home, id: id, filters: []string{filter}})
+}
+
+// shortPayload is the start of payload as text, for the log: at most maxPayload bytes,
+// with anything that is not printable UTF-8 shown as its size.
+func shortPayload(p []byte) string {
+	s := string(p[:min(len(p), maxPayload)])
+	for _, r := range s {
+		if r == 0xFFFD || (r < ' ' && r != '\n' && r != '\t') {
+			return ""
+		}
+	}
+	if len(p) > maxPayload {
+		s += "…"
+	}
+	return s
+}
+
+// Viewer is one connected viewer: read its messages from C. Close it when done.
+type Viewer struct {
+	C    chan []byte // JSON messages, one event each; closed when the Hub stops
+	lost atomic.Int64
+	hub  *Hub
+	once sync.Once
+}
+
+// Lost returns, and resets, how many events the viewer lost since it last asked.
+func (v *Viewer) Lost() int64 { return v.lost.Swap(0) }
+
+// Close leaves the Hub.
+func (v *Viewer) Close() {
+	v.once.Do(func() {
+		select {
+		case v.hub.leave <- v:
+		case <-v.hub.done:
+		}
+	})
+}
+
+// Watch adds a viewer; its first message is a snapshot of what the Hub knows. It returns
+// nil when ctx ends or the Hub has stopped before the viewer could join.
+func (h *Hub) Watch(ctx context.Context) *Viewer {
+	v := &Viewer{C: make(chan []byte, viewerQueue), hub: h}
+	select {
+	case h.join <- v:
+		return v
+	case <-ctx.Done():
+	case <-h.done:
+	}
+	return nil
+}
+
+// marshal encodes a message for viewers; the types sent are always encodable.
+func marshal(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("classroom: " + err.Error())
+	}
+	return b
+}

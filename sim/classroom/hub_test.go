@@ -1,0 +1,188 @@
+package classroom
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/fleetsim/fleetsim/sim"
+)
+
+// start runs a Hub until the test ends, and checks that Run returned.
+func start(t *testing.T, o Options) *Hub {
+	t.Helper()
+	h := NewHub(o)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { h.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return h
+}
+
+// next decodes v's next message, failing after a while.
+func next(t *testing.T, v *Viewer) map[string]any {
+	t.Helper()
+	select {
+	case b, ok := <-v.C:
+		if !ok {
+			t.Fatal("viewer closed")
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	case <-time.After(5 * time.Second):
+		t.Fatal("no message")
+	}
+	return nil
+}
+
+// smartHome feeds h a bulb and a phone behind one fleet connection, and a mosquitto_sub.
+func smartHome(h *Hub) {
+	h.DeviceAdded(sim.DeviceConfig{Home: 1, ID: "bulb-1", Kind: "bulb", Topic: "home/1/bulb/bulb-1"})
+	h.DeviceAdded(sim.DeviceConfig{Home: 1, ID: "phone-1", Kind: "phone", Topic: "home/1/phone/phone-1"})
+	h.DeviceSubscribed(1, "bulb-1", "home/1/phone/+/position")
+	h.DeviceState(1, "bulb-1", "on")
+	h.ClientConnected("fleetsim-abc-1", "")
+	h.Subscribed("fleetsim-abc-1", []string{"home/1/phone/+/position"})
+	h.ClientConnected("student", "alice")
+	h.Subscribed("student", []string{"home/#"})
+}
+
+func TestHubDeliveriesWithTheirFilters(t *testing.T) {
+	h := start(t, Options{})
+	smartHome(h)
+	// The Hub takes events and viewers in whatever order they come: watch until the
+	// snapshot has them all.
+	var v *Viewer
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		v = h.Watch(context.Background())
+		snap := next(t, v)
+		if len(snap["devices"].([]any)) == 2 && len(snap["clients"].([]any)) == 2 {
+			break
+		}
+		v.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("snapshot = %v", snap)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	defer v.Close()
+	h.Published("fleetsim-abc-1", "home/1/phone/phone-1/position", 1, true, []byte(`{"away":true}`))
+	m := next(t, v)
+	if m["type"] != "msg" {
+		t.Fatalf("message = %v", m)
+	}
+	msg := m["msg"].(map[string]any)
+	to, _ := json.Marshal(msg["to"])
+	want := `[{"filter":"home/#","node":"c:student"},{"filter":"home/1/phone/+/position","node":"d:1/bulb-1"}]`
+	if msg["from"] != "d:1/phone-1" || string(to) != want || msg["retained"] != true || msg["payload"] != `{"away":true}` {
+		t.Errorf("msg from %v to %s, want d:1/phone-1 to %s; %v", msg["from"], to, want, msg)
+	}
+	// An outsider's publish comes from its own node.
+	h.Published("mosquitto_pub-1", "home/1/heater/setpoint", 0, false, []byte("23"))
+	if msg := next(t, v)["msg"].(map[string]any); msg["from"] != "c:mosquitto_pub-1" {
+		t.Errorf("outsider's msg = %v", msg)
+	}
+}
+
+// A viewer that reads nothing loses what does not fit its queue, is told how much, and
+// never holds up the Hub or the other viewers.
+func TestStalledViewerDropsAndIsCounted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := NewHub(Options{AnimateLimit: 1 << 30})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go h.Run(ctx)
+		stalled := h.Watch(ctx)
+		reader := h.Watch(ctx)
+		<-reader.C // snapshots
+		got := 0
+		go func() {
+			for range reader.C {
+				got++
+			}
+		}()
+		const n = 3 * viewerQueue
+		for i := range n {
+			h.Published("c", "t", 0, false, []byte{byte(i)})
+			synctest.Wait() // the Hub has taken it: the queue never overflows here
+		}
+		if lost := stalled.Lost(); lost != n-(viewerQueue-1) {
+			t.Errorf("stalled viewer lost %d, want %d", lost, n-(viewerQueue-1))
+		}
+		if got != n {
+			t.Errorf("the reading viewer got %d of %d", got, n)
+		}
+		if s := h.Stats(); s.ViewerDropped != int64(n-(viewerQueue-1)) || s.Viewers != 2 || s.QueueDropped != 0 {
+			t.Errorf("stats = %+v", s)
+		}
+		stalled.Close()
+		reader.Close()
+		synctest.Wait()
+		if s := h.Stats(); s.Viewers != 0 {
+			t.Errorf("viewers after close = %d", s.Viewers)
+		}
+		cancel()
+		synctest.Wait() // every goroutine ended, or synctest.Test fails
+	})
+}
+
+// The Hub's own queue never blocks a publisher: past it events are dropped and counted.
+func TestQueueFullDropsWithoutBlocking(t *testing.T) {
+	h := NewHub(Options{}) // not running: nothing drains the queue
+	for range queueSize + 10 {
+		h.Published("c", "t", 0, false, nil)
+	}
+	if s := h.Stats(); s.QueueDropped != 10 {
+		t.Errorf("queue dropped %d, want 10", s.QueueDropped)
+	}
+}
+
+// Above the animation limit the Hub sends rates per edge once a second instead.
+func TestAggregatesAboveTheLimit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := NewHub(Options{AnimateLimit: 10})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go h.Run(ctx)
+		smartHome(h)
+		synctest.Wait()
+		v := h.Watch(ctx)
+		<-v.C
+		burst := func() {
+			for range 50 {
+				h.Published("fleetsim-abc-1", "home/1/phone/phone-1/position", 0, false, []byte(`{}`))
+				synctest.Wait()
+			}
+		}
+		burst()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		burst() // now aggregated
+		time.Sleep(time.Second)
+		synctest.Wait()
+		var msgs int
+		var rates []map[string]any
+		for len(v.C) > 0 {
+			var m map[string]any
+			_ = json.Unmarshal(<-v.C, &m)
+			switch m["type"] {
+			case "msg":
+				msgs++
+			case "rates":
+				rates = append(rates, m)
+			}
+		}
+		if msgs != 50 || len(rates) != 2 {
+			t.Fatalf("msgs %d, rates %v", msgs, rates)
+		}
+		edges := rates[1]["edges"].([]any)
+		if rates[1]["per_sec"] != 50.0 || len(edges) != 2 || edges[0].(map[string]any)["n"] != 50.0 {
+			t.Errorf("rates = %v", rates[1])
+		}
+	})
+}
