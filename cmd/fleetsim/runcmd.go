@@ -53,6 +53,8 @@ type runFlags struct {
 	allowGeneratorLimit                   bool
 	grafanaURL                            string
 	sharding                              shardFlags
+	ui                                    string
+	uiSet                                 bool // --ui was given
 }
 
 // stringList is a repeatable string flag.
@@ -163,10 +165,12 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, string, error) {
 	fs.DurationVar(&f.grace, "grace", runner.DefaultGrace, "when the run stops, how long to wait for publishes in flight and messages on their way before counting what is missing as lost")
 	fs.StringVar(&f.sharding.shard, "shard", "", "run only shard `I/N` of the fleet, by home (default $FLEETSIM_SHARD, or $JOB_COMPLETION_INDEX+1 of $FLEETSIM_SHARDS); merge the reports with fleetsim merge")
 	fs.StringVar(&f.sharding.startAt, "start-at", "", "start the schedules at this RFC 3339 `time` (the devices start a second ahead, once connected), so the shards of a run start together (default $FLEETSIM_START_AT)")
+	fs.StringVar(&f.ui, "ui", defaultUI, "address of the classroom view (a web page of the devices, the broker and every message; README, \"The classroom view\"); \"off\" to disable. A busy default is skipped with a warning")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return nil, "", err
 	}
+	fs.Visit(func(fl *flag.Flag) { f.uiSet = f.uiSet || fl.Name == "ui" })
 	if len(pos) != 1 {
 		return nil, "", usagef("run: want exactly one scenario file, got %d (see fleetsim help run)", len(pos))
 	}
@@ -245,8 +249,23 @@ func runCommand(ctx, hard context.Context, args []string, stdout, stderr io.Writ
 			return err
 		}
 	}
+	var ui *view
+	if uiWanted(f, s.Broker == scenario.Embedded) {
+		if s.Broker != scenario.Embedded {
+			return usagef("run: --ui works with the embedded broker only for now (the view of an external broker is not built yet)")
+		}
+		if err := checkUIAddr(f.ui, users, f.allowAnonymous); err != nil {
+			return err
+		}
+		ui = newView()
+		defer ui.close()
+	}
 	if s.Broker == scenario.Embedded {
-		b, err := broker.Start(broker.Options{Addr: f.listen, WSAddr: f.wsListen, Users: users, AllowAnonymousOffLoopback: f.allowAnonymous})
+		bo := broker.Options{Addr: f.listen, WSAddr: f.wsListen, Users: users, AllowAnonymousOffLoopback: f.allowAnonymous}
+		if ui != nil {
+			bo.Observer = ui.hub
+		}
+		b, err := broker.Start(bo)
 		if err != nil {
 			return err
 		}
@@ -268,6 +287,11 @@ func runCommand(ctx, hard context.Context, args []string, stdout, stderr io.Writ
 			login = " -u NAME -P PASSWORD"
 		}
 		fmt.Fprintf(stderr, "\nfleetsim: watch it with: mosquitto_sub -h %s -p %s%s -t '#' -v\n", host, port, login)
+		if ui != nil {
+			if err := ui.serve(f, b, users, connOpts, stderr); err != nil {
+				return err
+			}
+		}
 	}
 
 	if f.metricsAddr != "off" && f.metricsAddr != "" {
@@ -294,6 +318,9 @@ func runCommand(ctx, hard context.Context, args []string, stdout, stderr io.Writ
 	if shard.Count > 0 {
 		fmt.Fprintf(stderr, "fleetsim: shard %s: %d device(s) on %d connection(s), homes h with (h-1) mod %d = %d; client ids fleetsim-%s-n\n",
 			shard, shardDevices, shardConns, shard.Count, shard.Index-1, cmp.Or(cfg.RunID, "RANDOM"))
+	}
+	if ui != nil {
+		cfg.Observer = ui.hub
 	}
 	if f.quiet {
 		cfg.Console = nil

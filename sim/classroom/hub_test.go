@@ -135,7 +135,7 @@ func TestStalledViewerDropsAndIsCounted(t *testing.T) {
 func TestQueueFullDropsWithoutBlocking(t *testing.T) {
 	h := NewHub(Options{}) // not running: nothing drains the queue
 	for range queueSize + 10 {
-		h.Published("c", "t", 0, false, nil)
+		h.ClientConnected("c", "")
 	}
 	if s := h.Stats(); s.QueueDropped != 10 {
 		t.Errorf("queue dropped %d, want 10", s.QueueDropped)
@@ -183,6 +183,34 @@ func TestAggregatesAboveTheLimit(t *testing.T) {
 		edges := rates[1]["edges"].([]any)
 		if rates[1]["per_sec"] != 50.0 || len(edges) != 2 || edges[0].(map[string]any)["n"] != 50.0 {
 			t.Errorf("rates = %v", rates[1])
+		}
+	})
+}
+
+// Without viewers the Hub takes only a few publishes a second: enough for a later
+// viewer's snapshot, nothing that costs a load run.
+func TestIdleHubTakesFewPublishes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := NewHub(Options{})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go h.Run(ctx)
+		synctest.Wait()
+		taken := 0
+		for i := range 1000 {
+			if h.Watching() {
+				h.Published("c", "t/"+string(rune('a'+i%26)), 0, false, nil)
+				taken++
+			}
+		}
+		synctest.Wait()
+		v := h.Watch(ctx)
+		var snap Snapshot
+		if err := json.Unmarshal(<-v.C, &snap); err != nil {
+			t.Fatal(err)
+		}
+		if taken != idlePerSecond || len(snap.Last) != 26 {
+			t.Errorf("took %d publishes (want %d), snapshot has %d topics (want 26)", taken, idlePerSecond, len(snap.Last))
 		}
 	})
 }

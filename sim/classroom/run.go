@@ -101,6 +101,7 @@ func deviceNode(home int, id string) string { return "d:" + strconv.Itoa(home) +
 // fans out to them until ctx ends, when it closes every viewer's channel and returns.
 func (h *Hub) Run(ctx context.Context) {
 	defer close(h.done)
+	h.idleBudget.Store(idlePerSecond)
 	st := newState()
 	viewers := map[*Viewer]struct{}{}
 	tick := time.NewTicker(time.Second)
@@ -138,6 +139,7 @@ func (h *Hub) Run(ctx context.Context) {
 				send(b)
 			}
 		case <-tick.C:
+			h.idleBudget.Store(idlePerSecond)
 			if b := h.second(st); b != nil && len(viewers) > 0 {
 				send(b)
 			}

@@ -1,0 +1,149 @@
+package main
+
+// The classroom view's wiring for `fleetsim run` (--ui): the Hub fed by the embedded
+// broker's hooks and the runner, its HTTP server, and the MQTT client its controls publish
+// with.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"syscall"
+
+	"github.com/fleetsim/fleetsim/sim/broker"
+	"github.com/fleetsim/fleetsim/sim/classroom"
+	"github.com/fleetsim/fleetsim/sim/mqttconn"
+)
+
+// defaultUI is --ui's default: loopback, where a teacher's own browser reaches it.
+const defaultUI = "127.0.0.1:8080"
+
+// viewClientID is the client id the view's controls publish with: it shows on the page as
+// one more client.
+const viewClientID = "classroom-view"
+
+// uiWanted reports whether to serve the view: --ui not "off", and, unless --ui was given,
+// only for the embedded broker (against an external one the view needs a subscriber on
+// '#', which a load test must not get unasked).
+func uiWanted(f *runFlags, embedded bool) bool {
+	if f.ui == "off" || f.ui == "" {
+		return false
+	}
+	return embedded || f.uiSet
+}
+
+// checkUIAddr refuses a view off loopback that would let anyone in: it needs the broker's
+// users (--broker-users) or --allow-anonymous, as the broker's own listener does.
+func checkUIAddr(addr string, users map[string]broker.User, allowAnonymous bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return usagef("run: --ui %q: want host:port, or off", addr)
+	}
+	if ip := net.ParseIP(host); (ip != nil && ip.IsLoopback()) || host == "localhost" {
+		return nil
+	}
+	if users == nil && !allowAnonymous {
+		return usagef("run: --ui %s is not loopback: give --broker-users so the view asks for the class's logins (or --allow-anonymous)", addr)
+	}
+	return nil
+}
+
+// view is a running classroom view.
+type view struct {
+	hub     *classroom.Hub
+	srv     *classroom.HTTPServer
+	control *lazyConn
+	stopHub context.CancelFunc
+	hubDone chan struct{}
+}
+
+// newView makes the Hub and starts its goroutine; serve starts the HTTP side once the
+// broker is up.
+func newView() *view {
+	ctx, cancel := context.WithCancel(context.Background())
+	v := &view{hub: classroom.NewHub(classroom.Options{}), stopHub: cancel, hubDone: make(chan struct{})}
+	go func() { defer close(v.hubDone); v.hub.Run(ctx) }()
+	return v
+}
+
+// serve starts the view's HTTP server on f.ui. A busy default address is a warning, not a
+// failure: a run nobody asked a view of (a test, a second run beside a first) goes on
+// without one. An address given with --ui must bind.
+func (v *view) serve(f *runFlags, b *broker.Broker, users map[string]broker.User, conn mqttconn.Options, stderr io.Writer) error {
+	conn.Broker = b.URL()
+	if user, password := b.InternalCredentials(); user != "" {
+		conn.Username, conn.Password = user, password
+	}
+	v.control = &lazyConn{opts: conn}
+	h := classroom.NewHandler(classroom.ServerOptions{Hub: v.hub, Publisher: v.control, Unplug: b.Disconnect, Users: users})
+	srv, err := classroom.Listen(f.ui, h)
+	if err != nil {
+		if !f.uiSet && errors.Is(err, syscall.EADDRINUSE) {
+			fmt.Fprintf(stderr, "fleetsim: classroom view not served: %s is in use (give --ui ADDR for another address)\n", f.ui)
+			return nil
+		}
+		return fmt.Errorf("%w (use --ui to pick another address, or off)", err)
+	}
+	v.srv = srv
+	login := ""
+	if users != nil {
+		login = " (log in with a --broker-users account)"
+	}
+	fmt.Fprintf(stderr, "fleetsim: classroom view on http://%s/%s\n", dialableAddr(srv.Addr()), login)
+	return nil
+}
+
+// close stops the HTTP server, the control connection and the Hub.
+func (v *view) close() {
+	if v.srv != nil {
+		v.srv.Close()
+	}
+	if v.control != nil {
+		v.control.Close()
+	}
+	v.stopHub()
+	<-v.hubDone
+}
+
+// dialableAddr gives an unspecified host (0.0.0.0, ::) as loopback, for a browser here.
+func dialableAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); err == nil && ip != nil && ip.IsUnspecified() {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return addr
+}
+
+// lazyConn is the view's MQTT client, connected on its first publish: a run whose view is
+// never used has no extra client on its broker.
+type lazyConn struct {
+	opts mqttconn.Options
+	mu   sync.Mutex
+	c    *mqttconn.Conn
+}
+
+func (l *lazyConn) Publish(ctx context.Context, topic string, payload []byte, qos byte, retained bool) error {
+	l.mu.Lock()
+	if l.c == nil {
+		c, err := mqttconn.Dial(ctx, l.opts, viewClientID)
+		if err != nil {
+			l.mu.Unlock()
+			return err
+		}
+		l.c = c
+	}
+	c := l.c
+	l.mu.Unlock()
+	return c.Publish(ctx, topic, payload, qos, retained)
+}
+
+func (l *lazyConn) Close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.c != nil {
+		l.c.Close()
+	}
+}

@@ -1,0 +1,352 @@
+// The classroom view: draws the devices, the broker and the other clients, animates each
+// message from its publisher to the broker and on to every subscriber whose filter matched,
+// and sends the controls as real MQTT publishes through the server. No library, no build.
+import { matches, label, describe } from "./model.js";
+
+const $ = (id) => document.getElementById(id);
+const SVG = "http://www.w3.org/2000/svg";
+const LEG_MS = 800;          // one leg of a message's trip at normal speed
+const MAX_PACKETS = 40;      // messages drawn at once; more are logged, not drawn
+const MAX_LOG = 300;
+
+const view = {
+  devices: new Map(), clients: new Map(), readings: new Map(),
+  home: 1, paused: false, slow: false, held: [], packets: [], hits: new Map(),
+  perSec: 0, count: 0, lost: 0, aggregating: false, edges: [], blind: "",
+  homeRates: new Map(), me: { teacher: false, controls: false, unplug: false },
+};
+// For tests and the curious: what the page has done.
+window.classroom = { msgs: 0, animated: 0, view };
+
+function el(tag, attrs = {}, parent) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (parent) parent.appendChild(e);
+  return e;
+}
+
+// ---- layout: where each node of the shown home stands
+const SLOTS = [[40, 150], [220, 150], [40, 260], [220, 260], [40, 370], [220, 370], [40, 480], [220, 480]];
+const KIND_ORDER = ["phone", "bulb", "heater", "camera", "vacuum", "sensor"];
+const BROKER = { x: 560, y: 330, r: 58 };
+
+function layout() {
+  const pos = new Map();
+  const devs = [...view.devices.values()].filter((d) => d.home === view.home)
+    .sort((a, b) => (KIND_ORDER.indexOf(a.kind) - KIND_ORDER.indexOf(b.kind)) || a.id.localeCompare(b.id));
+  let slot = 0, outside = 0;
+  for (const d of devs) {
+    const r = view.readings.get(d.node) || {};
+    const out = (d.kind === "phone" && d.state === "away") || (d.kind === "sensor" && r.location === "outdoor");
+    if (out && outside < 2) { pos.set(d.node, { x: 40 + 180 * outside++, y: 12, w: 160, h: 80 }); continue; }
+    if (slot < SLOTS.length) { const [x, y] = SLOTS[slot++]; pos.set(d.node, { x, y, w: 160, h: 80 }); }
+  }
+  let y = 14;
+  for (const c of view.clients.values()) {
+    if (c.fleet || !c.connected) continue;
+    if (y > 540) break;
+    pos.set(c.node, { x: 680, y, w: 132, h: 56 });
+    y += 66;
+  }
+  return pos;
+}
+
+function center(p) { return p === "broker" ? { x: BROKER.x, y: BROKER.y } : { x: p.x + p.w / 2, y: p.y + p.h / 2 }; }
+
+// ---- drawing
+let positions = new Map();
+
+function render() {
+  positions = layout();
+  const nodes = $("nodes");
+  nodes.textContent = "";
+  const b = el("g", { id: "broker", "data-node": "broker" }, nodes);
+  el("circle", { cx: BROKER.x, cy: BROKER.y, r: BROKER.r }, b);
+  el("text", { x: BROKER.x, y: BROKER.y + 6, "text-anchor": "middle" }, b).textContent = "broker";
+  for (const [node, p] of positions) {
+    const d = view.devices.get(node);
+    const c = d ? null : [...view.clients.values()].find((x) => x.node === node);
+    const info = d ? describe(d, view.readings.get(node)) : { kind: c.user ? "user " + c.user : "client", word: c.id, cls: "external" };
+    const g = el("g", { class: `node ${info.cls}`, "data-node": node, "data-state": d ? d.state || "" : "connected",
+      transform: `translate(${p.x},${p.y})` }, nodes);
+    if (d) g.setAttribute("data-kind", d.kind);
+    if (d && d.client && view.clients.get(d.client) && !view.clients.get(d.client).connected) g.classList.add("offline");
+    el("rect", { width: p.w, height: p.h, rx: 10 }, g);
+    el("text", { x: 10, y: 18, class: "kind" }, g).textContent = d ? `${d.kind} ${d.id}` : info.kind;
+    el("text", { x: 10, y: d ? 50 : 40, class: "state" }, g).textContent = clip(info.word, d ? 16 : 14);
+    if (info.detail) el("text", { x: 10, y: 70, class: "kind" }, g).textContent = info.detail;
+  }
+  drawEdges();
+  renderSubs();
+  renderHomes();
+}
+
+function clip(s, n) { return s.length > n ? s.slice(0, n - 1) + "…" : s; }
+
+function drawEdges() {
+  const g = $("edges");
+  g.textContent = "";
+  for (const [, p] of positions) {
+    const c = center(p);
+    el("line", { x1: c.x, y1: c.y, x2: BROKER.x, y2: BROKER.y }, g);
+  }
+  if (!view.aggregating) return;
+  const per = new Map(); // node -> messages/s on its edge, either way
+  for (const e of view.edges) for (const n of [e.from, e.to]) per.set(n, (per.get(n) || 0) + e.n);
+  for (const [n, rate] of per) {
+    const p = positions.get(n);
+    if (!p) continue;
+    const c = center(p);
+    el("line", { x1: c.x, y1: c.y, x2: BROKER.x, y2: BROKER.y, class: "rate", "stroke-width": Math.min(12, 2 + Math.log2(1 + rate)) }, g);
+    el("text", { x: (c.x + BROKER.x) / 2, y: (c.y + BROKER.y) / 2 - 4, "text-anchor": "middle" }, g).textContent = `${rate}/s`;
+  }
+}
+
+function renderSubs() {
+  const ul = $("sublist");
+  ul.textContent = "";
+  const rows = [];
+  for (const d of view.devices.values()) if (d.home === view.home && d.filters && d.filters.length) rows.push([d.node, d.id, d.filters]);
+  for (const c of view.clients.values()) if (!c.fleet && c.connected && c.filters && c.filters.length) rows.push([c.node, c.id, c.filters]);
+  for (const [node, name, filters] of rows) {
+    const li = document.createElement("li");
+    li.dataset.node = node;
+    const who = document.createElement("span");
+    who.className = "who";
+    who.textContent = name + ": ";
+    li.appendChild(who);
+    for (const f of filters) {
+      const code = document.createElement("code");
+      code.textContent = f;
+      if (view.hits.get(node) === f) code.className = "hit";
+      li.appendChild(code);
+      li.appendChild(document.createTextNode(" "));
+    }
+    ul.appendChild(li);
+  }
+  if (view.blind) { $("blind").hidden = false; $("blind").textContent = view.blind; }
+}
+
+function renderHomes() {
+  const homes = [...new Set([...view.devices.values()].map((d) => d.home))].sort((a, b) => a - b);
+  const grid = $("homes");
+  if (homes.length <= 1) { grid.hidden = true; return; }
+  grid.hidden = false;
+  grid.textContent = "";
+  for (const h of homes.slice(0, 200)) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.dataset.home = h;
+    const states = [...view.devices.values()].filter((d) => d.home === h).map((d) => `${d.kind[0]}:${d.state || "?"}`).join(" ");
+    b.textContent = `Home ${h}${h === view.home ? " (shown)" : ""} · ${view.homeRates.get(h) || 0} msg/s · ${states}`;
+    b.onclick = () => { view.home = h; $("house-label").textContent = `Home ${h}`; render(); };
+    grid.appendChild(b);
+  }
+  grid.style.maxHeight = "110px";
+}
+
+// ---- messages
+function animate(m) {
+  const from = m.from === "broker" ? null : positions.get(m.from);
+  if (!from || view.packets.length >= MAX_PACKETS) return;
+  const g = el("g", { class: "packet" + (m.retained ? " retained" : ""), "data-topic": m.topic }, $("packets"));
+  const tag = `${m.topic} Q${m.qos}${m.retained ? " R" : ""}`;
+  const targets = m.to.map((t) => positions.get(t.node)).filter(Boolean).map(center);
+  view.packets.push({ g, from: center(from), targets, tag, t: 0, step: view.paused });
+  window.classroom.animated++;
+}
+
+function frame(prev) {
+  return (now) => {
+    const dt = now - prev;
+    const speed = view.slow ? 0.2 : 1;
+    for (const p of view.packets) {
+      if (!view.paused || p.step) p.t += (dt * speed) / LEG_MS;
+      drawPacket(p);
+    }
+    view.packets = view.packets.filter((p) => { if (p.t < 2) return true; p.g.remove(); return false; });
+    requestAnimationFrame(frame(now));
+  };
+}
+
+function drawPacket(p) {
+  p.g.textContent = "";
+  const b = { x: BROKER.x, y: BROKER.y };
+  const pts = p.t < 1 ? [lerp(p.from, b, p.t)] : p.targets.map((t) => lerp(b, t, p.t - 1));
+  for (const q of pts) {
+    el("circle", { cx: q.x, cy: q.y, r: 9 }, p.g);
+    el("text", { x: q.x + 12, y: q.y - 8 }, p.g).textContent = p.tag;
+  }
+}
+
+function lerp(a, b, t) { t = Math.min(1, Math.max(0, t)); return { x: a.x + (b.x - a.x) * t, y: a.y + (b.y - a.y) * t }; }
+
+function onMsg(m, draw) {
+  window.classroom.msgs++;
+  view.count++;
+  let fields = null;
+  try { fields = JSON.parse(m.payload); } catch { /* plain text or cut short */ }
+  if (fields && typeof fields === "object") {
+    if (fields.sim_time) $("clock").textContent = fields.sim_time;
+    if (m.from.startsWith("d:")) view.readings.set(m.from, { ...(view.readings.get(m.from) || {}), ...fields });
+  }
+  const home = m.from.startsWith("d:") ? Number(m.from.slice(2).split("/")[0]) : 0;
+  if (home) view.homeRates.set(home, (view.homeRates.get(home) || 0) + 1);
+  view.hits = new Map(m.to.map((t) => [t.node, t.filter]));
+  log(m);
+  render();
+  if (draw) animate(m);
+}
+
+function log(m) {
+  const li = document.createElement("li");
+  li.dataset.topic = m.topic;
+  const t = new Date(m.t).toLocaleTimeString();
+  const who = m.from.replace(/^[dc]:/, "");
+  li.innerHTML = `<span class="t"></span> <span class="badge">Q${m.qos}</span>${m.retained ? '<span class="badge r">R</span>' : ""}<b></b> <span class="p"></span>`;
+  li.querySelector(".t").textContent = t;
+  li.querySelector("b").textContent = `${m.topic} `;
+  li.querySelector(".p").textContent = `${who} → ${m.to.length}: ${m.payload || `(${m.size} bytes)`}`;
+  li.title = m.to.map((x) => `${x.node.slice(2)} via ${x.filter}`).join("\n");
+  li.hidden = !logShows(m.topic);
+  const ol = $("loglist");
+  ol.prepend(li);
+  while (ol.children.length > MAX_LOG) ol.lastChild.remove();
+}
+
+function logShows(t) {
+  const f = $("logfilter").value.trim();
+  if (!f) return true;
+  return /[+#]/.test(f) ? matches(f, t) : t.includes(f);
+}
+
+// ---- the stream
+function handle(e, draw = true) {
+  switch (e.type) {
+    case "snapshot":
+      view.devices.clear(); view.clients.clear();
+      for (const d of e.devices) view.devices.set(d.node, d);
+      for (const c of e.clients) view.clients.set(c.id, c);
+      for (const m of e.last) onMsg(m, false);
+      view.blind = e.blind || "";
+      if (!view.devices.size || ![...view.devices.values()].some((d) => d.home === view.home)) {
+        const first = [...view.devices.values()][0];
+        if (first) view.home = first.home;
+      }
+      render();
+      break;
+    case "device": view.devices.set(e.device.node, e.device); render(); break;
+    case "client": view.clients.set(e.client.id, e.client); render(); break;
+    case "msg": onMsg(e.msg, draw); break;
+    case "rates":
+      view.aggregating = true; view.edges = e.edges; view.perSec = e.per_sec;
+      $("rate").textContent = `${e.per_sec} msg/s: above ${e.limit}/s, rates instead of each message`;
+      render();
+      break;
+    case "lost":
+      view.lost += e.n;
+      $("lost").hidden = false;
+      $("lost").textContent = `this screen missed ${view.lost} events (it fell behind)`;
+      break;
+  }
+}
+
+function receive(e) {
+  if (view.paused && e.type !== "snapshot") { view.held.push(e); $("step").disabled = false; return; }
+  handle(e);
+}
+
+function connect() {
+  const es = new EventSource("events");
+  es.onopen = () => { $("conn").textContent = "live"; };
+  es.onerror = () => { $("conn").textContent = "reconnecting…"; };
+  es.onmessage = (ev) => receive(JSON.parse(ev.data));
+}
+
+setInterval(() => {
+  if (!view.aggregating || view.count > 0) {
+    view.aggregating = false;
+    $("rate").textContent = `${view.count} msg/s`;
+  }
+  view.count = 0;
+  if (!view.aggregating) view.homeRates.clear();
+}, 1000);
+
+// ---- play controls
+$("pause").onclick = () => {
+  view.paused = !view.paused;
+  $("pause").textContent = view.paused ? "Resume" : "Pause";
+  $("step").disabled = !view.paused;
+  if (!view.paused) {
+    const held = view.held.splice(0);
+    held.forEach((e, i) => handle(e, i >= held.length - 10));
+  }
+};
+$("slow").onclick = () => { view.slow = !view.slow; $("slow").setAttribute("aria-pressed", String(view.slow)); };
+$("step").onclick = () => {
+  while (view.held.length) { // up to and including the next message
+    const e = view.held.shift();
+    handle(e);
+    if (e.type === "msg") break;
+  }
+};
+$("logfilter").oninput = () => {
+  for (const li of $("loglist").children) li.hidden = !logShows(li.dataset.topic);
+};
+
+// ---- MQTT controls
+async function post(path, body) {
+  const st = $("control-status");
+  try {
+    const r = await fetch(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+    if (!r.ok) throw new Error((await r.text()).trim());
+    st.className = "";
+    st.textContent = body.topic ? `published ${body.payload} to ${body.topic}` : `unplugged ${body.client}`;
+  } catch (err) {
+    st.className = "error";
+    st.textContent = String(err.message || err);
+  }
+}
+
+function first(kind) {
+  return [...view.devices.values()].find((d) => d.home === view.home && d.kind === kind);
+}
+
+function command(kind, suffix, payload) {
+  const d = first(kind);
+  if (!d) { $("control-status").textContent = `no ${kind} in home ${view.home}`; return; }
+  post("api/publish", { topic: d.topic + suffix, payload: JSON.stringify(payload), qos: 1 });
+}
+
+$("phone-away").onclick = () => command("phone", "/set", { away: true });
+$("phone-home").onclick = () => command("phone", "/set", { away: false });
+$("set-heater").onclick = () => command("heater", "/setpoint", { celsius: Number($("setpoint").value) });
+$("bulb").onclick = () => { const b = first("bulb"); command("bulb", "/set", { on: !(b && b.state === "on") }); };
+$("unplug").onclick = () => { const c = $("unplug-who").value; if (c) post("api/unplug", { client: c }); };
+$("unplug-who").onfocus = () => {
+  const sel = $("unplug-who");
+  sel.textContent = "";
+  for (const c of view.clients.values()) {
+    if (!c.connected) continue;
+    const riders = [...view.devices.values()].filter((d) => d.client === c.id).map((d) => d.id);
+    const o = document.createElement("option");
+    o.value = c.id;
+    o.textContent = riders.length ? `${riders.slice(0, 4).join(", ")}${riders.length > 4 ? "…" : ""} (${c.id})` : c.id;
+    sel.appendChild(o);
+  }
+};
+
+async function start() {
+  try {
+    const r = await fetch("api/me");
+    view.me = await r.json();
+  } catch { /* the stream still shows everything */ }
+  $("controls").hidden = !view.me.controls;
+  $("unplug").hidden = $("unplug-who").hidden = !view.me.unplug;
+  $("who").textContent = view.me.user ? `${view.me.user} (${view.me.teacher ? "teacher" : "student"})` : "";
+  $("unplug-who").onfocus();
+  render();
+  connect();
+  requestAnimationFrame(frame(performance.now()));
+}
+start();
