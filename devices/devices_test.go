@@ -99,7 +99,7 @@ func TestPhoneCommand(t *testing.T) {
 		run(t, build[PhoneParams](t, cfg, nil), f)
 		f.feed(cfg.Topic+"/set", `{"away":true}`)
 		f.feed(cfg.Topic+"/set", `{"away":"yes"}`) // rejected
-		sleepUntil(t, cfg.Clock, "07:00")           // an hour of position reports: still away
+		sleepUntil(t, cfg.Clock, "07:00")          // an hour of position reports: still away
 		pos := f.published(t, cfg.Topic+"/position")
 		if last := pos[len(pos)-1]; last["away"] != true {
 			t.Errorf("position an hour after the command = %v", last)

@@ -41,6 +41,7 @@ var debPackage = map[string]string{
 	"mosquitto_rr":     "mosquitto-clients",
 	"prometheus":       "prometheus", // for cmd/fleetsim's dashboard test
 	"promtool":         "prometheus",
+	"chromium":         "chromium", // for cmd/fleetsim's classroom view test
 }
 
 // RequireTool returns the path of the executable name, looked up on $PATH and then in

@@ -16,7 +16,7 @@ const view = {
   homeRates: new Map(), me: { teacher: false, controls: false, unplug: false },
 };
 // For tests and the curious: what the page has done.
-window.classroom = { msgs: 0, animated: 0, view };
+window.classroom = { msgs: 0, animated: 0, trips: [], view };
 
 function el(tag, attrs = {}, parent) {
   const e = document.createElementNS(SVG, tag);
@@ -26,7 +26,7 @@ function el(tag, attrs = {}, parent) {
 }
 
 // ---- layout: where each node of the shown home stands
-const SLOTS = [[40, 150], [220, 150], [40, 260], [220, 260], [40, 370], [220, 370], [40, 480], [220, 480]];
+const SLOTS = [[40, 130], [220, 130], [40, 235], [220, 235], [40, 340], [220, 340], [40, 445], [220, 445]];
 const KIND_ORDER = ["phone", "bulb", "heater", "camera", "vacuum", "sensor"];
 const BROKER = { x: 560, y: 330, r: 58 };
 
@@ -41,12 +41,12 @@ function layout() {
     if (out && outside < 2) { pos.set(d.node, { x: 40 + 180 * outside++, y: 12, w: 160, h: 80 }); continue; }
     if (slot < SLOTS.length) { const [x, y] = SLOTS[slot++]; pos.set(d.node, { x, y, w: 160, h: 80 }); }
   }
+  // The other clients, the latest 8 (one that came and went, like mosquitto_pub, stays
+  // a while, dashed), in a column on the far side of the broker.
   let y = 14;
-  for (const c of view.clients.values()) {
-    if (c.fleet || !c.connected) continue;
-    if (y > 540) break;
+  for (const c of [...view.clients.values()].filter((c) => !c.fleet).slice(-8)) {
     pos.set(c.node, { x: 680, y, w: 132, h: 56 });
-    y += 66;
+    y += 70;
   }
   return pos;
 }
@@ -67,10 +67,11 @@ function render() {
     const d = view.devices.get(node);
     const c = d ? null : [...view.clients.values()].find((x) => x.node === node);
     const info = d ? describe(d, view.readings.get(node)) : { kind: c.user ? "user " + c.user : "client", word: c.id, cls: "external" };
-    const g = el("g", { class: `node ${info.cls}`, "data-node": node, "data-state": d ? d.state || "" : "connected",
+    const g = el("g", { class: `node ${info.cls}`, "data-node": node, "data-state": d ? d.state || "" : c.connected ? "connected" : "gone",
       transform: `translate(${p.x},${p.y})` }, nodes);
     if (d) g.setAttribute("data-kind", d.kind);
-    if (d && d.client && view.clients.get(d.client) && !view.clients.get(d.client).connected) g.classList.add("offline");
+    const rides = d && d.client && view.clients.get(d.client);
+    if ((rides && !rides.connected) || (c && !c.connected)) g.classList.add("offline");
     el("rect", { width: p.w, height: p.h, rx: 10 }, g);
     el("text", { x: 10, y: 18, class: "kind" }, g).textContent = d ? `${d.kind} ${d.id}` : info.kind;
     el("text", { x: 10, y: d ? 50 : 40, class: "state" }, g).textContent = clip(info.word, d ? 16 : 14);
@@ -154,6 +155,7 @@ function animate(m) {
   const targets = m.to.map((t) => positions.get(t.node)).filter(Boolean).map(center);
   view.packets.push({ g, from: center(from), targets, tag, t: 0, step: view.paused });
   window.classroom.animated++;
+  window.classroom.trips = [...window.classroom.trips.slice(-49), `${m.from} ${m.topic} ${m.to.map((t) => t.node).join(",")}`];
 }
 
 function frame(prev) {

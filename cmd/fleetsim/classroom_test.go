@@ -1,0 +1,193 @@
+package main
+
+// The classroom view, end to end: the real binary serves it, a real headless Chromium
+// (Debian's chromium, installed by make deps) drives it, and separate MQTT clients check
+// that what the page shows and does happens on the broker.
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"image"
+	"image/png"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/fleetsim/fleetsim/sim/testbroker"
+)
+
+// updateScreenshot rewrites the README's picture of the view from the browser test:
+// go test ./cmd/fleetsim -run TestClassroomView -args -fleetsim.screenshot
+var updateScreenshot = flag.Bool("fleetsim.screenshot", false, "write the classroom view's screenshot to testdata/classroom.png")
+
+// viewURL waits for the run to print the classroom view's address and returns it.
+func viewURL(t *testing.T, p *proc) string {
+	t.Helper()
+	re := regexp.MustCompile(`classroom view on (http://\S+/)`)
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if m := re.FindStringSubmatch(p.stderr.String()); m != nil {
+			return m[1]
+		}
+	}
+	t.Fatalf("no classroom view address printed; stderr:\n%s", p.stderr)
+	return ""
+}
+
+// browser starts a headless Chromium and returns its context, with the JavaScript
+// errors it reports collected in errs.
+func browser(t *testing.T, timeout time.Duration) (context.Context, func() []string) {
+	t.Helper()
+	exe := testbroker.RequireTool(t, "chromium")
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe),
+		chromedp.NoSandbox, // root in a container has no user namespaces for the sandbox
+		chromedp.WindowSize(1280, 720))
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
+	t.Cleanup(acancel)
+	bctx, bcancel := chromedp.NewContext(actx)
+	t.Cleanup(bcancel)
+	var mu = make(chan struct{}, 1)
+	var errs []string
+	err := chromedp.Listen(bctx, func(ev any) {
+		mu <- struct{}{}
+		defer func() { <-mu }()
+		switch ev := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			d := ev.ExceptionDetails
+			msg := d.Text
+			if d.Exception != nil {
+				msg += " " + d.Exception.Description
+			}
+			errs = append(errs, fmt.Sprintf("exception at %s:%d: %s", d.URL, d.LineNumber, msg))
+		case *cdplog.EventEntryAdded: // the browser's own (enabled by chromedp): a refused script or style (CSP), a failed load
+			if ev.Entry.Level == "error" {
+				errs = append(errs, fmt.Sprintf("browser: %s %s", ev.Entry.Text, ev.Entry.URL))
+			}
+		case *runtime.EventConsoleAPICalled:
+			if ev.Type == "error" || ev.Type == "warning" {
+				var args []string
+				for _, a := range ev.Args {
+					args = append(args, string(a.Value)+a.Description)
+				}
+				errs = append(errs, "console: "+strings.Join(args, " "))
+			}
+		}
+	})
+	if err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return bctx, func() []string {
+		mu <- struct{}{}
+		defer func() { <-mu }()
+		return append([]string(nil), errs...)
+	}
+}
+
+// waitJS polls a JavaScript expression in the page until it is true.
+func waitJS(ctx context.Context, t *testing.T, what, expr string) {
+	t.Helper()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Fatalf("%s: %v (%s)", what, err, expr)
+	}
+}
+
+func TestClassroomView(t *testing.T) {
+	t.Parallel()
+	ctx, jsErrors := browser(t, 60*time.Second)
+	addr := fmt.Sprintf("127.0.0.1:%d", testbroker.FreePort(t))
+	// A simulated day of 24 h: the phone's schedule does not move while the test runs.
+	p := start(t, nil, "run", "scenarios/smart-home.yaml", "--day", "24h", "--duration", "60s",
+		"--listen", addr, "--metrics-addr", "off", "--ui", "127.0.0.1:0")
+	url := viewURL(t, p)
+	r := newRecorder()
+	pahoObserver(t, "tcp://"+addr, r)
+
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 720), chromedp.Navigate(url)); err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []string{"phone", "bulb", "heater", "camera", "vacuum", "sensor"} {
+		waitJS(ctx, t, kind+" on the page with its state",
+			fmt.Sprintf(`[...document.querySelectorAll('g.node[data-kind=%q]')].some(n => n.dataset.state && n.dataset.state !== "?")`, kind))
+	}
+	waitJS(ctx, t, "bulb lit while the phone is home", `document.querySelector('[data-node="d:1/bulb-1"][data-state="on"]') !== null`)
+	waitJS(ctx, t, "sensors read", `document.querySelector('[data-node="d:1/outdoor-1"]').textContent.includes("°C")`)
+
+	// "Phone leaves": a real publish on the phone's command topic; the bulb turns off in the
+	// page and on the broker.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#phone-away"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(ctx, t, "bulb dark once the phone left", `document.querySelector('[data-node="d:1/bulb-1"][data-state="off"]') !== null`)
+	waitJS(ctx, t, "phone drawn outside", `document.querySelector('[data-node="d:1/phone-1"]').textContent.includes("outside")`)
+	r.waitFor(t, 10*time.Second, "bulb off on the broker", func(m observed) bool {
+		return m.topic == "home/1/bulb/bulb-1/state" && strings.Contains(m.payload, `"state":"off"`)
+	})
+
+	// A set point from outside: a new client node, its message animated, the new set point.
+	host, port, _ := net.SplitHostPort(addr)
+	pub := testbroker.RequireTool(t, "mosquitto_pub")
+	if out, err := exec.Command(pub, "-h", host, "-p", port, "-i", "student-pub", "-q", "1",
+		"-t", "home/1/heater/heater-1/setpoint", "-m", "26").CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_pub: %v: %s", err, out)
+	}
+	waitJS(ctx, t, "mosquitto_pub as its own node", `document.querySelector('[data-node="c:student-pub"]') !== null`)
+	waitJS(ctx, t, "its message animated to the heater",
+		`window.classroom.trips.some(s => s.startsWith("c:student-pub home/1/heater/heater-1/setpoint") && s.includes("d:1/heater-1"))`)
+	// The picture is taken with the message on its way.
+	shot, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "classroom.png")
+	if err := os.WriteFile(file, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	checkNotBlank(t, shot)
+	if *updateScreenshot {
+		if err := os.WriteFile("testdata/classroom.png", shot, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitJS(ctx, t, "the heater's new set point", `document.querySelector('[data-node="d:1/heater-1"]').textContent.includes("set point 26.0 °C")`)
+	waitJS(ctx, t, "the matched filter highlighted", `[...document.querySelectorAll('#sublist code.hit')].some(c => c.textContent.length > 0)`)
+
+	if errs := jsErrors(); len(errs) > 0 {
+		t.Errorf("JavaScript errors:\n%s", strings.Join(errs, "\n"))
+	}
+}
+
+// checkNotBlank fails unless the screenshot is 1280x720 and shows many colours.
+func checkNotBlank(t *testing.T, shot []byte) {
+	t.Helper()
+	img, err := png.Decode(bytes.NewReader(shot))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	if b := img.Bounds(); b.Dx() != 1280 || b.Dy() != 720 {
+		t.Errorf("screenshot is %v, want 1280x720", b)
+	}
+	colours := map[[3]uint32]bool{}
+	for y := img.Bounds().Min.Y; y < img.Bounds().Max.Y; y += 3 {
+		for x := img.Bounds().Min.X; x < img.Bounds().Max.X; x += 3 {
+			r, g, b, _ := img.At(x, y).RGBA()
+			colours[[3]uint32{r >> 8, g >> 8, b >> 8}] = true
+		}
+	}
+	if len(colours) < 20 {
+		t.Errorf("screenshot looks blank: %d colours", len(colours))
+	}
+}
+
+var _ image.Image // image/png registers the decoder through image
