@@ -3,16 +3,18 @@ GO      ?= go
 BIN     := bin/fleetsim
 # Real programs the integration tests talk to; `make deps` installs them with apt-get:
 # mosquitto (a real broker), and Prometheus, which scrapes two fleetsim processes so that
-# every dashboard panel is proven to return data, and whose promtool lints a real scrape.
-TOOLS   := mosquitto mosquitto_sub mosquitto_pub mosquitto_passwd prometheus promtool
-PKGS    := mosquitto mosquitto-clients prometheus
+# every dashboard panel is proven to return data, and whose promtool lints a real scrape;
+# Chromium, headless, drives the classroom view in its browser test.
+TOOLS   := mosquitto mosquitto_sub mosquitto_pub mosquitto_passwd prometheus promtool chromium
+PKGS    := mosquitto mosquitto-clients prometheus chromium
 
 .PHONY: help run build test deps vet fmt-check bench fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-run: build ## run the smart-home demo on the embedded broker (Ctrl-C stops)
+run: build ## run the smart-home demo on the embedded broker, with the classroom view on http://127.0.0.1:8080/ (Ctrl-C stops)
+	@echo "make run: the classroom view will be on http://127.0.0.1:8080/ (fleetsim prints the address it got)"
 	./$(BIN) run scenarios/smart-home.yaml
 
 build: ## build bin/fleetsim
@@ -24,7 +26,7 @@ test: deps fmt-check vet ## install test tools if missing, then vet and run ever
 	@# goroutines starting at 2 KiB whatever the tests before them left (see README, Scale).
 	GODEBUG=adaptivestackstart=0 $(GO) test -count=1 -run 'Stack|StaySmall' ./sim/runner ./sim/alarm
 
-deps: ## install mosquitto, mosquitto-clients and prometheus when missing (apt-get, as root)
+deps: ## install mosquitto, mosquitto-clients, prometheus and chromium when missing (apt-get, as root)
 	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null 2>&1 || [ -x /usr/sbin/$$t ] || missing="$$missing $$t"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	echo "make deps: missing$$missing; installing $(PKGS)"; \
