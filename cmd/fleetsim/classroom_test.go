@@ -5,13 +5,17 @@ package main
 // that what the page shows and does happens on the broker.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"image"
 	"image/png"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +27,7 @@ import (
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/fleetsim/fleetsim/sim/testbroker"
 )
@@ -191,3 +196,148 @@ func checkNotBlank(t *testing.T, shot []byte) {
 }
 
 var _ image.Image // image/png registers the decoder through image
+
+// viewRequest sends a request to the view as user (none when ""), returning status and body.
+func viewRequest(t *testing.T, method, url, user, password, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if user != "" {
+		req.SetBasicAuth(user, password)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// fleetClient reads the view's snapshot as user and returns the id of fleetsim's own
+// connection, and the snapshot.
+func fleetClient(t *testing.T, url, user, password string) (string, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url+"events", nil)
+	req.SetBasicAuth(user, password)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		var snap struct {
+			Type    string
+			Clients []struct {
+				ID    string
+				Fleet bool
+			}
+		}
+		if json.Unmarshal([]byte(line), &snap) != nil || snap.Type != "snapshot" {
+			continue
+		}
+		for _, c := range snap.Clients {
+			if c.Fleet {
+				return c.ID, line
+			}
+		}
+		t.Fatalf("no fleet connection in the snapshot: %s", line)
+	}
+	t.Fatalf("no snapshot: %v", sc.Err())
+	return "", ""
+}
+
+// With the broker's users the view asks for them: a wrong password gets nothing, a
+// student steers devices but cannot unplug, a teacher unplugs a connection and the
+// retained state stays while the fleet reconnects. No password shows anywhere.
+func TestClassroomViewLoginAndUnplug(t *testing.T) {
+	t.Parallel()
+	users := filepath.Join(t.TempDir(), "class.txt")
+	if err := os.WriteFile(users, []byte("alice:pw-alice-1\nteach:pw-teach-2:teacher\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", testbroker.FreePort(t))
+	p := start(t, nil, "run", "scenarios/smart-home.yaml", "--day", "24h", "--duration", "40s",
+		"--listen", addr, "--metrics-addr", "off", "--broker-users", users, "--ui", "127.0.0.1:0")
+	url := viewURL(t, p)
+	for _, who := range [][2]string{{"", ""}, {"alice", "pw-teach-2"}, {"nobody", "pw-alice-1"}} {
+		if code, body := viewRequest(t, "GET", url, who[0], who[1], ""); code != http.StatusUnauthorized || strings.Contains(body, "<script") {
+			t.Errorf("page as %q: %d %.80q", who[0], code, body)
+		}
+	}
+	if code, body := viewRequest(t, "GET", url, "alice", "pw-alice-1", ""); code != 200 || !strings.Contains(body, "fleetsim classroom") {
+		t.Fatalf("page as alice: %d", code)
+	}
+
+	r := newRecorder()
+	observer := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("e2e-teacher").
+		SetUsername("teach").SetPassword("pw-teach-2").
+		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) { r.add(m.Topic(), string(m.Payload())) }))
+	if tok := observer.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer observer.Disconnect(100)
+	if tok := observer.Subscribe("#", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+
+	fleet, snapshot := fleetClient(t, url, "alice", "pw-alice-1")
+	if code, _ := viewRequest(t, "POST", url+"api/unplug", "alice", "pw-alice-1", `{"client":"`+fleet+`"}`); code != http.StatusForbidden {
+		t.Errorf("alice unplugging: %d, want 403", code)
+	}
+	if code, body := viewRequest(t, "POST", url+"api/publish", "alice", "pw-alice-1",
+		`{"topic":"home/1/phone/phone-1/set","payload":"{\"away\":true}","qos":1}`); code != 200 {
+		t.Fatalf("alice's phone leaves: %d %s", code, body)
+	}
+	r.waitFor(t, 10*time.Second, "bulb off after alice's command", func(m observed) bool {
+		return m.topic == "home/1/bulb/bulb-1/state" && strings.Contains(m.payload, `"state":"off"`)
+	})
+
+	if code, body := viewRequest(t, "POST", url+"api/unplug", "teach", "pw-teach-2", `{"client":"`+fleet+`"}`); code != 200 {
+		t.Fatalf("teacher unplugging %s: %d %s", fleet, code, body)
+	}
+	unplugged := time.Now()
+	late := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("e2e-late").
+		SetUsername("teach").SetPassword("pw-teach-2"))
+	if tok := late.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer late.Disconnect(100)
+	retained := make(chan string, 1)
+	late.Subscribe("home/1/bulb/bulb-1/state", 1, func(_ mqtt.Client, m mqtt.Message) {
+		select {
+		case retained <- string(m.Payload()):
+		default:
+		}
+	})
+	select {
+	case s := <-retained:
+		if !strings.Contains(s, `"state":"off"`) {
+			t.Errorf("retained bulb state after the unplug: %s", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("no retained bulb state after the unplug")
+	}
+	r.waitFor(t, 20*time.Second, "the fleet back after the unplug", func(m observed) bool {
+		return m.at.After(unplugged.Add(100*time.Millisecond)) && strings.HasSuffix(m.topic, "/temperature")
+	})
+
+	p.cmd.Process.Signal(os.Interrupt)
+	p.wait(t, 20*time.Second)
+	for _, pw := range []string{"pw-alice-1", "pw-teach-2"} {
+		if strings.Contains(p.stdout.String()+p.stderr.String()+snapshot, pw) {
+			t.Errorf("a password (%s) was printed or streamed", pw)
+		}
+	}
+}
