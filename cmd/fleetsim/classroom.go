@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"syscall"
 
+	"github.com/fleetsim/fleetsim/sim"
 	"github.com/fleetsim/fleetsim/sim/broker"
 	"github.com/fleetsim/fleetsim/sim/classroom"
 	"github.com/fleetsim/fleetsim/sim/mqttconn"
@@ -60,11 +62,16 @@ type view struct {
 	hubDone chan struct{}
 }
 
-// newView makes the Hub and starts its goroutine; serve starts the HTTP side once the
-// broker is up.
-func newView() *view {
+// externalBlind is what the view says it cannot see of an external broker.
+const externalBlind = "External broker: this view sees the messages through one subscriber on %s. " +
+	"It cannot see the other clients, their subscriptions or who sent a message that is not a fleetsim device's: " +
+	"deliveries are drawn to fleetsim's devices only."
+
+// newView makes the Hub and starts its goroutine; serve (or serveExternal) starts the
+// HTTP side once the broker is up.
+func newView(o classroom.Options) *view {
 	ctx, cancel := context.WithCancel(context.Background())
-	v := &view{hub: classroom.NewHub(classroom.Options{}), stopHub: cancel, hubDone: make(chan struct{})}
+	v := &view{hub: classroom.NewHub(o), stopHub: cancel, hubDone: make(chan struct{})}
 	go func() { defer close(v.hubDone); v.hub.Run(ctx) }()
 	return v
 }
@@ -78,8 +85,46 @@ func (v *view) serve(f *runFlags, b *broker.Broker, users map[string]broker.User
 		conn.Username, conn.Password = user, password
 	}
 	v.control = &lazyConn{opts: conn}
-	h := classroom.NewHandler(classroom.ServerOptions{Hub: v.hub, Publisher: v.control, Unplug: b.Disconnect, Users: users})
-	srv, err := classroom.Listen(f.ui, h)
+	return v.listen(f, classroom.ServerOptions{Hub: v.hub, Publisher: v.control, Unplug: b.Disconnect, Users: users}, stderr)
+}
+
+// serveExternal serves the view of an external broker: one subscriber on filter feeds the
+// Hub, and the controls publish on the same connection.
+func (v *view) serveExternal(ctx context.Context, f *runFlags, filter string, conn mqttconn.Options, stderr io.Writer) error {
+	c, err := mqttconn.Dial(ctx, conn, viewClientID)
+	if err != nil {
+		return fmt.Errorf("classroom view: %w", err)
+	}
+	v.control = &lazyConn{c: c}
+	if _, err := c.Subscribe(ctx, filter, 0, watcher{v.hub}); err != nil {
+		return fmt.Errorf("classroom view: subscribe %s: %w", filter, err)
+	}
+	return v.listen(f, classroom.ServerOptions{Hub: v.hub, Publisher: v.control}, stderr)
+}
+
+// watcher hands what the view's subscriber receives to the Hub.
+type watcher struct{ hub *classroom.Hub }
+
+func (w watcher) Deliver(m sim.Message) {
+	if w.hub.Watching() {
+		w.hub.Published("", m.Topic, m.QoS, m.Retained, m.Payload)
+	}
+}
+
+// watchFilter is what the view subscribes to on an external broker: the static start of
+// the scenario's topic prefix ("home/{home}" gives "home/#"), or everything.
+func watchFilter(prefix string) string {
+	static, _, _ := strings.Cut(prefix, "{")
+	if i := strings.LastIndexByte(static, '/'); i > 0 {
+		return static[:i] + "/#"
+	}
+	return "#"
+}
+
+// listen starts the HTTP server (see serve).
+func (v *view) listen(f *runFlags, o classroom.ServerOptions, stderr io.Writer) error {
+	users := o.Users
+	srv, err := classroom.Listen(f.ui, classroom.NewHandler(o))
 	if err != nil {
 		if !f.uiSet && errors.Is(err, syscall.EADDRINUSE) {
 			fmt.Fprintf(stderr, "fleetsim: classroom view not served: %s is in use (give --ui ADDR for another address)\n", f.ui)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/fleetsim/fleetsim/sim/broker"
+	"github.com/fleetsim/fleetsim/sim/classroom"
 	"github.com/fleetsim/fleetsim/sim/mqttconn"
 )
 
@@ -27,14 +28,14 @@ func TestBusyViewAddress(t *testing.T) {
 	defer b.Close()
 
 	var warn strings.Builder
-	v := newView()
+	v := newView(classroom.Options{})
 	err = v.serve(&runFlags{ui: ln.Addr().String()}, b, nil, connOptsForTest(), &warn)
 	v.close()
 	if err != nil || !strings.Contains(warn.String(), "classroom view not served") {
 		t.Errorf("default address busy: err %v, said %q", err, warn.String())
 	}
 
-	v = newView()
+	v = newView(classroom.Options{})
 	err = v.serve(&runFlags{ui: ln.Addr().String(), uiSet: true}, b, nil, connOptsForTest(), io.Discard)
 	v.close()
 	if !errors.Is(err, syscall.EADDRINUSE) {
@@ -64,3 +65,11 @@ func TestViewOffLoopbackNeedsUsers(t *testing.T) {
 }
 
 func connOptsForTest() mqttconn.Options { return mqttconn.Options{} }
+
+func TestWatchFilter(t *testing.T) {
+	for prefix, want := range map[string]string{"home/{home}": "home/#", "site/a/{home}": "site/a/#", "{home}": "#", "": "#", "x": "#"} {
+		if got := watchFilter(prefix); got != want {
+			t.Errorf("watchFilter(%q) = %q, want %q", prefix, got, want)
+		}
+	}
+}

@@ -341,3 +341,61 @@ func TestClassroomViewLoginAndUnplug(t *testing.T) {
 		}
 	}
 }
+
+// Against an external broker the view works from one subscriber: it shows the devices'
+// messages, its controls publish there, and it says what it cannot see.
+func TestClassroomViewExternalBroker(t *testing.T) {
+	t.Parallel()
+	m := testbroker.StartMosquitto(t, testbroker.Config{})
+	p := start(t, nil, "run", "scenarios/smart-home.yaml", "--day", "24h", "--duration", "30s",
+		"--broker", m.URL(), "--metrics-addr", "off", "--ui", "127.0.0.1:0")
+	url := viewURL(t, p)
+	req, _ := http.NewRequest("GET", url+"events", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	lines := make(chan string, 1024)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			if l, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				lines <- l
+			}
+		}
+	}()
+	waitLine := func(what string, ok func(string) bool) {
+		t.Helper()
+		deadline := time.After(15 * time.Second)
+		for {
+			select {
+			case l, open := <-lines:
+				if !open {
+					t.Fatalf("stream ended before %s", what)
+				}
+				if ok(l) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("not in the stream: %s", what)
+			}
+		}
+	}
+	waitLine("the snapshot says what the view cannot see", func(l string) bool {
+		return strings.Contains(l, `"type":"snapshot"`) && strings.Contains(l, "one subscriber on home/#")
+	})
+	if code, body := viewRequest(t, "POST", url+"api/publish", "", "", `{"topic":"home/1/phone/phone-1/set","payload":"{\"away\":true}","qos":1}`); code != 200 {
+		t.Fatalf("phone leaves: %d %s", code, body)
+	}
+	waitLine("the command, from an unknown sender, to the phone", func(l string) bool {
+		return strings.Contains(l, `"topic":"home/1/phone/phone-1/set"`) && strings.Contains(l, `"from":"c:(unknown)"`) &&
+			strings.Contains(l, `{"node":"d:1/phone-1","filter":"home/1/phone/phone-1/set"}`)
+	})
+	waitLine("the bulb's state, off, from the bulb", func(l string) bool {
+		return strings.Contains(l, `"topic":"home/1/bulb/bulb-1/state"`) && strings.Contains(l, `"from":"d:1/bulb-1"`) &&
+			strings.Contains(l, `\"state\":\"off\"`)
+	})
+}

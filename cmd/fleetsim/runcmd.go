@@ -28,6 +28,7 @@ import (
 
 	"github.com/fleetsim/fleetsim/devices"
 	"github.com/fleetsim/fleetsim/sim/broker"
+	"github.com/fleetsim/fleetsim/sim/classroom"
 	"github.com/fleetsim/fleetsim/sim/measure"
 	"github.com/fleetsim/fleetsim/sim/metrics"
 	"github.com/fleetsim/fleetsim/sim/mqttconn"
@@ -251,13 +252,14 @@ func runCommand(ctx, hard context.Context, args []string, stdout, stderr io.Writ
 	}
 	var ui *view
 	if uiWanted(f, s.Broker == scenario.Embedded) {
-		if s.Broker != scenario.Embedded {
-			return usagef("run: --ui works with the embedded broker only for now (the view of an external broker is not built yet)")
-		}
 		if err := checkUIAddr(f.ui, users, f.allowAnonymous); err != nil {
 			return err
 		}
-		ui = newView()
+		o := classroom.Options{}
+		if s.Broker != scenario.Embedded {
+			o.Blind = fmt.Sprintf(externalBlind, watchFilter(s.TopicPrefix))
+		}
+		ui = newView(o)
 		defer ui.close()
 	}
 	if s.Broker == scenario.Embedded {
@@ -291,6 +293,12 @@ func runCommand(ctx, hard context.Context, args []string, stdout, stderr io.Writ
 			if err := ui.serve(f, b, users, connOpts, stderr); err != nil {
 				return err
 			}
+		}
+	}
+
+	if ui != nil && s.Broker != scenario.Embedded {
+		if err := ui.serveExternal(ctx, f, watchFilter(s.TopicPrefix), connOpts, stderr); err != nil {
+			return err
 		}
 	}
 

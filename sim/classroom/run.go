@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fleetsim/fleetsim/sim/broker"
 	"github.com/fleetsim/fleetsim/sim/topic"
 )
 
@@ -251,7 +252,11 @@ func (h *Hub) publish(st *state, e event) []byte {
 	st.count++
 	m := &Msg{Seq: st.seq, Time: e.at.UnixMilli(), Client: e.client, Topic: e.topic, QoS: e.qos, Retained: e.retain,
 		Size: e.size, Payload: e.payload, From: "c:" + e.client, To: []Delivery{}}
-	if d := deviceOf(st, e.topic); d != nil && (e.client == "" || strings.HasPrefix(e.client, FleetPrefix)) {
+	if e.client == "" { // seen by a subscriber on an external broker: who sent it is not known
+		m.From = UnknownNode
+	}
+	// A device's own topics are its reports, unless they are its commands, which others send.
+	if d := deviceOf(st, e.topic); d != nil && !isCommand(e.topic) && (e.client == "" || strings.HasPrefix(e.client, FleetPrefix)) {
 		m.From = d.Node
 		if e.client != "" {
 			d.Client = e.client
@@ -269,6 +274,12 @@ func (h *Hub) publish(st *state, e event) []byte {
 	}
 	return marshal(map[string]any{"type": "msg", "msg": m})
 }
+
+// UnknownNode is the publisher of a message whose sender the view cannot see.
+const UnknownNode = "c:(unknown)"
+
+// isCommand reports whether name is a device command topic (broker.CommandFilters).
+func isCommand(name string) bool { return matching(broker.CommandFilters, name) != "" }
 
 // deviceOf is the device whose base topic name is under, or nil.
 func deviceOf(st *state, name string) *Device {
