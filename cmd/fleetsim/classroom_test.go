@@ -168,6 +168,25 @@ func TestClassroomView(t *testing.T) {
 	waitJS(ctx, t, "the heater's new set point", `document.querySelector('[data-node="d:1/heater-1"]').textContent.includes("set point 26.0 °C")`)
 	waitJS(ctx, t, "the matched filter highlighted", `[...document.querySelectorAll('#sublist code.hit')].some(c => c.textContent.length > 0)`)
 
+	// Pause holds what arrives; Step plays one message; Resume plays the rest.
+	var before int
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.getElementById("pause").click(), window.classroom.msgs`)); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(ctx, t, "a message held while paused", `window.classroom.view.held.some(e => e.type === "msg")`)
+	before, err = chromedp.Run(ctx, chromedp.Evaluate[int](`window.classroom.msgs`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#step"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(ctx, t, "one message stepped", fmt.Sprintf(`window.classroom.msgs === %d`, before+1))
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#pause"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(ctx, t, "nothing held once resumed", `window.classroom.view.held.length === 0 && !window.classroom.view.paused`)
+
 	if errs := jsErrors(); len(errs) > 0 {
 		t.Errorf("JavaScript errors:\n%s", strings.Join(errs, "\n"))
 	}
