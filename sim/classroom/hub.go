@@ -46,6 +46,8 @@ type Hub struct {
 
 	viewers      atomic.Int32
 	idleBudget   atomic.Int64 // publishes still taken this second while nobody watches
+	published    atomic.Int64 // publishes offered (Published calls), total
+	sampleEvery  atomic.Int64 // above the animation limit, one publish in this many is taken
 	queueDropped atomic.Int64
 	viewerLost   atomic.Int64
 	animateLimit int
@@ -102,6 +104,7 @@ type event struct {
 	home    int              // state, devsub
 	id      string           // state, devsub
 	state   string
+	weight  int // publish: how many publishes it stands for (one in weight was taken)
 }
 
 // put queues e, or drops and counts it when the queue is full: it never waits.
@@ -145,8 +148,15 @@ func (h *Hub) Published(id, topic string, qos byte, retained bool, payload []byt
 	if strings.HasPrefix(topic, "$") || (h.viewers.Load() == 0 && h.idleBudget.Add(-1) < 0) {
 		return
 	}
+	// Above the animation limit the view shows rates: a sample of the publishes tells
+	// them, and the broker's goroutines hand the Hub a few hundred events a second
+	// rather than every one.
+	every := max(h.sampleEvery.Load(), 1)
+	if n := h.published.Add(1); n%every != 0 {
+		return
+	}
 	h.put(event{kind: "publish", client: id, topic: topic, qos: qos, retain: retained,
-		size: len(payload), payload: shortPayload(payload), at: time.Now()})
+		size: len(payload), payload: shortPayload(payload), at: time.Now(), weight: int(every)})
 }
 
 // DeviceAdded implements runner.Observer.

@@ -162,7 +162,10 @@ func TestAggregatesAboveTheLimit(t *testing.T) {
 		burst()
 		time.Sleep(time.Second)
 		synctest.Wait()
-		burst() // now aggregated
+		if got := h.sampleEvery.Load(); got != 10 { // 50/s against a limit of 10: one in 10
+			t.Errorf("sampling one in %d, want 10", got)
+		}
+		burst() // now aggregated, from a sample
 		time.Sleep(time.Second)
 		synctest.Wait()
 		var msgs int

@@ -153,6 +153,11 @@ func (h *Hub) Run(ctx context.Context) {
 func (h *Hub) second(st *state) []byte {
 	aggregating := st.rate > h.animateLimit
 	st.rate, st.count = st.count, 0
+	// Sample so that about half the limit a second reaches the Hub while it aggregates.
+	h.sampleEvery.Store(1)
+	if st.rate > h.animateLimit {
+		h.sampleEvery.Store(int64(max(1, 2*st.rate/h.animateLimit)))
+	}
 	if !aggregating && st.rate <= h.animateLimit {
 		return nil
 	}
@@ -249,7 +254,7 @@ func (h *Hub) clientEvent(st *state, e event) []byte {
 // matched.
 func (h *Hub) publish(st *state, e event) []byte {
 	st.seq++
-	st.count++
+	st.count += max(e.weight, 1)
 	m := &Msg{Seq: st.seq, Time: e.at.UnixMilli(), Client: e.client, Topic: e.topic, QoS: e.qos, Retained: e.retain,
 		Size: e.size, Payload: e.payload, From: "c:" + e.client, To: []Delivery{}}
 	if e.client == "" { // seen by a subscriber on an external broker: who sent it is not known
@@ -268,7 +273,7 @@ func (h *Hub) publish(st *state, e event) []byte {
 	}
 	if st.rate > h.animateLimit {
 		for _, t := range m.To {
-			st.edges[[2]string{m.From, t.Node}]++
+			st.edges[[2]string{m.From, t.Node}] += max(e.weight, 1)
 		}
 		return nil
 	}

@@ -44,6 +44,9 @@ type ServerOptions struct {
 // maxBody bounds a control request's body.
 const maxBody = 4 << 10
 
+// flushEvery is the shortest time between two flushes of a viewer's stream.
+const flushEvery = 50 * time.Millisecond
+
 // writeTimeout bounds each write to a viewer: one that takes no bytes for this long is
 // dropped (it has been losing events all the while).
 const writeTimeout = 10 * time.Second
@@ -148,6 +151,7 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 	if write(nil) != nil || rc.Flush() != nil {
 		return
 	}
+	lastFlush := time.Now()
 	for {
 		var b []byte
 		select {
@@ -163,6 +167,18 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 		if write(b) != nil {
 			return
 		}
+		// At most one flush every flushEvery: the messages of a busy moment go out
+		// together, and a viewer's goroutine wakes a few times a second, not per message.
+		if wait := flushEvery - time.Since(lastFlush); wait > 0 && b != nil {
+			t := time.NewTimer(wait)
+			select {
+			case <-r.Context().Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		lastFlush = time.Now()
 		for len(v.C) > 0 && b != nil { // what else is waiting goes out in the same flush
 			m, ok := <-v.C
 			if !ok || write(m) != nil {

@@ -231,8 +231,8 @@ func TestStalledStreamIsToldWhatItLost(t *testing.T) {
 		}
 	}
 	close(w.release)
-	hub.ClientConnected("after", "")
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		hub.ClientConnected("after", "") // until the drained queue has room for it
 		w.mu.Lock()
 		out := w.out.String()
 		w.mu.Unlock()
