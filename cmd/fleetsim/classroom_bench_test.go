@@ -99,7 +99,10 @@ devices:
 			Lost       uint64  `json:"lost"`
 			Throughput float64 `json:"throughput_per_second"`
 		} `json:"totals"`
-		Latency struct{ P50, P99 float64 } `json:"latency_seconds"`
+		Latency   struct{ P50, P99 float64 } `json:"latency_seconds"`
+		Generator struct {
+			CPU float64 `json:"cpu_seconds"`
+		} `json:"generator"`
 	}
 	data, err := os.ReadFile(out)
 	if err != nil || json.Unmarshal(data, &r) != nil {
@@ -109,4 +112,5 @@ devices:
 	b.ReportMetric(r.Latency.P50*1e6, "p50-µs")
 	b.ReportMetric(r.Latency.P99*1e6, "p99-µs")
 	b.ReportMetric(float64(r.Totals.Lost), "lost")
+	b.ReportMetric(r.Generator.CPU, "cpu-s") // the whole fleetsim process: broker, devices and view
 }
