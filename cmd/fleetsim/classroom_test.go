@@ -418,3 +418,46 @@ func TestClassroomViewExternalBroker(t *testing.T) {
 			strings.Contains(l, `\"state\":\"off\"`)
 	})
 }
+
+// Several homes show as a grid that opens a house; above the animation limit the view
+// draws rates on the edges instead of each message.
+func TestClassroomViewHomesAndRates(t *testing.T) {
+	t.Parallel()
+	ctx, jsErrors := browser(t, 60*time.Second)
+	home, err := os.ReadFile("../../scenarios/smart-home.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := strings.Replace(string(home), "\nhomes: 1\n", "\nhomes: 3\n", 1) + `
+  - kind: load
+    homes: 1
+    count: 4
+    max_rate: 1000
+    params: {payload_bytes: 64, rate: 150}
+`
+	file := filepath.Join(t.TempDir(), "homes.yaml")
+	if err := os.WriteFile(file, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", testbroker.FreePort(t))
+	p := start(t, nil, "run", file, "--day", "24h", "--duration", "40s", "--listen", addr,
+		"--metrics-addr", "off", "--quiet", "--ui", "127.0.0.1:0")
+	url := viewURL(t, p)
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 720), chromedp.Navigate(url)); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(ctx, t, "a grid of three homes", `document.querySelectorAll('#homes button').length === 3`)
+	waitJS(ctx, t, "aggregated above the limit", `document.getElementById("rate").textContent.includes("rates instead of each message")`)
+	waitJS(ctx, t, "rates drawn on the edges", `document.querySelectorAll('#edges line.rate').length > 0`)
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#homes button[data-home="2"]`))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(ctx, t, "home 2 opened", `document.getElementById("house-label").textContent === "Home 2" && document.querySelector('[data-node="d:2/bulb-1"]') !== null && document.querySelector('[data-node="d:1/bulb-1"]') === null`)
+	if os.Getenv("FLEETSIM_KEEP_SHOT") != "" {
+		shot, _ := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+		_ = os.WriteFile(os.Getenv("FLEETSIM_KEEP_SHOT"), shot, 0o644)
+	}
+	if errs := jsErrors(); len(errs) > 0 {
+		t.Errorf("JavaScript errors:\n%s", strings.Join(errs, "\n"))
+	}
+}

@@ -184,7 +184,7 @@ func TestAggregatesAboveTheLimit(t *testing.T) {
 			t.Fatalf("msgs %d, rates %v", msgs, rates)
 		}
 		edges := rates[1]["edges"].([]any)
-		if rates[1]["per_sec"] != 50.0 || len(edges) != 2 || edges[0].(map[string]any)["n"] != 50.0 {
+		if rates[1]["per_sec"] != 50.0 || len(edges) != 3 || edges[0].(map[string]any)["n"] != 50.0 {
 			t.Errorf("rates = %v", rates[1])
 		}
 	})

@@ -59,8 +59,8 @@ type Msg struct {
 	To       []Delivery `json:"to"`
 }
 
-// Edge is a message rate between two nodes, sent instead of each message above the
-// animation limit.
+// Edge is a message rate between a node and the broker ("broker"): publishes from a node,
+// or deliveries to it, sent instead of each message above the animation limit.
 type Edge struct {
 	From string `json:"from"`
 	To   string `json:"to"`
@@ -272,8 +272,10 @@ func (h *Hub) publish(st *state, e event) []byte {
 		st.last[e.topic] = m
 	}
 	if st.rate > h.animateLimit {
+		w := max(e.weight, 1)
+		st.edges[[2]string{m.From, "broker"}] += w // the publish, then each delivery
 		for _, t := range m.To {
-			st.edges[[2]string{m.From, t.Node}] += max(e.weight, 1)
+			st.edges[[2]string{"broker", t.Node}] += w
 		}
 		return nil
 	}

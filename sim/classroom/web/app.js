@@ -13,7 +13,7 @@ const view = {
   devices: new Map(), clients: new Map(), readings: new Map(),
   home: 1, paused: false, slow: false, held: [], packets: [], hits: new Map(),
   perSec: 0, count: 0, lost: 0, aggregating: false, edges: [], blind: "",
-  homeRates: new Map(), me: { teacher: false, controls: false, unplug: false },
+  homeRates: new Map(), homeCount: new Map(), me: { teacher: false, controls: false, unplug: false },
 };
 // For tests and the curious: what the page has done.
 window.classroom = { msgs: 0, animated: 0, trips: [], view };
@@ -29,6 +29,7 @@ function el(tag, attrs = {}, parent) {
 const SLOTS = [[40, 130], [220, 130], [40, 235], [220, 235], [40, 340], [220, 340], [40, 445], [220, 445]];
 const KIND_ORDER = ["phone", "bulb", "heater", "camera", "vacuum", "sensor"];
 const BROKER = { x: 560, y: 330, r: 58 };
+const SUMMARY = ["phone", "bulb", "heater", "camera", "vacuum"]; // what a home's tile tells
 
 function layout() {
   const pos = new Map();
@@ -93,7 +94,10 @@ function drawEdges() {
   }
   if (!view.aggregating) return;
   const per = new Map(); // node -> messages/s on its edge, either way
-  for (const e of view.edges) for (const n of [e.from, e.to]) per.set(n, (per.get(n) || 0) + e.n);
+  for (const e of view.edges) {
+    const n = e.to === "broker" ? e.from : e.to;
+    per.set(n, (per.get(n) || 0) + e.n);
+  }
   for (const [n, rate] of per) {
     const p = positions.get(n);
     if (!p) continue;
@@ -138,8 +142,11 @@ function renderHomes() {
     const b = document.createElement("button");
     b.type = "button";
     b.dataset.home = h;
-    const states = [...view.devices.values()].filter((d) => d.home === h).map((d) => `${d.kind[0]}:${d.state || "?"}`).join(" ");
-    b.textContent = `Home ${h}${h === view.home ? " (shown)" : ""} · ${view.homeRates.get(h) || 0} msg/s · ${states}`;
+    const states = [...view.devices.values()].filter((d) => d.home === h && SUMMARY.includes(d.kind))
+      .sort((a, c) => SUMMARY.indexOf(a.kind) - SUMMARY.indexOf(c.kind))
+      .map((d) => `${d.kind} ${describe(d, view.readings.get(d.node)).word}`).join(", ");
+    b.textContent = `Home ${h} · ${view.homeRates.get(h) || 0} msg/s — ${states || "no smart-home devices"}`;
+    b.setAttribute("aria-pressed", String(h === view.home));
     b.onclick = () => { view.home = h; $("house-label").textContent = `Home ${h}`; render(); };
     grid.appendChild(b);
   }
@@ -193,7 +200,7 @@ function onMsg(m, draw) {
     if (m.from.startsWith("d:")) view.readings.set(m.from, { ...(view.readings.get(m.from) || {}), ...fields });
   }
   const home = m.from.startsWith("d:") ? Number(m.from.slice(2).split("/")[0]) : 0;
-  if (home) view.homeRates.set(home, (view.homeRates.get(home) || 0) + 1);
+  if (home) view.homeCount.set(home, (view.homeCount.get(home) || 0) + 1);
   view.hits = new Map(m.to.map((t) => [t.node, t.filter]));
   log(m);
   render();
@@ -242,6 +249,12 @@ function handle(e, draw = true) {
     case "msg": onMsg(e.msg, draw); break;
     case "rates":
       view.aggregating = true; view.edges = e.edges; view.perSec = e.per_sec;
+      view.homeRates.clear();
+      for (const x of e.edges) {
+        if (x.to !== "broker" || !x.from.startsWith("d:")) continue;
+        const h = Number(x.from.slice(2).split("/")[0]);
+        view.homeRates.set(h, (view.homeRates.get(h) || 0) + x.n);
+      }
       $("rate").textContent = `${e.per_sec} msg/s: above ${e.limit}/s, rates instead of each message`;
       render();
       break;
@@ -271,7 +284,8 @@ setInterval(() => {
     $("rate").textContent = `${view.count} msg/s`;
   }
   view.count = 0;
-  if (!view.aggregating) view.homeRates.clear();
+  if (!view.aggregating) view.homeRates = new Map(view.homeCount);
+  view.homeCount.clear();
 }, 1000);
 
 // ---- play controls
