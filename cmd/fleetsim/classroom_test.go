@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"image"
 	"image/png"
 	"io"
 	"net"
@@ -213,8 +212,6 @@ func checkNotBlank(t *testing.T, shot []byte) {
 		t.Errorf("screenshot looks blank: %d colours", len(colours))
 	}
 }
-
-var _ image.Image // image/png registers the decoder through image
 
 // viewRequest sends a request to the view as user (none when ""), returning status and body.
 func viewRequest(t *testing.T, method, url, user, password, body string) (int, string) {

@@ -126,7 +126,9 @@ func (h *Hub) Run(ctx context.Context) {
 			h.viewers.Store(0)
 			return
 		case v := <-h.join:
-			v.C <- marshal(h.snapshot(st)) // its queue is empty
+			if b := marshal(h.snapshot(st)); b != nil {
+				v.C <- b // its queue is empty
+			}
 			viewers[v] = struct{}{}
 			h.viewers.Store(int32(len(viewers)))
 		case v := <-h.leave:

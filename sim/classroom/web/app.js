@@ -1,7 +1,7 @@
 // The classroom view: draws the devices, the broker and the other clients, animates each
 // message from its publisher to the broker and on to every subscriber whose filter matched,
 // and sends the controls as real MQTT publishes through the server. No library, no build.
-import { matches, label, describe } from "./model.js";
+import { matches, describe } from "./model.js";
 
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
@@ -59,6 +59,7 @@ let positions = new Map();
 
 function render() {
   positions = layout();
+  $("house-label").textContent = `Home ${view.home}`;
   const nodes = $("nodes");
   nodes.textContent = "";
   const b = el("g", { id: "broker", "data-node": "broker" }, nodes);
@@ -147,7 +148,7 @@ function renderHomes() {
       .map((d) => `${d.kind} ${describe(d, view.readings.get(d.node)).word}`).join(", ");
     b.textContent = `Home ${h} · ${view.homeRates.get(h) || 0} msg/s — ${states || "no smart-home devices"}`;
     b.setAttribute("aria-pressed", String(h === view.home));
-    b.onclick = () => { view.home = h; $("house-label").textContent = `Home ${h}`; render(); };
+    b.onclick = () => { view.home = h; render(); };
     grid.appendChild(b);
   }
   grid.style.maxHeight = "110px";

@@ -27,5 +27,3 @@ export function describe(d, r = {}) {
     default: return { word: s, cls: "" };
   }
 }
-
-export function label(d) { return `${d.kind} ${d.id}`; }
