@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/fleetsim/fleetsim/sim"
 	"github.com/fleetsim/fleetsim/sim/broker"
 	"github.com/fleetsim/fleetsim/sim/classroom"
@@ -139,6 +141,27 @@ func (v *view) listen(f *runFlags, o classroom.ServerOptions, stderr io.Writer) 
 	}
 	fmt.Fprintf(stderr, "fleetsim: classroom view on http://%s/%s\n", dialableAddr(srv.Addr()), login)
 	return nil
+}
+
+// register puts the Hub's counters on reg: viewers connected, and events dropped by the
+// Hub's queue (where="hub") and for viewers that fell behind (where="viewer").
+func (v *view) register(reg prometheus.Registerer, scenario string) {
+	labels := func(where string) prometheus.Labels {
+		l := prometheus.Labels{"scenario": scenario}
+		if where != "" {
+			l["where"] = where
+		}
+		return l
+	}
+	const dropped = "Classroom view events dropped: by the view's own queue (hub), or for a viewer that fell behind (viewer, summed over viewers)."
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fleetsim_classroom_viewers", Help: "Viewers of the classroom view connected now.",
+			ConstLabels: labels("")}, func() float64 { return float64(v.hub.Stats().Viewers) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "fleetsim_classroom_events_dropped_total", Help: dropped,
+			ConstLabels: labels("hub")}, func() float64 { return float64(v.hub.Stats().QueueDropped) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "fleetsim_classroom_events_dropped_total", Help: dropped,
+			ConstLabels: labels("viewer")}, func() float64 { return float64(v.hub.Stats().ViewerDropped) }),
+	)
 }
 
 // close stops the HTTP server, the control connection and the Hub.

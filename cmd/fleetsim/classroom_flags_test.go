@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/fleetsim/fleetsim/sim/broker"
 	"github.com/fleetsim/fleetsim/sim/classroom"
 	"github.com/fleetsim/fleetsim/sim/mqttconn"
@@ -71,5 +73,20 @@ func TestWatchFilter(t *testing.T) {
 		if got := watchFilter(prefix); got != want {
 			t.Errorf("watchFilter(%q) = %q, want %q", prefix, got, want)
 		}
+	}
+}
+
+// The view's counters are on the run's registry, and pass Prometheus's lint.
+func TestViewMetrics(t *testing.T) {
+	reg, _ := newRegistry("s")
+	v := newView(classroom.Options{})
+	defer v.close()
+	v.register(reg, "s")
+	problems, err := testutil.GatherAndLint(reg, "fleetsim_classroom_viewers", "fleetsim_classroom_events_dropped_total")
+	if err != nil || len(problems) > 0 {
+		t.Fatalf("lint: %v %v", err, problems)
+	}
+	if n, err := testutil.GatherAndCount(reg, "fleetsim_classroom_viewers", "fleetsim_classroom_events_dropped_total"); err != nil || n != 3 {
+		t.Errorf("%d series (%v), want 3", n, err)
 	}
 }

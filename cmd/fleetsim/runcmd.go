@@ -261,6 +261,7 @@ func runCommand(ctx, hard context.Context, args []string, stdout, stderr io.Writ
 		}
 		ui = newView(o)
 		defer ui.close()
+		ui.register(reg, s.Name)
 	}
 	if s.Broker == scenario.Embedded {
 		bo := broker.Options{Addr: f.listen, WSAddr: f.wsListen, Users: users, AllowAnonymousOffLoopback: f.allowAnonymous}
