@@ -24,7 +24,7 @@ type PhoneSetpoint struct {
 }
 
 func phoneKind() sim.Kind {
-	return sim.NewKind("smartphone: publishes its position, leaves and comes back on schedule, sends heater set points",
+	return sim.NewKind("smartphone: publishes its position, leaves and comes back on schedule (or when told {\"away\": bool} on its /set topic), sends heater set points",
 		func() PhoneParams { return PhoneParams{Leave: "08:00", Return: "18:00"} }, buildPhone)
 }
 
