@@ -26,6 +26,12 @@ type Observer interface {
 	// Published is called for each PUBLISH the broker accepted from a client, after it
 	// was handed to the subscribers. payload is the broker's: read it during the call only.
 	Published(id, topic string, qos byte, retained bool, payload []byte)
+	// RetainedSent is called when the broker sends a retained message to a client that
+	// subscribed (what a late subscriber gets at once). payload as for Published.
+	RetainedSent(id, topic string, qos byte, payload []byte)
+	// Dropped is called when a message for a client was dropped because the client's
+	// outbound queue was full (a slow subscriber).
+	Dropped(id, topic string)
 }
 
 // observeHook feeds an Observer from mochi's hooks.
@@ -38,7 +44,8 @@ func (*observeHook) ID() string { return "fleetsim-observe" }
 
 func (*observeHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublished:
+	case mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublished,
+		mqtt.OnRetainPublished, mqtt.OnPublishDropped:
 		return true
 	}
 	return false
@@ -77,6 +84,20 @@ func (h *observeHook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 		return
 	}
 	h.o.Published(cl.ID, pk.TopicName, pk.FixedHeader.Qos, pk.FixedHeader.Retain, pk.Payload)
+}
+
+func (h *observeHook) OnRetainPublished(cl *mqtt.Client, pk packets.Packet) {
+	if !h.o.Watching() {
+		return
+	}
+	h.o.RetainedSent(cl.ID, pk.TopicName, pk.FixedHeader.Qos, pk.Payload)
+}
+
+func (h *observeHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
+	if !h.o.Watching() {
+		return
+	}
+	h.o.Dropped(cl.ID, pk.TopicName)
 }
 
 // Disconnect drops the connection of the client with id, as if its network went away (a

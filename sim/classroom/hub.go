@@ -159,6 +159,23 @@ func (h *Hub) Published(id, topic string, qos byte, retained bool, payload []byt
 		size: len(payload), payload: shortPayload(payload), at: time.Now(), weight: int(every)})
 }
 
+// RetainedSent implements broker.Observer: a retained message the broker sent a client
+// as it subscribed, drawn from the broker to that client.
+func (h *Hub) RetainedSent(id, topic string, qos byte, payload []byte) {
+	if strings.HasPrefix(topic, "$") || (h.viewers.Load() == 0 && h.idleBudget.Add(-1) < 0) {
+		return
+	}
+	h.put(event{kind: "retained", client: id, topic: topic, qos: qos, retain: true,
+		size: len(payload), payload: shortPayload(payload), at: time.Now(), weight: 1})
+}
+
+// Dropped implements broker.Observer.
+func (h *Hub) Dropped(id, topic string) {
+	if h.viewers.Load() > 0 {
+		h.put(event{kind: "dropped", client: id, topic: topic, at: time.Now()})
+	}
+}
+
 // DeviceAdded implements runner.Observer.
 func (h *Hub) DeviceAdded(cfg sim.DeviceConfig) {
 	cfg.Shared, cfg.Clock = nil, sim.Clock{} // keep only what says who it is

@@ -3,6 +3,7 @@ package classroom
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -214,6 +215,44 @@ func TestIdleHubTakesFewPublishes(t *testing.T) {
 		}
 		if taken != idlePerSecond || len(snap.Last) != 26 {
 			t.Errorf("took %d publishes (want %d), snapshot has %d topics (want 26)", taken, idlePerSecond, len(snap.Last))
+		}
+	})
+}
+
+// A retained message the broker sends a subscriber goes from the broker to that one
+// client (or the devices behind it); a dropped one is told.
+func TestRetainedAndDropped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := NewHub(Options{})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go h.Run(ctx)
+		smartHome(h)
+		synctest.Wait()
+		v := h.Watch(ctx)
+		<-v.C
+		h.RetainedSent("student", "home/1/bulb/bulb-1/state", 1, []byte(`{"state":"on"}`))
+		h.RetainedSent("fleetsim-abc-1", "home/1/phone/phone-1/position", 1, []byte(`{"away":false}`))
+		h.Dropped("student", "home/1/bulb/bulb-1/state")
+		synctest.Wait()
+		var got []string
+		for len(v.C) > 0 {
+			var m struct {
+				Type  string
+				Msg   Msg
+				Topic string
+			}
+			_ = json.Unmarshal(<-v.C, &m)
+			to, _ := json.Marshal(m.Msg.To)
+			got = append(got, m.Type+" "+m.Msg.From+" "+string(to)+" "+m.Topic)
+		}
+		want := []string{
+			`msg broker [{"node":"c:student","filter":"home/#"}] `,
+			`msg broker [{"node":"d:1/bulb-1","filter":"home/1/phone/+/position"}] `,
+			`dropped  null home/1/bulb/bulb-1/state`,
+		}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
 	})
 }

@@ -216,8 +216,10 @@ func (h *Hub) apply(st *state, e event) []byte {
 			d.Filters = append(d.Filters, e.filters[0])
 		}
 		return marshal(map[string]any{"type": "device", "device": d})
-	case "publish":
+	case "publish", "retained":
 		return h.publish(st, e)
+	case "dropped":
+		return marshal(map[string]any{"type": "dropped", "client": e.client, "topic": e.topic, "t": e.at.UnixMilli()})
 	default:
 		return h.clientEvent(st, e)
 	}
@@ -270,7 +272,10 @@ func (h *Hub) publish(st *state, e event) []byte {
 		}
 	}
 	m.To = deliveries(st, e.topic)
-	if _, ok := st.last[e.topic]; ok || len(st.last) < maxTopics {
+	if e.kind == "retained" { // from the broker's store, to the one client that subscribed
+		m.From, m.To = "broker", only(st, m.To, e.client)
+	}
+	if _, ok := st.last[e.topic]; e.kind == "publish" && (ok || len(st.last) < maxTopics) {
 		st.last[e.topic] = m
 	}
 	if st.rate > h.animateLimit {
@@ -330,6 +335,19 @@ func deliveries(st *state, name string) []Delivery {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
+	return out
+}
+
+// only keeps the deliveries that reach client id: its own node, or behind one of
+// fleetsim's connections the devices on it (or not yet seen on any).
+func only(st *state, to []Delivery, id string) []Delivery {
+	out := []Delivery{}
+	for _, t := range to {
+		d := st.devices[t.Node]
+		if t.Node == "c:"+id || (d != nil && (d.Client == id || (d.Client == "" && strings.HasPrefix(id, FleetPrefix)))) {
+			out = append(out, t)
+		}
+	}
 	return out
 }
 

@@ -156,12 +156,13 @@ function renderHomes() {
 
 // ---- messages
 function animate(m) {
-  const from = m.from === "broker" ? null : positions.get(m.from);
+  const fromBroker = m.from === "broker"; // a retained message, sent as a client subscribed
+  const from = fromBroker ? { x: BROKER.x - 1, y: BROKER.y - 1, w: 2, h: 2 } : positions.get(m.from);
   if (!from || view.packets.length >= MAX_PACKETS) return;
   const g = el("g", { class: "packet" + (m.retained ? " retained" : ""), "data-topic": m.topic }, $("packets"));
   const tag = `${m.topic} Q${m.qos}${m.retained ? " R" : ""}`;
   const targets = m.to.map((t) => positions.get(t.node)).filter(Boolean).map(center);
-  view.packets.push({ g, from: center(from), targets, tag, t: 0, step: view.paused });
+  view.packets.push({ g, from: center(from), targets, tag, t: fromBroker ? 1 : 0, step: view.paused });
   window.classroom.animated++;
   window.classroom.trips = [...window.classroom.trips.slice(-49), `${m.from} ${m.topic} ${m.to.map((t) => t.node).join(",")}`];
 }
@@ -212,7 +213,7 @@ function log(m) {
   const li = document.createElement("li");
   li.dataset.topic = m.topic;
   const t = new Date(m.t).toLocaleTimeString();
-  const who = m.from.replace(/^[dc]:/, "");
+  const who = m.from === "broker" ? "broker (retained, on subscribe)" : m.from.replace(/^[dc]:/, "");
   li.innerHTML = `<span class="t"></span> <span class="badge">Q${m.qos}</span>${m.retained ? '<span class="badge r">R</span>' : ""}<b></b> <span class="p"></span>`;
   li.querySelector(".t").textContent = t;
   li.querySelector("b").textContent = `${m.topic} `;
@@ -248,6 +249,14 @@ function handle(e, draw = true) {
     case "device": view.devices.set(e.device.node, e.device); render(); break;
     case "client": view.clients.set(e.client.id, e.client); render(); break;
     case "msg": onMsg(e.msg, draw); break;
+    case "dropped": {
+      const li = document.createElement("li");
+      li.className = "dropped";
+      li.dataset.topic = e.topic;
+      li.textContent = `${new Date(e.t).toLocaleTimeString()} dropped for ${e.client}: its queue was full (${e.topic})`;
+      $("loglist").prepend(li);
+      break;
+    }
     case "rates":
       view.aggregating = true; view.edges = e.edges; view.perSec = e.per_sec;
       view.homeRates.clear();
