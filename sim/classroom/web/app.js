@@ -184,10 +184,10 @@ function drawPacket(p) {
   p.g.textContent = "";
   const b = { x: BROKER.x, y: BROKER.y };
   const pts = p.t < 1 ? [lerp(p.from, b, p.t)] : p.targets.map((t) => lerp(b, t, p.t - 1));
-  for (const q of pts) {
+  pts.forEach((q, i) => {
     el("circle", { cx: q.x, cy: q.y, r: 9 }, p.g);
-    el("text", { x: q.x + 12, y: q.y - 8 }, p.g).textContent = p.tag;
-  }
+    if (i === 0) el("text", { x: q.x + 12, y: q.y - 8 }, p.g).textContent = p.tag; // one label, less clutter
+  });
 }
 
 function lerp(a, b, t) { t = Math.min(1, Math.max(0, t)); return { x: a.x + (b.x - a.x) * t, y: a.y + (b.y - a.y) * t }; }
