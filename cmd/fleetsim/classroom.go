@@ -20,6 +20,8 @@ import (
 	"github.com/fleetsim/fleetsim/sim/broker"
 	"github.com/fleetsim/fleetsim/sim/classroom"
 	"github.com/fleetsim/fleetsim/sim/mqttconn"
+	"github.com/fleetsim/fleetsim/sim/runner"
+	"github.com/fleetsim/fleetsim/sim/scenario"
 )
 
 // defaultUI is --ui's default: loopback, where a teacher's own browser reaches it.
@@ -55,6 +57,41 @@ func checkUIAddr(addr string, users map[string]broker.User, allowAnonymous bool)
 	return nil
 }
 
+// startView makes the run's classroom view when it is wanted (see uiWanted), or returns
+// nil: every method of view is a no-op on nil. Its address is checked here, before the
+// broker starts; it is served once the broker is up (serve, serveExternal).
+func startView(f *runFlags, s *scenario.Scenario, users map[string]broker.User, reg prometheus.Registerer) (*view, error) {
+	if !uiWanted(f, s.Broker == scenario.Embedded) {
+		return nil, nil
+	}
+	if err := checkUIAddr(f.ui, users, f.allowAnonymous); err != nil {
+		return nil, err
+	}
+	o := classroom.Options{}
+	if s.Broker != scenario.Embedded {
+		o.Blind = fmt.Sprintf(externalBlind, watchFilter(s.TopicPrefix))
+	}
+	v := newView(o)
+	v.register(reg, s.Name)
+	return v, nil
+}
+
+// brokerObserver is what the embedded broker tells the view, or nil without a view.
+func (v *view) brokerObserver() broker.Observer {
+	if v == nil {
+		return nil
+	}
+	return v.hub
+}
+
+// runObserver is what the runner tells the view, or nil without a view.
+func (v *view) runObserver() runner.Observer {
+	if v == nil {
+		return nil
+	}
+	return v.hub
+}
+
 // view is a running classroom view.
 type view struct {
 	hub     *classroom.Hub
@@ -82,6 +119,9 @@ func newView(o classroom.Options) *view {
 // failure: a run nobody asked a view of (a test, a second run beside a first) goes on
 // without one. An address given with --ui must bind.
 func (v *view) serve(f *runFlags, b *broker.Broker, users map[string]broker.User, conn mqttconn.Options, stderr io.Writer) error {
+	if v == nil {
+		return nil
+	}
 	conn.Broker = b.URL()
 	if user, password := b.InternalCredentials(); user != "" {
 		conn.Username, conn.Password = user, password
@@ -93,6 +133,9 @@ func (v *view) serve(f *runFlags, b *broker.Broker, users map[string]broker.User
 // serveExternal serves the view of an external broker: one subscriber on filter feeds the
 // Hub, and the controls publish on the same connection.
 func (v *view) serveExternal(ctx context.Context, f *runFlags, filter string, conn mqttconn.Options, stderr io.Writer) error {
+	if v == nil {
+		return nil
+	}
 	c, err := mqttconn.Dial(ctx, conn, viewClientID)
 	if err != nil {
 		return fmt.Errorf("classroom view: %w", err)
@@ -166,6 +209,9 @@ func (v *view) register(reg prometheus.Registerer, scenario string) {
 
 // close stops the HTTP server, the control connection and the Hub.
 func (v *view) close() {
+	if v == nil {
+		return
+	}
 	if v.srv != nil {
 		v.srv.Close()
 	}

@@ -28,7 +28,6 @@ import (
 
 	"github.com/fleetsim/fleetsim/devices"
 	"github.com/fleetsim/fleetsim/sim/broker"
-	"github.com/fleetsim/fleetsim/sim/classroom"
 	"github.com/fleetsim/fleetsim/sim/measure"
 	"github.com/fleetsim/fleetsim/sim/metrics"
 	"github.com/fleetsim/fleetsim/sim/mqttconn"
@@ -250,25 +249,14 @@ func runCommand(ctx, hard context.Context, args []string, stdout, stderr io.Writ
 			return err
 		}
 	}
-	var ui *view
-	if uiWanted(f, s.Broker == scenario.Embedded) {
-		if err := checkUIAddr(f.ui, users, f.allowAnonymous); err != nil {
-			return err
-		}
-		o := classroom.Options{}
-		if s.Broker != scenario.Embedded {
-			o.Blind = fmt.Sprintf(externalBlind, watchFilter(s.TopicPrefix))
-		}
-		ui = newView(o)
-		defer ui.close()
-		ui.register(reg, s.Name)
+	ui, err := startView(f, s, users, reg) // nil without a classroom view
+	if err != nil {
+		return err
 	}
+	defer ui.close()
 	if s.Broker == scenario.Embedded {
-		bo := broker.Options{Addr: f.listen, WSAddr: f.wsListen, Users: users, AllowAnonymousOffLoopback: f.allowAnonymous}
-		if ui != nil {
-			bo.Observer = ui.hub
-		}
-		b, err := broker.Start(bo)
+		b, err := broker.Start(broker.Options{Addr: f.listen, WSAddr: f.wsListen, Users: users, AllowAnonymousOffLoopback: f.allowAnonymous,
+			Observer: ui.brokerObserver()})
 		if err != nil {
 			return err
 		}
@@ -290,17 +278,11 @@ func runCommand(ctx, hard context.Context, args []string, stdout, stderr io.Writ
 			login = " -u NAME -P PASSWORD"
 		}
 		fmt.Fprintf(stderr, "\nfleetsim: watch it with: mosquitto_sub -h %s -p %s%s -t '#' -v\n", host, port, login)
-		if ui != nil {
-			if err := ui.serve(f, b, users, connOpts, stderr); err != nil {
-				return err
-			}
-		}
-	}
-
-	if ui != nil && s.Broker != scenario.Embedded {
-		if err := ui.serveExternal(ctx, f, watchFilter(s.TopicPrefix), connOpts, stderr); err != nil {
+		if err := ui.serve(f, b, users, connOpts, stderr); err != nil {
 			return err
 		}
+	} else if err := ui.serveExternal(ctx, f, watchFilter(s.TopicPrefix), connOpts, stderr); err != nil {
+		return err
 	}
 
 	if f.metricsAddr != "off" && f.metricsAddr != "" {
@@ -320,16 +302,13 @@ func runCommand(ctx, hard context.Context, args []string, stdout, stderr io.Writ
 	}
 	cfg := runner.Config{Scenario: s, Kinds: devices.Kinds(), Conn: connOpts, Metrics: m, Console: stdout,
 		Grace: f.grace, Hard: hard, Thresholds: thresholds, AllowGeneratorLimit: f.allowGeneratorLimit,
-		BrokerDropped: brokerDropped, Shard: shard, StartAt: startAt, ClockSkew: skew}
+		BrokerDropped: brokerDropped, Shard: shard, StartAt: startAt, ClockSkew: skew, Observer: ui.runObserver()}
 	if !startAt.IsZero() || shard.Count > 1 {
 		cfg.RunID = runner.RunID(s.Name, s.Seed, startAt) // the same in every shard
 	}
 	if shard.Count > 0 {
 		fmt.Fprintf(stderr, "fleetsim: shard %s: %d device(s) on %d connection(s), homes h with (h-1) mod %d = %d; client ids fleetsim-%s-n\n",
 			shard, shardDevices, shardConns, shard.Count, shard.Index-1, cmp.Or(cfg.RunID, "RANDOM"))
-	}
-	if ui != nil {
-		cfg.Observer = ui.hub
 	}
 	if f.quiet {
 		cfg.Console = nil
