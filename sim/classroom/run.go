@@ -126,11 +126,11 @@ func (h *Hub) Run(ctx context.Context) {
 			h.viewers.Store(0)
 			return
 		case v := <-h.join:
+			viewers[v] = struct{}{}
+			h.viewers.Store(int32(len(viewers))) // counted before it hears anything
 			if b := marshal(h.snapshot(st)); b != nil {
 				v.C <- b // its queue is empty
 			}
-			viewers[v] = struct{}{}
-			h.viewers.Store(int32(len(viewers)))
 		case v := <-h.leave:
 			if _, ok := viewers[v]; ok {
 				delete(viewers, v)
