@@ -168,6 +168,15 @@ func TestClassroomView(t *testing.T) {
 	waitJS(ctx, t, "the heater's new set point", `document.querySelector('[data-node="d:1/heater-1"]').textContent.includes("set point 26.0 °C")`)
 	waitJS(ctx, t, "the matched filter highlighted", `[...document.querySelectorAll('#sublist code.hit')].some(c => c.textContent.length > 0)`)
 
+	// The log's filter box takes an MQTT filter.
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS("#logfilter"), "home/1/+/+/state")); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(ctx, t, "the log filtered by topic", `(() => {
+		const shown = [...document.querySelectorAll('#loglist li')].filter(li => !li.hidden);
+		return shown.length > 0 && shown.every(li => /^home\/1\/[^/]+\/[^/]+\/state$/.test(li.dataset.topic));
+	})()`)
+
 	// Pause holds what arrives; Step plays one message; Resume plays the rest.
 	var before int
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.getElementById("pause").click(), window.classroom.msgs`)); err != nil {
