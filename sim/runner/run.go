@@ -10,7 +10,6 @@ import (
 	"github.com/fleetsim/fleetsim/sim"
 	"github.com/fleetsim/fleetsim/sim/alarm"
 	"github.com/fleetsim/fleetsim/sim/link"
-	"github.com/fleetsim/fleetsim/sim/mqttconn"
 )
 
 // Run runs the scenario until its duration passes or ctx is cancelled and returns what
@@ -51,7 +50,7 @@ type run struct {
 	links []*link.Link
 	held  map[link.Profile]*linkHeld // what the devices on each link profile waited for it
 	watch *connWatch
-	conns []*mqttconn.Conn
+	conns []mqttConn
 
 	eng      *engine
 	devices  []*port

@@ -70,6 +70,9 @@ type Config struct {
 	// ClockSkew is added to this process's clock where it stamps and reads measured
 	// messages: a test hook that makes a shard's clock wrong on purpose.
 	ClockSkew time.Duration
+	// Client, if set, is the MQTT client every connection uses (scenario.ClientPaho or
+	// ClientLean), overriding the scenario's connections.client.
+	Client string
 }
 
 // ErrThresholds is returned (wrapped) by Run when a threshold was crossed.
@@ -96,7 +99,7 @@ const maxDialers = 64
 // shapedConns returns the connections as the devices ride them: those over a shaped link
 // wrapped with the link profile's measure of how long its devices waited for it (made in
 // held), the others as they are.
-func shapedConns(conns []*mqttconn.Conn, links []*link.Link, held map[link.Profile]*linkHeld) []connection {
+func shapedConns(conns []mqttConn, links []*link.Link, held map[link.Profile]*linkHeld) []connection {
 	out := make([]connection, len(conns))
 	for i, c := range conns {
 		out[i] = c
@@ -314,7 +317,7 @@ func deviceSeed(home int, id string) uint64 {
 
 // dialAll opens the connections with global indexes ids (see layout), at most maxDialers
 // at a time. If any fails, it closes the ones that opened and returns the first error.
-func dialAll(ctx context.Context, cfg Config, ids []int, links []*link.Link, watch *connWatch) ([]*mqttconn.Conn, error) {
+func dialAll(ctx context.Context, cfg Config, ids []int, links []*link.Link, watch *connWatch) ([]mqttConn, error) {
 	runID := cfg.RunID
 	if runID == "" {
 		b := make([]byte, 3)
@@ -328,7 +331,7 @@ func dialAll(ctx context.Context, cfg Config, ids []int, links []*link.Link, wat
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	conns := make([]*mqttconn.Conn, n)
+	conns := make([]mqttConn, n)
 	errs := make([]error, n)
 	sem := make(chan struct{}, maxDialers)
 	// A ramp up: at most ConnectRate new connections a second.
@@ -355,7 +358,7 @@ func dialAll(ctx context.Context, cfg Config, ids []int, links []*link.Link, wat
 				links[i].SetLocalAddr(local)
 				o.NetDial = links[i].Dial
 			}
-			c, err := mqttconn.Dial(ctx, o, fmt.Sprintf("%s-%d", prefix, ids[i]+1))
+			c, err := dialConn(ctx, cfg, o, fmt.Sprintf("%s-%d", prefix, ids[i]+1))
 			if err != nil {
 				m.ConnectAttempts.WithLabelValues("error").Inc()
 				errs[i] = err
@@ -418,7 +421,7 @@ func firstError(errs []error) error {
 	return first
 }
 
-func closeAll(conns []*mqttconn.Conn) {
+func closeAll(conns []mqttConn) {
 	var wg sync.WaitGroup
 	for _, c := range conns {
 		if c != nil {

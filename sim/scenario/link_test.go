@@ -196,3 +196,33 @@ func TestGroupInSomeHomes(t *testing.T) {
 		t.Errorf("got %v, want %s", err, want)
 	}
 }
+
+func TestConnectionsClient(t *testing.T) {
+	for _, c := range []struct {
+		conns, mode, client string
+	}{
+		{"{client: lean}", PerHome, ClientLean},
+		{"{pool: 3, client: paho}", Pool, ClientPaho},
+		{"{mode: per-device, client: lean}", PerDevice, ClientLean},
+		{"per-device", PerDevice, ""},
+	} {
+		s, err := Parse("c.yaml", []byte(doc("name: c", "connections: "+c.conns, "devices: [{kind: lamp}]")), testKinds)
+		if err != nil {
+			t.Fatalf("%s: %v", c.conns, err)
+		}
+		if got := s.Connections; got.Mode != c.mode || got.Client != c.client {
+			t.Errorf("%s: mode %q client %q, want %q %q", c.conns, got.Mode, got.Client, c.mode, c.client)
+		}
+	}
+	_, err := Parse("bad.yaml", []byte(doc(
+		"name: c",
+		"connections:",
+		"  mode: per-device",
+		"  client: lean2",
+		"devices: [{kind: lamp}]",
+	)), testKinds)
+	want := `bad.yaml:4: connections.client: expected paho or lean, got "lean2"; did you mean "lean"?`
+	if err == nil || err.Error() != want {
+		t.Errorf("got\n%v\nwant\n%s", err, want)
+	}
+}

@@ -1,0 +1,146 @@
+package lean
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/fleetsim/fleetsim/sim"
+	"github.com/fleetsim/fleetsim/sim/broker"
+	"github.com/fleetsim/fleetsim/sim/mqttconn"
+)
+
+// inbox is a Receiver that keeps what it gets.
+type inbox struct {
+	mu   sync.Mutex
+	msgs []sim.Message
+	got  chan struct{}
+}
+
+func newInbox() *inbox { return &inbox{got: make(chan struct{}, 1<<16)} }
+
+func (in *inbox) Deliver(m sim.Message) {
+	in.mu.Lock()
+	in.msgs = append(in.msgs, m)
+	in.mu.Unlock()
+	in.got <- struct{}{}
+}
+
+// wait waits for n messages in all, for at most d.
+func (in *inbox) wait(t *testing.T, n int, d time.Duration) []sim.Message {
+	t.Helper()
+	deadline := time.After(d)
+	for {
+		in.mu.Lock()
+		got := len(in.msgs)
+		in.mu.Unlock()
+		if got >= n {
+			in.mu.Lock()
+			defer in.mu.Unlock()
+			return append([]sim.Message(nil), in.msgs...)
+		}
+		select {
+		case <-in.got:
+		case <-deadline:
+			t.Fatalf("%d messages of %d after %v", got, n, d)
+		}
+	}
+}
+
+func embedded(t *testing.T) *broker.Broker {
+	t.Helper()
+	b, err := broker.Start(broker.Options{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func dial(t *testing.T, cfg Config, id string) *Conn {
+	t.Helper()
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 5 * time.Second
+	}
+	c, err := Dial(context.Background(), cfg, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestPublishSubscribeEveryQoS sends a pipelined burst at each QoS through the embedded
+// broker and checks every message arrives once, in order, at the QoS asked.
+func TestPublishSubscribeEveryQoS(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	b := embedded(t)
+	defer b.Close()
+	for _, proto := range []byte{MQTT311, MQTT5} {
+		for qos := range byte(3) {
+			t.Run(fmt.Sprintf("v%d QoS %d", proto, qos), func(t *testing.T) {
+				sub := dial(t, Config{Options: mqttconn.Options{Broker: b.URL()}, Protocol: proto}, "sub")
+				defer sub.Close()
+				pub := dial(t, Config{Options: mqttconn.Options{Broker: b.URL()}, Protocol: proto, Window: 16}, "pub")
+				defer pub.Close()
+				in := newInbox()
+				if g, err := sub.Subscribe(context.Background(), "t/#", qos, in); err != nil || g != qos {
+					t.Fatalf("subscribe: granted %d, %v", g, err)
+				}
+				const n = 500
+				var wg sync.WaitGroup
+				errs := make(chan error, n)
+				for w := range 10 { // ten publishers share the connection and its window
+					wg.Go(func() {
+						for i := w; i < n; i += 10 {
+							if err := pub.Publish(context.Background(), fmt.Sprintf("t/%d", w), []byte(fmt.Sprint(i)), qos, false); err != nil {
+								errs <- err
+							}
+						}
+					})
+				}
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					t.Fatal(err)
+				}
+				msgs := in.wait(t, n, 10*time.Second)
+				time.Sleep(50 * time.Millisecond)
+				if len(in.msgs) != n {
+					t.Fatalf("%d messages, want %d", len(in.msgs), n)
+				}
+				last := map[string]int{}
+				for _, m := range msgs {
+					var i int
+					fmt.Sscan(string(m.Payload), &i)
+					if prev, ok := last[m.Topic]; ok && i != prev+10 {
+						t.Fatalf("%s: %d after %d", m.Topic, i, prev)
+					}
+					last[m.Topic] = i
+					if m.QoS != qos {
+						t.Fatalf("QoS %d, want %d", m.QoS, qos)
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestWrongPasswordAndUnreachableAreExplained(t *testing.T) {
+	b, err := broker.Start(broker.Options{Addr: "127.0.0.1:0", Users: map[string]broker.User{"u": {Password: "p"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	_, err = Dial(context.Background(), Config{Options: mqttconn.Options{Broker: b.URL(), Username: "u", Password: "wrong", ConnectTimeout: 2 * time.Second}}, "x")
+	if !errors.Is(err, mqttconn.ErrLogin) || !errors.Is(err, mqttconn.ErrAuth) {
+		t.Errorf("wrong password: %v, want ErrLogin", err)
+	}
+	_, err = Dial(context.Background(), Config{Options: mqttconn.Options{Broker: "tcp://127.0.0.1:1", ConnectTimeout: 2 * time.Second}}, "x")
+	if !errors.Is(err, mqttconn.ErrUnreachable) {
+		t.Errorf("closed port: %v, want ErrUnreachable", err)
+	}
+}
