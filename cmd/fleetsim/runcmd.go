@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -53,6 +54,7 @@ type runFlags struct {
 	allowGeneratorLimit                   bool
 	grafanaURL                            string
 	sharding                              shardFlags
+	client                                string
 }
 
 // stringList is a repeatable string flag.
@@ -163,9 +165,13 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, string, error) {
 	fs.DurationVar(&f.grace, "grace", runner.DefaultGrace, "when the run stops, how long to wait for publishes in flight and messages on their way before counting what is missing as lost")
 	fs.StringVar(&f.sharding.shard, "shard", "", "run only shard `I/N` of the fleet, by home (default $FLEETSIM_SHARD, or $JOB_COMPLETION_INDEX+1 of $FLEETSIM_SHARDS); merge the reports with fleetsim merge")
 	fs.StringVar(&f.sharding.startAt, "start-at", "", "start the schedules at this RFC 3339 `time` (the devices start a second ahead, once connected), so the shards of a run start together (default $FLEETSIM_START_AT)")
+	fs.StringVar(&f.client, "client", "", "MQTT client for the connections: paho (the reference) or lean (fleetsim's own, made for load); overrides the scenario's connections.client (default paho)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return nil, "", err
+	}
+	if f.client != "" && !slices.Contains(scenario.Clients, f.client) {
+		return nil, "", usagef("run: --client: want paho or lean, got %q", f.client)
 	}
 	if len(pos) != 1 {
 		return nil, "", usagef("run: want exactly one scenario file, got %d (see fleetsim help run)", len(pos))
@@ -287,7 +293,7 @@ func runCommand(ctx, hard context.Context, args []string, stdout, stderr io.Writ
 	}
 	cfg := runner.Config{Scenario: s, Kinds: devices.Kinds(), Conn: connOpts, Metrics: m, Console: stdout,
 		Grace: f.grace, Hard: hard, Thresholds: thresholds, AllowGeneratorLimit: f.allowGeneratorLimit,
-		BrokerDropped: brokerDropped, Shard: shard, StartAt: startAt, ClockSkew: skew}
+		BrokerDropped: brokerDropped, Shard: shard, StartAt: startAt, ClockSkew: skew, Client: f.client}
 	if !startAt.IsZero() || shard.Count > 1 {
 		cfg.RunID = runner.RunID(s.Name, s.Seed, startAt) // the same in every shard
 	}

@@ -294,4 +294,3 @@ func (c *Conn) takeID() uint16 {
 
 // releaseID gives id back. c.mu is held.
 func (c *Conn) releaseID(id uint16) { c.freeIDs = append(c.freeIDs, id) }
-

@@ -20,9 +20,9 @@ import (
 type flight struct {
 	pkt   bytes.Buffer // the PUBLISH as first encoded, for sending again (with DUP)
 	qos   byte
-	rel   bool       // QoS 2: PUBREC came and PUBREL went; waiting for PUBCOMP
-	seq   uint64     // the order it was first sent in
-	start int64      // nanotime when Publish sent it, for the timeout
+	rel   bool   // QoS 2: PUBREC came and PUBREL went; waiting for PUBCOMP
+	seq   uint64 // the order it was first sent in
+	start int64  // nanotime when Publish sent it, for the timeout
 	// waiting says a Publish waits on done for the outcome; whoever ends the wait (the
 	// outcome, the timeout, or the Publish giving up) clears it, under c.mu.
 	waiting bool
@@ -534,4 +534,3 @@ func (c *Conn) tick() {
 		w.control(&ping)
 	}
 }
-

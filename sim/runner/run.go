@@ -97,6 +97,7 @@ func (r *run) connect(ctx context.Context) error {
 	r.links = makeLinks(s, r.cfg.Shard, r.lay, r.cfg.Metrics)
 	r.watch = newConnWatch(len(r.lay.conns))
 	r.dialed = time.Now()
+	r.cfg.Metrics.Transport.WithLabelValues(r.cfg.client(), r.cfg.protocol()).Set(1)
 	conns, err := dialAll(ctx, r.cfg, r.lay.conns, r.links, r.watch)
 	r.conns = conns
 	return err
@@ -203,6 +204,7 @@ func (r *run) stop() {
 func (r *run) result(interrupted bool) (*Summary, error) {
 	sum := summarise(r.cfg.Scenario, r.cfg.Conn.Broker, r.started, r.devices)
 	sum.Elapsed = r.stopped.Sub(r.started)
+	sum.Client, sum.Protocol = r.cfg.client(), r.cfg.protocol()
 	sum.Interrupted = interrupted
 	sched := scheduleAt(r.devices, r.stopped, true)
 	if r.cfg.BrokerDropped != nil {

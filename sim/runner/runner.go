@@ -392,6 +392,9 @@ func watchedOptions(cfg Config, watch *connWatch) mqttconn.Options {
 		if lost != nil {
 			m.ConnectionsLost.Inc()
 		}
+		if malformed(lost) {
+			m.Malformed.Inc()
+		}
 	}
 	opts.OnReconnectAttempt = func(err error) {
 		if err != nil {

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 
 	"github.com/fleetsim/fleetsim/sim/lean"
 	"github.com/fleetsim/fleetsim/sim/mqttconn"
@@ -28,10 +29,12 @@ func (c Config) client() string {
 	return scenario.ClientPaho
 }
 
-// Transport names the client and protocol the run's connections use, for the summary.
-func (c Config) Transport() string {
-	return c.client() + " (MQTT 3.1.1)"
-}
+// protocol is the MQTT version the run's connections speak.
+func (c Config) protocol() string { return "3.1.1" }
+
+// malformed reports whether a connection dropped for bytes from the broker that did not
+// decode.
+func malformed(lost error) bool { return errors.Is(lost, lean.ErrMalformed) }
 
 // dialConn opens one connection with the run's client.
 func dialConn(ctx context.Context, cfg Config, o mqttconn.Options, clientID string) (mqttConn, error) {
