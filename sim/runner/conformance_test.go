@@ -5,7 +5,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/fleetsim/fleetsim/sim/scenario"
+	"github.com/fleetsim/fleetsim/sim/testbroker"
 )
 
 // The behaviour tests that matter run over every MQTT client, as one table: a test wraps
@@ -43,5 +46,42 @@ func TestClientOfReadsTheSubtest(t *testing.T) {
 	})
 	if !seen[scenario.ClientPaho] || !seen[scenario.ClientLean] || len(seen) != 2 {
 		t.Errorf("clients seen %v, want paho and lean", seen)
+	}
+}
+
+// TestCorruptFramesAreDroppedCountedAndReconnected garbles every 40th message the broker
+// sends the listener. The lean client cannot decode it: it drops the connection, counts
+// it, and reconnects; what the drops cost is counted lost, never hidden, and nothing
+// panics. (paho's reader gives such bytes no cause of its own, so only lean's count is
+// checked; both must survive.)
+func TestCorruptFramesAreDroppedCountedAndReconnected(t *testing.T) {
+	eachClient(t, testCorruptFramesAreDroppedCountedAndReconnected)
+}
+
+func testCorruptFramesAreDroppedCountedAndReconnected(t *testing.T) {
+	b, proxy := viaProxy(t)
+	defer b.Close()
+	defer proxy.Close()
+	proxy.SetRules(testbroker.Downstream, testbroker.Rules{CorruptEvery: 40})
+	s := streamScenario(0, 100, 200, false)
+	sum, err, m := runMeasured(t, s, proxy.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := byKind(t, sum, "listener", 0)
+	st := proxy.Stats(testbroker.Downstream)
+	lost, bad := testutil.ToFloat64(m.ConnectionsLost), testutil.ToFloat64(m.Malformed)
+	t.Logf("%s: proxy corrupted %d; %v connections lost, %v malformed; %+v", clientOf(t), st.Corrupted, lost, bad, k.Totals)
+	if st.Corrupted == 0 {
+		t.Fatal("the proxy corrupted nothing")
+	}
+	if k.Totals.Delivered+k.Totals.Lost != uint64(sum.Measured.Scheduled) || k.Totals.Delivered == 0 {
+		t.Errorf("%d sent, %+v: want every one delivered or counted lost", sum.Measured.Scheduled, k.Totals)
+	}
+	if c := sum.Connections; c.StillDown != 0 {
+		t.Errorf("connections %+v: want every one back", c)
+	}
+	if clientOf(t) == scenario.ClientLean && (bad != float64(st.Corrupted) || lost < bad) {
+		t.Errorf("%d corrupted, %v connections dropped as malformed, %v lost: want each corruption dropped and counted", st.Corrupted, bad, lost)
 	}
 }
