@@ -151,6 +151,9 @@ func (c *Conn) send(ctx context.Context, pk *packets.Packet) (*flight, error) {
 			w.raw(f.pkt.Bytes()) // a dead wire: the supervisor deals with the flight
 		}
 		c.mu.Unlock()
+		if w != nil {
+			w.push()
+		}
 		return f, nil
 	}
 }
@@ -406,6 +409,9 @@ func (c *Conn) resend(w *wire) {
 		b[0] |= 0x08 // DUP [MQTT-3.3.1-1]
 		w.raw(b)
 	}
+	w.mu.Lock()
+	w.wake()
+	w.mu.Unlock()
 }
 
 // down records that w dropped with err: with a clean session the flights fail now (the

@@ -111,8 +111,8 @@ func (w *wire) control(pk *packets.Packet) bool {
 	return true
 }
 
-// raw appends encoded packets (a QoS 1/2 publish kept for sending again). It reports
-// false when the wire is dead.
+// raw appends encoded packets (a QoS 1/2 publish kept for sending again), for the writer
+// or a push. It reports false when the wire is dead.
 func (w *wire) raw(b []byte) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -120,12 +120,11 @@ func (w *wire) raw(b []byte) bool {
 		return false
 	}
 	w.pending.Write(b)
-	w.wake()
 	return true
 }
 
-// publish0 appends a QoS 0 PUBLISH, waiting while highWater bytes are pending. It reports
-// false when the wire is dead.
+// publish0 appends a QoS 0 PUBLISH, waiting while highWater bytes are pending, and pushes
+// it. It reports false when the wire is dead.
 func (w *wire) publish0(ctx context.Context, pk *packets.Packet) (bool, error) {
 	w.mu.Lock()
 	for w.pending.Len() >= highWater && !w.dead {
@@ -141,19 +140,36 @@ func (w *wire) publish0(ctx context.Context, pk *packets.Packet) (bool, error) {
 		}
 		w.mu.Lock()
 	}
-	defer w.mu.Unlock()
 	if w.dead {
+		w.mu.Unlock()
 		return false, nil
 	}
 	if err := pk.PublishEncode(&w.pending); err != nil {
+		w.mu.Unlock()
 		return false, err
 	}
-	w.wake()
+	w.mu.Unlock()
+	w.push()
 	return true, nil
 }
 
-// writeLoop is the wire's writer: whenever woken it writes everything pending, in one
-// system call per turn, until nothing is.
+// push writes what is pending on the caller's goroutine, unless someone is writing
+// already (who then writes it too): a publish costs no hand-over to the writer goroutine.
+// Publishers push; the reader never does (it hands its acknowledgements to the writer, so
+// that it never blocks on a write while the broker waits for it to read).
+func (w *wire) push() {
+	w.mu.Lock()
+	if w.writing || w.dead || w.pending.Len() == 0 {
+		w.mu.Unlock()
+		return
+	}
+	w.writing = true
+	w.mu.Unlock()
+	w.drain()
+}
+
+// writeLoop is the wire's writer goroutine: woken, it writes everything pending unless a
+// publisher is writing already.
 func (w *wire) writeLoop() {
 	defer w.done.Done()
 	for {
@@ -162,32 +178,49 @@ func (w *wire) writeLoop() {
 		case <-w.gone:
 			return
 		}
-		for {
-			w.mu.Lock()
-			if w.pending.Len() == 0 || w.dead {
-				w.writing = false
-				w.mu.Unlock()
-				break
-			}
-			w.pending, w.spare = w.spare, w.pending
-			w.writing = true
-			if w.full != nil {
-				close(w.full)
-				w.full = nil
-			}
+		w.mu.Lock()
+		if w.writing {
 			w.mu.Unlock()
-			_, err := w.nc.Write(w.spare.Bytes())
-			if w.spare.Cap() > keepSpare {
-				w.spare = bytes.Buffer{}
-			} else {
-				w.spare.Reset()
-			}
-			if err != nil {
-				w.fail(fmt.Errorf("write: %w", err))
-				return
-			}
-			w.lastWrite.Store(nanotime())
+			continue
 		}
+		w.writing = true
+		w.mu.Unlock()
+		if !w.drain() {
+			return
+		}
+	}
+}
+
+// drain writes everything pending, all of it in one system call per turn, until nothing
+// is; its caller set w.writing, which it clears. It reports false when the wire failed.
+func (w *wire) drain() bool {
+	for {
+		w.mu.Lock()
+		if dead := w.dead; dead || w.pending.Len() == 0 {
+			w.writing = false
+			w.mu.Unlock()
+			return !dead
+		}
+		w.pending, w.spare = w.spare, w.pending
+		if w.full != nil {
+			close(w.full)
+			w.full = nil
+		}
+		w.mu.Unlock()
+		_, err := w.nc.Write(w.spare.Bytes())
+		if w.spare.Cap() > keepSpare {
+			w.spare = bytes.Buffer{}
+		} else {
+			w.spare.Reset()
+		}
+		if err != nil {
+			w.mu.Lock()
+			w.writing = false
+			w.mu.Unlock()
+			w.fail(fmt.Errorf("write: %w", err))
+			return false
+		}
+		w.lastWrite.Store(nanotime())
 	}
 }
 
