@@ -13,6 +13,7 @@ import (
 	"github.com/fleetsim/fleetsim/sim"
 	"github.com/fleetsim/fleetsim/sim/broker"
 	"github.com/fleetsim/fleetsim/sim/mqttconn"
+	"github.com/fleetsim/fleetsim/sim/testbroker"
 )
 
 // inbox is a Receiver that keeps what it gets.
@@ -142,5 +143,51 @@ func TestWrongPasswordAndUnreachableAreExplained(t *testing.T) {
 	_, err = Dial(context.Background(), Config{Options: mqttconn.Options{Broker: "tcp://127.0.0.1:1", ConnectTimeout: 2 * time.Second}}, "x")
 	if !errors.Is(err, mqttconn.ErrUnreachable) {
 		t.Errorf("closed port: %v, want ErrUnreachable", err)
+	}
+}
+
+// TestKeepaliveDetectsASilentBroker: an idle connection pings; when the broker stops
+// answering (the proxy holds everything it sends) the connection is dropped within the
+// connect timeout of the unanswered PINGREQ, and comes back once the broker answers again.
+func TestKeepaliveDetectsASilentBroker(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	b := embedded(t)
+	defer b.Close()
+	proxy := testbroker.StartProxy(t, b.Addr())
+	defer proxy.Close()
+	changes := make(chan error, 16)
+	cfg := Config{Options: mqttconn.Options{Broker: proxy.URL(), KeepAlive: 400 * time.Millisecond, ConnectTimeout: 400 * time.Millisecond,
+		ReconnectBase: 50 * time.Millisecond, ReconnectCap: 100 * time.Millisecond,
+		OnChange: func(up bool, lost error) {
+			if !up {
+				changes <- lost
+			} else {
+				changes <- nil
+			}
+		}}}
+	c := dial(t, cfg, "idle")
+	defer c.Close()
+	<-changes // up
+	time.Sleep(time.Second) // a few keepalive periods: pings answered, still up
+	if !c.Up() {
+		t.Fatal("an idle connection with answered pings went down")
+	}
+	proxy.Pause(testbroker.Downstream)
+	select {
+	case lost := <-changes:
+		if !errors.Is(lost, mqttconn.ErrNoAnswer) {
+			t.Errorf("dropped with %v, want ErrNoAnswer", lost)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a broker that stopped answering went unnoticed for 5 s")
+	}
+	proxy.Resume(testbroker.Downstream)
+	select {
+	case err := <-changes:
+		if err != nil {
+			t.Fatalf("went down again: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("did not reconnect within 5 s of the broker answering again")
 	}
 }

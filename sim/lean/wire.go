@@ -315,7 +315,7 @@ func (c *Conn) connectPacket() *packets.Packet {
 			ProtocolName:     []byte("MQTT"),
 			ClientIdentifier: c.clientID,
 			Clean:            !c.cfg.Persistent,
-			Keepalive:        uint16(min(c.cfg.KeepAlive/time.Second, 65535)),
+			Keepalive:        keepaliveSeconds(c.cfg.KeepAlive),
 		},
 	}
 	if c.cfg.Username != "" {
@@ -330,6 +330,12 @@ func (c *Conn) connectPacket() *packets.Packet {
 		pk.Properties.SessionExpiryIntervalFlag = true
 	}
 	return pk
+}
+
+// keepaliveSeconds is the CONNECT's keepalive for d: whole seconds, rounded up (0 would
+// turn the broker's check off).
+func keepaliveSeconds(d time.Duration) uint16 {
+	return uint16(min(max((d+time.Second-1)/time.Second, 1), 65535))
 }
 
 // reader decodes the packets a broker sends, from one buffered reader.
