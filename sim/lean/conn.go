@@ -54,8 +54,6 @@ type Config struct {
 	// MaxPacket bounds the size of a packet from the broker; a larger one is malformed.
 	// Default 1 MiB.
 	MaxPacket int
-	// ReadBuffer is the size of the connection's read buffer. Default 2 KiB.
-	ReadBuffer int
 }
 
 func (c Config) withDefaults() Config {
@@ -70,9 +68,6 @@ func (c Config) withDefaults() Config {
 	if c.MaxPacket <= 0 {
 		c.MaxPacket = 1 << 20
 	}
-	if c.ReadBuffer <= 0 {
-		c.ReadBuffer = 2 << 10
-	}
 	return c
 }
 
@@ -81,8 +76,9 @@ func (c Config) withDefaults() Config {
 // backoff, sends its subscriptions again after each reconnect and, with a persistent
 // session, its QoS 1 and 2 publishes in flight (DUP set), in the order they were first sent.
 //
-// Goroutines: one supervisor a Conn (reconnects, keepalive, timeouts), and a reader and a
-// writer a network connection while it is up.
+// Goroutines: while the connection is up, one (its reader). A writer runs while
+// acknowledgements wait to be written, the ticker's function (keepalive, timeouts) while it
+// runs, and a reconnecting goroutine while the connection is down; Close ends them all.
 type Conn struct {
 	cfg      Config
 	clientID string
@@ -105,10 +101,14 @@ type Conn struct {
 	subs    map[string]byte        // highest QoS asked per filter, for resubscribing
 	subacks map[uint16]chan []byte // SUBACK waiters by packet id; nil: nobody waits
 
-	lost     chan *wire      // the network connection that dropped
-	life     context.Context // ends at Close
-	end      context.CancelFunc
-	loopDone chan struct{} // closed when the supervisor has returned
+	ticker     *time.Timer // keepalive and timeouts (tick), every tickEvery
+	recovering bool        // a goroutine is reconnecting
+	attempt    int         // reconnect attempts since the connection was last up long enough
+	upSince    time.Time   // when the connection last came up
+
+	life context.Context // ends at Close
+	end  context.CancelFunc
+	bg   sync.WaitGroup // the reconnecting goroutine
 }
 
 // Errors of Publish and Subscribe.
@@ -138,14 +138,12 @@ func Dial(ctx context.Context, cfg Config, clientID string) (*Conn, error) {
 	}
 	c := &Conn{
 		cfg: cfg, clientID: clientID, broker: u,
-		slots:    make(chan struct{}, cfg.Window),
-		upCh:     make(chan struct{}),
-		flights:  map[uint16]*flight{},
-		subs:     map[string]byte{},
-		subacks:  map[uint16]chan []byte{},
-		lost:     make(chan *wire, 1),
-		loopDone: make(chan struct{}),
-		nextID:   1,
+		slots:   make(chan struct{}, cfg.Window),
+		upCh:    make(chan struct{}),
+		flights: map[uint16]*flight{},
+		subs:    map[string]byte{},
+		subacks: map[uint16]chan []byte{},
+		nextID:  1,
 	}
 	c.life, c.end = context.WithCancel(context.Background())
 	deadline := time.Now().Add(cfg.RetryFor)
@@ -168,7 +166,9 @@ func Dial(ctx context.Context, cfg Config, clientID string) (*Conn, error) {
 		case <-time.After(pause):
 		}
 	}
-	go c.supervise()
+	c.mu.Lock()
+	c.ticker = time.AfterFunc(c.tickEvery(), c.onTick)
+	c.mu.Unlock()
 	return c, nil
 }
 
@@ -195,7 +195,10 @@ func (c *Conn) Close() {
 		return
 	}
 	c.end()
-	<-c.loopDone
+	c.mu.Lock()
+	c.ticker.Stop()
+	c.mu.Unlock()
+	c.bg.Wait()
 	if w := c.cur.Swap(nil); w != nil {
 		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}, ProtocolVersion: c.cfg.Protocol}
 		w.control(&pk)

@@ -1,8 +1,8 @@
 package lean
 
 import (
-	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -33,13 +33,14 @@ func readAll(t testing.TB, proto byte, stream []byte) (int, error) {
 		flights: map[uint16]*flight{},
 		subs:    map[string]byte{},
 		subacks: map[uint16]chan []byte{},
-		lost:    make(chan *wire, 1),
 		nextID:  1,
 	}
 	c.cfg.MaxPacket = 1 << 16
+	c.life, c.end = context.WithCancel(context.Background())
+	defer c.end()
 	rcv := &counting{}
 	c.dispatch.Add("#", rcv)
-	w := newWire(c, discardConn{}, bufio.NewReader(bytes.NewReader(stream)))
+	w := newWire(c, discardConn{}, reader{src: bytes.NewReader(stream), proto: proto})
 	for {
 		pk, err := w.rd.next()
 		if err == nil {

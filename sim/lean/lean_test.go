@@ -167,7 +167,7 @@ func TestKeepaliveDetectsASilentBroker(t *testing.T) {
 		}}}
 	c := dial(t, cfg, "idle")
 	defer c.Close()
-	<-changes // up
+	<-changes               // up
 	time.Sleep(time.Second) // a few keepalive periods: pings answered, still up
 	if !c.Up() {
 		t.Fatal("an idle connection with answered pings went down")

@@ -379,6 +379,7 @@ func (c *Conn) attach(w *wire, present bool) {
 		c.qos2.Reset()
 	}
 	c.cur.Store(w)
+	c.recovering, c.upSince = false, time.Now() // w's loss is for a new goroutine
 	w.start()
 	c.resend(w)
 	if len(c.subs) > 0 {
@@ -436,60 +437,48 @@ func (c *Conn) down(w *wire) {
 	c.setUp(false, w.err)
 }
 
-// supervise is the Conn's own goroutine until Close: keepalive and timeouts on a ticker,
-// and the reconnect loop when the connection drops.
-func (c *Conn) supervise() {
-	defer close(c.loopDone)
-	tick := time.NewTicker(c.tickEvery())
-	defer tick.Stop()
-	attempt := 0
-	upSince := time.Now()
-	for {
-		select {
-		case <-c.life.Done():
-			return
-		case <-tick.C:
-			c.tick()
-		case w := <-c.lost:
-			if w != c.cur.Load() {
-				continue
-			}
-			c.down(w)
-			if time.Since(upSince) >= c.cfg.ReconnectCap {
-				attempt = 0
-			}
-			if !c.reconnect(tick.C, &attempt) {
-				return
-			}
-			upSince = time.Now()
-		}
+// lostWire starts a goroutine that reconnects, when w was the connection's and none is
+// reconnecting already.
+func (c *Conn) lostWire(w *wire) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.recovering || c.cur.Load() != w {
+		return
 	}
+	c.recovering = true
+	c.bg.Add(1)
+	go c.recover(w)
 }
 
-// reconnect makes attempts, with full-jitter backoff, until one connects (true) or the
-// Conn closes (false); ticks meanwhile time out what waits too long.
-func (c *Conn) reconnect(tick <-chan time.Time, attempt *int) bool {
+// recover takes the loss of w and reconnects, with full-jitter backoff, until it is back or
+// the Conn closes. The backoff starts over once the connection had stayed up for
+// ReconnectCap, so a connection dropped right after each connect backs off.
+func (c *Conn) recover(w *wire) {
+	defer c.bg.Done()
+	c.down(w)
+	c.mu.Lock()
+	if time.Since(c.upSince) >= c.cfg.ReconnectCap {
+		c.attempt = 0
+	}
+	c.mu.Unlock()
 	for {
-		pause := time.NewTimer(mqttconn.FullJitter(*attempt, c.cfg.ReconnectBase, c.cfg.ReconnectCap))
-		*attempt++
-	wait:
-		for {
-			select {
-			case <-c.life.Done():
-				pause.Stop()
-				return false
-			case <-tick:
-				c.tick()
-			case <-pause.C:
-				break wait
-			}
+		c.mu.Lock()
+		attempt := c.attempt
+		c.attempt++
+		c.mu.Unlock()
+		pause := time.NewTimer(mqttconn.FullJitter(attempt, c.cfg.ReconnectBase, c.cfg.ReconnectCap))
+		select {
+		case <-c.life.Done():
+			pause.Stop()
+			return
+		case <-pause.C:
 		}
-		w, present, err := c.connect(c.life)
+		nw, present, err := c.connect(c.life)
 		if c.life.Err() != nil {
-			if w != nil {
-				w.nc.Close()
+			if nw != nil {
+				nw.nc.Close()
 			}
-			return false
+			return
 		}
 		if f := c.cfg.OnReconnectAttempt; f != nil {
 			if err != nil {
@@ -498,13 +487,26 @@ func (c *Conn) reconnect(tick <-chan time.Time, attempt *int) bool {
 			f(err)
 		}
 		if err == nil {
-			c.attach(w, present)
-			return true
+			c.attach(nw, present)
+			return
 		}
 	}
 }
 
-// tickEvery is the supervisor's period: a quarter of the keepalive or of the connect
+// onTick is the ticker's function: tick, then again.
+func (c *Conn) onTick() {
+	if c.life.Err() != nil {
+		return
+	}
+	c.tick()
+	c.mu.Lock()
+	if c.life.Err() == nil {
+		c.ticker.Reset(c.tickEvery())
+	}
+	c.mu.Unlock()
+}
+
+// tickEvery is the ticker's period: a quarter of the keepalive or of the connect
 // timeout, whichever is shorter.
 func (c *Conn) tickEvery() time.Duration {
 	return max(min(c.cfg.KeepAlive, c.cfg.ConnectTimeout)/4, 10*time.Millisecond)

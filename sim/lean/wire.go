@@ -1,7 +1,6 @@
 package lean
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -32,7 +31,6 @@ type wire struct {
 	err     error
 	spare   bytes.Buffer // the writer's: what it is writing (only the writer touches it)
 
-	kick      chan struct{} // wakes the writer
 	gone      chan struct{} // closed when the wire failed
 	lastWrite atomic.Int64  // nanotime of the last write
 	pingSent  atomic.Int64  // nanotime of the PINGREQ not yet answered; 0: none
@@ -47,21 +45,22 @@ const (
 	keepSpare = 64 << 10
 )
 
-func newWire(c *Conn, nc net.Conn, br *bufio.Reader) *wire {
-	w := &wire{c: c, nc: nc, kick: make(chan struct{}, 1), gone: make(chan struct{})}
-	w.rd = reader{br: br, proto: c.cfg.Protocol, max: c.cfg.MaxPacket}
+// newWire is the wire over nc, read through rd (which read its CONNACK).
+func newWire(c *Conn, nc net.Conn, rd reader) *wire {
+	w := &wire{c: c, nc: nc, rd: rd, gone: make(chan struct{})}
+	w.rd.max = c.cfg.MaxPacket
 	w.lastWrite.Store(nanotime())
 	return w
 }
 
-// start runs the wire's reader and writer.
+// start runs the wire's reader: its one goroutine for good. A writer goroutine runs only
+// while acknowledgements or pings wait to be written (see wake).
 func (w *wire) start() {
-	w.done.Add(2)
+	w.done.Add(1)
 	go w.readLoop()
-	go w.writeLoop()
 }
 
-// wait waits for the reader and writer to end, once the wire failed.
+// wait waits for the reader and any writer to end, once the wire failed.
 func (w *wire) wait() { w.done.Wait() }
 
 // fail ends the wire with err (the first error counts): it closes the network
@@ -80,20 +79,23 @@ func (w *wire) fail(err error) {
 	}
 	w.mu.Unlock()
 	w.nc.Close()
-	select {
-	case w.c.lost <- w:
-	default: // the supervisor takes one loss before it makes the next wire
-	}
+	w.c.lostWire(w)
 }
 
-// wake tells the writer there is something to write. w.mu is held.
+// wake has what is pending written by a writer goroutine of its own, unless someone is
+// writing already (who then writes it too). w.mu is held. The reader, whose
+// acknowledgements come here, never writes itself: it must never block on a write while
+// the broker waits for it to read.
 func (w *wire) wake() {
-	if !w.writing {
-		select {
-		case w.kick <- struct{}{}:
-		default:
-		}
+	if w.writing || w.dead || w.pending.Len() == 0 {
+		return
 	}
+	w.writing = true
+	w.done.Add(1) // the reader's count is in too until the wire is dead: see fail
+	go func() {
+		defer w.done.Done()
+		w.drain()
+	}()
 }
 
 // control appends a control packet (acknowledgement, ping, subscribe): never waits.
@@ -168,29 +170,6 @@ func (w *wire) push() {
 	w.drain()
 }
 
-// writeLoop is the wire's writer goroutine: woken, it writes everything pending unless a
-// publisher is writing already.
-func (w *wire) writeLoop() {
-	defer w.done.Done()
-	for {
-		select {
-		case <-w.kick:
-		case <-w.gone:
-			return
-		}
-		w.mu.Lock()
-		if w.writing {
-			w.mu.Unlock()
-			continue
-		}
-		w.writing = true
-		w.mu.Unlock()
-		if !w.drain() {
-			return
-		}
-	}
-}
-
 // drain writes everything pending, all of it in one system call per turn, until nothing
 // is; its caller set w.writing, which it clears. It reports false when the wire failed.
 func (w *wire) drain() bool {
@@ -239,13 +218,15 @@ func (w *wire) flush(limit time.Duration) {
 }
 
 // readLoop is the wire's reader: it decodes the broker's packets and handles them until
-// the connection fails or a packet does not decode.
+// the connection fails or a packet does not decode. It waits for the next packet's first
+// byte in its own small frame, below which the stack is shallow: an idle connection's
+// reader then keeps (after a collection shrinks it) the smallest stack.
 func (w *wire) readLoop() {
 	defer w.done.Done()
 	for {
-		pk, err := w.rd.next()
+		b, err := w.rd.byte()
 		if err == nil {
-			err = w.c.handle(w, &pk)
+			err = w.packet(b)
 		}
 		if err != nil {
 			if errors.Is(err, ErrMalformed) {
@@ -255,6 +236,17 @@ func (w *wire) readLoop() {
 			return
 		}
 	}
+}
+
+// packet reads and handles the rest of the packet whose first byte is b.
+//
+//go:noinline
+func (w *wire) packet(b byte) error {
+	pk, err := w.rd.rest(b)
+	if err != nil {
+		return err
+	}
+	return w.c.handle(w, &pk)
 }
 
 // connect opens a network connection, sends CONNECT and reads the CONNACK, all within the
@@ -283,8 +275,7 @@ func (c *Conn) connect(ctx context.Context) (w *wire, present bool, err error) {
 	if _, err := nc.Write(buf.Bytes()); err != nil {
 		return fail(err)
 	}
-	br := bufio.NewReaderSize(nc, c.cfg.ReadBuffer)
-	rd := reader{br: br, proto: c.cfg.Protocol, max: 1 << 16}
+	rd := reader{src: mqttconn.NewReadAhead(nc), proto: c.cfg.Protocol, max: 1 << 16}
 	ack, err := rd.next()
 	var ne net.Error
 	switch {
@@ -303,7 +294,7 @@ func (c *Conn) connect(ctx context.Context) (w *wire, present bool, err error) {
 	if err := nc.SetDeadline(time.Time{}); err != nil {
 		return fail(err)
 	}
-	return newWire(c, nc, br), ack.SessionPresent, nil
+	return newWire(c, nc, rd), ack.SessionPresent, nil
 }
 
 // connectPacket is the CONNECT for the connection's settings.
@@ -338,9 +329,11 @@ func keepaliveSeconds(d time.Duration) uint16 {
 	return uint16(min(max((d+time.Second-1)/time.Second, 1), 65535))
 }
 
-// reader decodes the packets a broker sends, from one buffered reader.
+// reader decodes the packets a broker sends, from one read-ahead connection (which holds
+// no buffer while the connection is idle).
 type reader struct {
-	br    *bufio.Reader
+	src   io.Reader
+	one   [1]byte
 	proto byte
 	max   int
 	n     int    // bytes of the remaining length read so far (see ReadByte)
@@ -353,21 +346,34 @@ func (r *reader) ReadByte() (byte, error) {
 		return 0, packets.ErrMalformedVariableByteInteger
 	}
 	r.n++
-	return r.br.ReadByte()
+	return r.byte()
+}
+
+// byte reads one byte.
+func (r *reader) byte() (byte, error) {
+	if _, err := io.ReadFull(r.src, r.one[:]); err != nil {
+		return 0, err
+	}
+	return r.one[0], nil
 }
 
 // next reads and decodes one packet. Bytes that do not decode are ErrMalformed (never a
 // panic); a failure to read is the connection's error.
-func (r *reader) next() (pk packets.Packet, err error) {
+func (r *reader) next() (packets.Packet, error) {
+	b, err := r.byte()
+	if err != nil {
+		return packets.Packet{}, err
+	}
+	return r.rest(b)
+}
+
+// rest reads and decodes the rest of the packet whose first byte is b, as next does.
+func (r *reader) rest(b byte) (pk packets.Packet, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			pk, err = packets.Packet{}, fmt.Errorf("%w: the decoder gave up: %v", ErrMalformed, p)
 		}
 	}()
-	b, err := r.br.ReadByte()
-	if err != nil {
-		return pk, err
-	}
 	if err := pk.FixedHeader.Decode(b); err != nil {
 		return pk, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
@@ -398,7 +404,7 @@ func (r *reader) next() (pk packets.Packet, err error) {
 	default:
 		body = make([]byte, n)
 	}
-	if _, err := io.ReadFull(r.br, body); err != nil {
+	if _, err := io.ReadFull(r.src, body); err != nil {
 		return pk, err
 	}
 	if err := decodePacket(&pk, body); err != nil {
