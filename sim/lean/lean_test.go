@@ -1,6 +1,7 @@
 package lean
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -189,5 +190,37 @@ func TestKeepaliveDetectsASilentBroker(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("did not reconnect within 5 s of the broker answering again")
+	}
+}
+
+// TestLargeAndSmallMessagesInterleaved sends payloads from 0 bytes to past the big read
+// buffer, in one burst, and checks each arrives whole: the reader switches between its
+// small and big buffers and reads large bodies straight through.
+func TestLargeAndSmallMessagesInterleaved(t *testing.T) {
+	b := embedded(t)
+	defer b.Close()
+	c := dial(t, Config{Options: mqttconn.Options{Broker: b.URL()}}, "big")
+	defer c.Close()
+	in := newInbox()
+	if _, err := c.Subscribe(context.Background(), "big/#", 1, in); err != nil {
+		t.Fatal(err)
+	}
+	sizes := []int{0, 1, 200, 300, 9000, 5, 70000, 3, 8192, 255}
+	var wg sync.WaitGroup
+	for i, n := range sizes {
+		wg.Go(func() {
+			p := bytes.Repeat([]byte{byte('a' + i)}, n)
+			if err := c.Publish(context.Background(), fmt.Sprintf("big/%d", i), p, 1, false); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	for _, m := range in.wait(t, len(sizes), 10*time.Second) {
+		var i int
+		fmt.Sscanf(m.Topic, "big/%d", &i)
+		if !bytes.Equal(m.Payload, bytes.Repeat([]byte{byte('a' + i)}, sizes[i])) {
+			t.Errorf("%s: %d bytes arrived not as sent (%d)", m.Topic, len(m.Payload), sizes[i])
+		}
 	}
 }

@@ -223,6 +223,9 @@ func (w *wire) flush(limit time.Duration) {
 // reader then keeps (after a collection shrinks it) the smallest stack.
 func (w *wire) readLoop() {
 	defer w.done.Done()
+	if br, ok := w.rd.src.(*bufReader); ok {
+		defer br.release()
+	}
 	for {
 		b, err := w.rd.byte()
 		if err == nil {
@@ -275,7 +278,7 @@ func (c *Conn) connect(ctx context.Context) (w *wire, present bool, err error) {
 	if _, err := nc.Write(buf.Bytes()); err != nil {
 		return fail(err)
 	}
-	rd := reader{src: mqttconn.NewReadAhead(nc), proto: c.cfg.Protocol, max: 1 << 16}
+	rd := reader{src: &bufReader{src: nc}, proto: c.cfg.Protocol, max: 1 << 16}
 	ack, err := rd.next()
 	var ne net.Error
 	switch {
@@ -329,11 +332,9 @@ func keepaliveSeconds(d time.Duration) uint16 {
 	return uint16(min(max((d+time.Second-1)/time.Second, 1), 65535))
 }
 
-// reader decodes the packets a broker sends, from one read-ahead connection (which holds
-// no buffer while the connection is idle).
+// reader decodes the packets a broker sends, from one buffered reader.
 type reader struct {
-	src   io.Reader
-	one   [1]byte
+	src   byteReader
 	proto byte
 	max   int
 	n     int    // bytes of the remaining length read so far (see ReadByte)
@@ -349,13 +350,14 @@ func (r *reader) ReadByte() (byte, error) {
 	return r.byte()
 }
 
-// byte reads one byte.
-func (r *reader) byte() (byte, error) {
-	if _, err := io.ReadFull(r.src, r.one[:]); err != nil {
-		return 0, err
-	}
-	return r.one[0], nil
+// byteReader is what a reader reads: a bufReader, or in tests any buffered reader.
+type byteReader interface {
+	io.Reader
+	io.ByteReader
 }
+
+// byte reads one byte.
+func (r *reader) byte() (byte, error) { return r.src.ReadByte() }
 
 // next reads and decodes one packet. Bytes that do not decode are ErrMalformed (never a
 // panic); a failure to read is the connection's error.
