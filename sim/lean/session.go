@@ -437,13 +437,14 @@ func (c *Conn) down(w *wire) {
 	c.setUp(false, w.err)
 }
 
-// lostWire starts a goroutine that reconnects, when w was the connection's and none is
-// reconnecting already.
+// lostWire takes w, which failed, out of use at once (publishers then wait for the next
+// connection rather than finding a dead one), and starts a goroutine that reconnects,
+// when w was the connection's and none is reconnecting already.
 func (c *Conn) lostWire(w *wire) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed || c.recovering || c.cur.Load() != w {
-		return
+	if c.closed || c.recovering || !c.cur.CompareAndSwap(w, nil) {
+		return // not the connection's (any more), or already taken care of
 	}
 	c.recovering = true
 	c.bg.Add(1)
