@@ -80,8 +80,8 @@ func (s *syncBuffer) String() string {
 // given extra environment. The process is killed when the test ends.
 func start(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
-	if c := clientOf(t); c != "" && len(args) > 0 && args[0] == "run" {
-		args = append(args[:len(args):len(args)], "--client", c)
+	if flags, _ := transportOf(t); flags != nil && len(args) > 0 && args[0] == "run" {
+		args = append(args[:len(args):len(args)], flags...)
 	}
 	p := &proc{cmd: exec.Command(binary, args...), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd.Dir = "../.."
@@ -370,7 +370,7 @@ func testSmartHomeEmbeddedBroker(t *testing.T) {
 		t.Fatalf("exit code %d, want 0", code)
 	}
 	out := p.stdout.String()
-	for _, want := range []string{"fleetsim summary: smart-home", "(" + clientOf(t) + ", MQTT 3.1.1)", "heater-1", "bulb-1", "home → away", "set point 23.0 °C"} {
+	for _, want := range []string{"fleetsim summary: smart-home", "(" + says(t) + ")", "heater-1", "bulb-1", "home → away", "set point 23.0 °C"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("stdout lacks %q", want)
 		}
@@ -410,7 +410,7 @@ fleetsim_devices{kind="vacuum",scenario="smart-home"} 1
 		`fleetsim_device_state_changes_total\{kind="bulb",scenario="smart-home"\} [1-9]`,
 		`fleetsim_devices_in_state\{kind="heater",scenario="smart-home",state="on"\} 1`,
 		`fleetsim_build_info\{goversion="go[^"]+",version="[^"]+"\} 1`,
-		`fleetsim_transport_info\{client="(paho|lean)",protocol="3.1.1",scenario="smart-home"\} 1`,
+		`fleetsim_transport_info\{client="(paho|lean)",protocol="(3.1.1|5)",scenario="smart-home"\} 1`,
 		`fleetsim_broker_clients [1-9]`, // the embedded broker's own view
 		`fleetsim_broker_messages_sent_total [1-9]`,
 		`go_goroutines `,

@@ -44,12 +44,14 @@ const (
 // Config is a lean connection's settings: the ones every transport shares, and its own.
 type Config struct {
 	mqttconn.Options
-	// Protocol is the MQTT version spoken: MQTT311 (the default) or MQTT5. MQTT 5 is
-	// spoken at the packet level only so far: no session or message expiry, properties,
-	// aliases or Receive Maximum yet.
+	// Protocol is the MQTT version spoken: MQTT311 (the default) or MQTT5. Of MQTT 5's
+	// features, the Receive Maximum is honoured (see Window), refusals' reason codes have
+	// their classes (mqttconn.Refused), and persistent sessions never expire; message
+	// expiry, user properties, topic aliases and the rest are not used yet.
 	Protocol byte
 	// Window is how many QoS 1 and 2 publishes may be in flight on the connection at once;
-	// Publish waits for room beyond it. Default 1000, at most 65000.
+	// Publish waits for room beyond it. Default 1000, at most 65000. Under MQTT 5 the
+	// broker's Receive Maximum in the first CONNACK lowers it.
 	Window int
 	// MaxPacket bounds the size of a packet from the broker; a larger one is malformed.
 	// Default 1 MiB.
@@ -138,7 +140,6 @@ func Dial(ctx context.Context, cfg Config, clientID string) (*Conn, error) {
 	}
 	c := &Conn{
 		cfg: cfg, clientID: clientID, broker: u,
-		slots:   make(chan struct{}, cfg.Window),
 		upCh:    make(chan struct{}),
 		flights: map[uint16]*flight{},
 		subs:    map[string]byte{},
@@ -150,6 +151,11 @@ func Dial(ctx context.Context, cfg Config, clientID string) (*Conn, error) {
 	for attempt := 0; ; attempt++ {
 		w, present, err := c.connect(ctx)
 		if err == nil {
+			window := cfg.Window
+			if w.receiveMax > 0 { // honoured from the first CONNACK on (MQTT 5 §3.2.2.3.3)
+				window = min(window, int(w.receiveMax))
+			}
+			c.slots = make(chan struct{}, window)
 			c.attach(w, present)
 			break
 		}
@@ -178,6 +184,10 @@ func (c *Conn) Up() bool { return c.up.Load() }
 // Malformed is how many times the connection was dropped for a packet from the broker
 // that did not decode.
 func (c *Conn) Malformed() int64 { return c.malformed.Load() }
+
+// Window is how many QoS 1 and 2 publishes may be in flight at once: Config.Window, or
+// less if the broker's Receive Maximum (MQTT 5) says so.
+func (c *Conn) Window() int { return cap(c.slots) }
 
 // Protocol is the MQTT version the connection speaks.
 func (c *Conn) Protocol() byte { return c.cfg.Protocol }

@@ -224,3 +224,35 @@ func TestLargeAndSmallMessagesInterleaved(t *testing.T) {
 		}
 	}
 }
+
+// TestMQTT5AgainstMosquitto speaks MQTT 5 to mosquitto: messages flow at QoS 1 and 2, the
+// broker's Receive Maximum bounds the window, and a wrong password is ErrLogin as under
+// 3.1.1 (reason code 0x86 or 0x87 instead of return code 4 or 5).
+func TestMQTT5AgainstMosquitto(t *testing.T) {
+	m := testbroker.StartMosquitto(t, testbroker.Config{MaxInflightMessages: 7, Users: map[string]string{"u": "secret"}})
+	opts := mqttconn.Options{Broker: m.URL(), Username: "u", Password: "secret", ConnectTimeout: 5 * time.Second}
+	c := dial(t, Config{Options: opts, Protocol: MQTT5}, "v5")
+	defer c.Close()
+	if w := c.Window(); w != 7 {
+		t.Errorf("window %d, want mosquitto's Receive Maximum 7", w)
+	}
+	in := newInbox()
+	if _, err := c.Subscribe(context.Background(), "v5/#", 2, in); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Go(func() {
+			if err := c.Publish(context.Background(), fmt.Sprintf("v5/%d", i%4), []byte("x"), byte(1+i%2), false); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	in.wait(t, 40, 10*time.Second)
+	opts.Password = "wrong"
+	_, err := Dial(context.Background(), Config{Options: opts, Protocol: MQTT5}, "v5-wrong")
+	if !errors.Is(err, mqttconn.ErrLogin) {
+		t.Errorf("wrong password: %v, want ErrLogin", err)
+	}
+}

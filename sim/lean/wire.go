@@ -19,9 +19,10 @@ import (
 // wire is one network connection of a Conn, from its CONNACK until it fails: its reader
 // and writer goroutines end with it.
 type wire struct {
-	c  *Conn
-	nc net.Conn
-	rd reader
+	c          *Conn
+	nc         net.Conn
+	rd         reader
+	receiveMax uint16 // MQTT 5: the most QoS 1/2 publishes the broker takes in flight; 0: no limit said
 
 	mu      sync.Mutex
 	pending bytes.Buffer  // packets to write; the writer takes them all at once
@@ -297,7 +298,9 @@ func (c *Conn) connect(ctx context.Context) (w *wire, present bool, err error) {
 	if err := nc.SetDeadline(time.Time{}); err != nil {
 		return fail(err)
 	}
-	return newWire(c, nc, rd), ack.SessionPresent, nil
+	w = newWire(c, nc, rd)
+	w.receiveMax = ack.Properties.ReceiveMaximum
+	return w, ack.SessionPresent, nil
 }
 
 // connectPacket is the CONNECT for the connection's settings.

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -11,26 +12,45 @@ import (
 	"github.com/fleetsim/fleetsim/sim/testbroker"
 )
 
-// The behaviour tests that matter run over every MQTT client, as one table: a test wraps
-// its body with eachClient, and the helpers that build a run's Config (runMeasured,
-// runWith, and the tests that build theirs) take the client from the subtest's name with
-// clientOf. Nothing is copied: paho and lean pass the same assertions.
+// The behaviour tests that matter run over every MQTT client (and MQTT 5 on the lean one),
+// as one table: a test wraps its body with eachClient, and the helpers that build a run's
+// Config (runMeasured, runWith, and the tests that build theirs) take the client and
+// protocol from the subtest's name with clientOf and protocolOf. Nothing is copied: every
+// transport passes the same assertions.
 
-// eachClient runs f once per MQTT client, as subtests named after it.
+// transports are the table's rows: a subtest name, its client and its protocol.
+var transports = []struct{ name, client, protocol string }{
+	{scenario.ClientPaho, scenario.ClientPaho, ""},
+	{scenario.ClientLean, scenario.ClientLean, ""},
+	{"lean-mqtt5", scenario.ClientLean, scenario.Protocol5},
+}
+
+// eachClient runs f once per transport, as subtests named after it.
 func eachClient(t *testing.T, f func(t *testing.T)) {
 	t.Helper()
-	for _, c := range scenario.Clients {
-		t.Run(c, f)
+	for _, tr := range transports {
+		t.Run(tr.name, f)
 	}
 }
 
-// clientOf is the client a test runs over: the one named in its subtest path (eachClient),
+// clientOf is the client a test runs over: the one its subtest path names (eachClient),
 // else the default.
 func clientOf(t testing.TB) string {
 	parts := strings.Split(t.Name(), "/")
-	for _, c := range scenario.Clients {
-		if slices.Contains(parts, c) {
-			return c
+	for _, tr := range transports {
+		if slices.Contains(parts, tr.name) {
+			return tr.client
+		}
+	}
+	return ""
+}
+
+// protocolOf is the protocol a test runs over, as clientOf.
+func protocolOf(t testing.TB) string {
+	parts := strings.Split(t.Name(), "/")
+	for _, tr := range transports {
+		if slices.Contains(parts, tr.name) {
+			return tr.protocol
 		}
 	}
 	return ""
@@ -42,10 +62,10 @@ func TestClientOfReadsTheSubtest(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	eachClient(t, func(t *testing.T) {
-		t.Run("inner", func(t *testing.T) { seen[clientOf(t)] = true })
+		t.Run("inner", func(t *testing.T) { seen[clientOf(t)+" "+protocolOf(t)] = true })
 	})
-	if !seen[scenario.ClientPaho] || !seen[scenario.ClientLean] || len(seen) != 2 {
-		t.Errorf("clients seen %v, want paho and lean", seen)
+	if !seen["paho "] || !seen["lean "] || !seen["lean 5"] || len(seen) != 3 {
+		t.Errorf("transports seen %v, want paho, lean and lean with MQTT 5", seen)
 	}
 }
 
@@ -83,5 +103,18 @@ func testCorruptFramesAreDroppedCountedAndReconnected(t *testing.T) {
 	}
 	if clientOf(t) == scenario.ClientLean && (bad != float64(st.Corrupted) || lost < bad) {
 		t.Errorf("%d corrupted, %v connections dropped as malformed, %v lost: want each corruption dropped and counted", st.Corrupted, bad, lost)
+	}
+}
+
+func TestMQTT5NeedsTheLeanClient(t *testing.T) {
+	s := streamScenario(1, 10, 1, false)
+	s.Connections.Protocol = scenario.Protocol5
+	cfg := Config{Scenario: s, Protocol: scenario.Protocol5}
+	if c, p := cfg.client(), cfg.protocol(); c != scenario.ClientLean || p != scenario.Protocol5 {
+		t.Errorf("MQTT 5 without a client: %s %s, want lean 5", c, p)
+	}
+	cfg.Client = scenario.ClientPaho
+	if err := cfg.checkTransport(); !errors.Is(err, ErrProtocol) {
+		t.Errorf("MQTT 5 on paho: %v, want ErrProtocol", err)
 	}
 }

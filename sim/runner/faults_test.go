@@ -86,7 +86,7 @@ func testStuckBrokerTimesOutAndStaysResponsive(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		sum, err := Run(ctx, Config{Scenario: s, Kinds: measureKinds, Metrics: mm, Grace: time.Second, AllowGeneratorLimit: true, Client: clientOf(t),
+		sum, err := Run(ctx, Config{Scenario: s, Kinds: measureKinds, Metrics: mm, Grace: time.Second, AllowGeneratorLimit: true, Client: clientOf(t), Protocol: protocolOf(t),
 			Conn: mqttconn.Options{Broker: m.URL(), ConnectTimeout: time.Second, KeepAlive: 30 * time.Second}})
 		done <- result{sum, err}
 	}()
@@ -137,7 +137,7 @@ func testPublishesThatNeverWentOutAreFailuresNotLosses(t *testing.T) {
 	stop := time.AfterFunc(1500*time.Millisecond, m.Stop)
 	defer stop.Stop()
 	mm := metrics.New(prometheus.NewRegistry(), s.Name)
-	sum, err := Run(context.Background(), Config{Scenario: s, Kinds: measureKinds, Metrics: mm, Grace: time.Second, AllowGeneratorLimit: true, Client: clientOf(t),
+	sum, err := Run(context.Background(), Config{Scenario: s, Kinds: measureKinds, Metrics: mm, Grace: time.Second, AllowGeneratorLimit: true, Client: clientOf(t), Protocol: protocolOf(t),
 		Conn: mqttconn.Options{Broker: m.URL(), ConnectTimeout: 500 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)

@@ -163,7 +163,7 @@ func runMeasured(t *testing.T, s *scenario.Scenario, brokerURL string, threshold
 	// the verdict that says so is verdict_test.go's and the e2e tests' to check.
 	sum, err := Run(context.Background(), Config{Scenario: s, Kinds: measureKinds, Metrics: m, Grace: 2 * time.Second,
 		Conn:       mqttconn.Options{Broker: brokerURL, ConnectTimeout: 5 * time.Second, ReconnectCap: 200 * time.Millisecond},
-		Thresholds: ts, AllowGeneratorLimit: true, Client: clientOf(t)})
+		Thresholds: ts, AllowGeneratorLimit: true, Client: clientOf(t), Protocol: protocolOf(t)})
 	return sum, err, m
 }
 

@@ -96,6 +96,9 @@ func (r *run) connect(ctx context.Context) error {
 	r.lay = planLayout(s, r.cfg.Shard)
 	r.links = makeLinks(s, r.cfg.Shard, r.lay, r.cfg.Metrics)
 	r.watch = newConnWatch(len(r.lay.conns))
+	if err := r.cfg.checkTransport(); err != nil {
+		return err
+	}
 	r.dialed = time.Now()
 	r.cfg.Metrics.Transport.WithLabelValues(r.cfg.client(), r.cfg.protocol()).Set(1)
 	conns, err := dialAll(ctx, r.cfg, r.lay.conns, r.links, r.watch)

@@ -73,6 +73,9 @@ type Config struct {
 	// Client, if set, is the MQTT client every connection uses (scenario.ClientPaho or
 	// ClientLean), overriding the scenario's connections.client.
 	Client string
+	// Protocol, if set, is the MQTT version the connections speak (scenario.Protocol311 or
+	// Protocol5, which needs the lean client), overriding the scenario's.
+	Protocol string
 }
 
 // ErrThresholds is returned (wrapped) by Run when a threshold was crossed.

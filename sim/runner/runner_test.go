@@ -95,7 +95,7 @@ func runWith(t *testing.T, s *scenario.Scenario, progress *bytes.Buffer) (*Summa
 	m := metrics.New(prometheus.NewRegistry(), s.Name)
 	var console bytes.Buffer
 	cfg := Config{Scenario: s, Kinds: kinds, Metrics: m, Console: &console,
-		Conn: mqttconn.Options{Broker: b.URL(), ConnectTimeout: 5 * time.Second}, Client: clientOf(t)}
+		Conn: mqttconn.Options{Broker: b.URL(), ConnectTimeout: 5 * time.Second}, Client: clientOf(t), Protocol: protocolOf(t)}
 	if progress != nil {
 		cfg.Progress, cfg.ProgressEvery = progress, 300*time.Millisecond
 	}

@@ -45,6 +45,7 @@ func (c *connectionsFile) build() Connections {
 		ConnectRate:     c.ConnectRate.or(0),
 		SourceAddresses: []netip.Addr(c.SourceAddresses.or(nil)),
 		Client:          c.Client.or(""),
+		Protocol:        c.Protocol.or(""),
 	}
 	switch {
 	case c.Pool.ok():

@@ -22,6 +22,12 @@ const (
 // Clients are the valid values of connections.client.
 var Clients = []string{ClientPaho, ClientLean}
 
+// MQTT protocol versions a run's connections may speak (connections.protocol).
+const (
+	Protocol311 = "3.1.1" // the default
+	Protocol5   = "5"     // the lean client only
+)
+
 // connections checks the connections field and reports whether it is absent or good. When
 // its mode is not good, the whole field is rejected (the default, per-home, stands in).
 func (c *checker) connections(v *value[connectionsFile]) bool {
@@ -40,6 +46,7 @@ func (c *checker) connections(v *value[connectionsFile]) bool {
 		c.checkLink(&cf.Link, "connections.link")
 		c.session(&cf.Session)
 		c.client(&cf.Client)
+		c.protocol(cf)
 		if r := &cf.ConnectRate; r.ok() && !(r.V > 0 && r.V <= MaxConnectRate) {
 			c.reject(&r.pos, "connections.connect_rate", "%s is out of range (connections per second, > 0 and <= %d)", r.text(), MaxConnectRate)
 		}
@@ -86,8 +93,8 @@ func (c *checker) mode(v *value[connectionsFile]) bool {
 	case mode == Pool:
 		c.addf(cf.Mode.line(), "connections: mode: %s needs a size; add pool: N (N 1..%d)", Pool, MaxPoolSize)
 		return false
-	case !cf.Mode.given() && cf.Client.given() && !cf.Link.given():
-		return ok // {client: lean} alone keeps the default mode
+	case !cf.Mode.given() && (cf.Client.given() || cf.Protocol.given()) && !cf.Link.given():
+		return ok // {client: lean} or {protocol: 5} alone keeps the default mode
 	case !cf.Mode.given():
 		c.addf(max(deref(v.node).Line, 1), "connections: missing field \"pool\" (the number of connections, 1..%d) or \"mode\" (%s or %s)", MaxPoolSize, PerDevice, PerHome)
 		return false
@@ -131,6 +138,18 @@ func (c *checker) client(v *value[string]) {
 		msg += fmt.Sprintf("; did you mean %q?", s)
 	}
 	c.reject(&v.pos, "connections.client", "%s", msg)
+}
+
+// protocol checks connections.protocol, and that MQTT 5 goes with the lean client.
+func (c *checker) protocol(cf *connectionsFile) {
+	v := &cf.Protocol
+	switch {
+	case !v.ok():
+	case v.V != Protocol311 && v.V != Protocol5:
+		c.reject(&v.pos, "connections.protocol", "expected %s or %s, got %q", Protocol311, Protocol5, v.V)
+	case v.V == Protocol5 && cf.Client.ok() && cf.Client.V == ClientPaho:
+		c.reject(&v.pos, "connections.protocol", "MQTT 5 needs client: %s (paho speaks 3.1.1 here)", ClientLean)
+	}
 }
 
 // sharedLinkExample writes c's mode in the mapping form with a link, for messages.

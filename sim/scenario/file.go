@@ -74,6 +74,7 @@ type connectionsFile struct {
 	ConnectRate     value[float64]  `yaml:"connect_rate"`
 	SourceAddresses value[addrList] `yaml:"source_addresses"`
 	Client          value[string]   `yaml:"client"`
+	Protocol        value[string]   `yaml:"protocol"`
 
 	short bool // written as a mode alone, which is then Mode's node
 }

@@ -226,3 +226,22 @@ func TestConnectionsClient(t *testing.T) {
 		t.Errorf("got\n%v\nwant\n%s", err, want)
 	}
 }
+
+func TestConnectionsProtocol(t *testing.T) {
+	s, err := Parse("c.yaml", []byte(doc("name: c", "connections: {protocol: 5}", "devices: [{kind: lamp}]")), testKinds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := s.Connections; c.Protocol != Protocol5 || c.Mode != PerHome {
+		t.Errorf("connections %+v, want protocol 5 per home", c)
+	}
+	for conns, want := range map[string]string{
+		"{protocol: 4}":               `bad.yaml:2: connections.protocol: expected 3.1.1 or 5, got "4"`,
+		"{protocol: 5, client: paho}": `bad.yaml:2: connections.protocol: MQTT 5 needs client: lean (paho speaks 3.1.1 here)`,
+	} {
+		_, err := Parse("bad.yaml", []byte(doc("name: c", "connections: "+conns, "devices: [{kind: lamp}]")), testKinds)
+		if err == nil || err.Error() != want {
+			t.Errorf("%s: got\n%v\nwant\n%s", conns, err, want)
+		}
+	}
+}

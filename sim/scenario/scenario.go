@@ -73,6 +73,9 @@ type Connections struct {
 	// Client is the MQTT client the connections use: ClientPaho, ClientLean, or empty
 	// for the default (paho), which a run's configuration may override.
 	Client string
+	// Protocol is the MQTT version the connections speak: Protocol311, Protocol5 (which
+	// makes the lean client the default), or empty for the default (3.1.1).
+	Protocol string
 }
 
 // Group is one entry of the devices list: Count devices of one Kind in every home.
