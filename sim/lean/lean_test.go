@@ -256,3 +256,40 @@ func TestMQTT5AgainstMosquitto(t *testing.T) {
 		t.Errorf("wrong password: %v, want ErrLogin", err)
 	}
 }
+
+// TestCloseWhileDownEndsEverything closes a connection whose broker went away while it
+// tries to reconnect, with a publish waiting for it: the publish fails as not sent, and no
+// goroutine of the connection is left.
+func TestCloseWhileDownEndsEverything(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	b := embedded(t)
+	down := make(chan struct{}, 1)
+	c := dial(t, Config{Options: mqttconn.Options{Broker: b.URL(), ConnectTimeout: 5 * time.Second,
+		ReconnectBase: 20 * time.Millisecond, ReconnectCap: 50 * time.Millisecond,
+		OnChange: func(up bool, _ error) {
+			if !up {
+				select {
+				case down <- struct{}{}:
+				default:
+				}
+			}
+		}}}, "gone")
+	b.Close()
+	select {
+	case <-down:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the connection did not notice its broker go")
+	}
+	published := make(chan error, 1)
+	go func() { published <- c.Publish(context.Background(), "t", []byte("x"), 1, false) }()
+	time.Sleep(200 * time.Millisecond) // a few reconnect attempts
+	c.Close()
+	select {
+	case err := <-published:
+		if !errors.Is(err, mqttconn.ErrNotSent) {
+			t.Errorf("publish waiting at Close: %v, want ErrNotSent", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a publish waiting for the connection outlived Close")
+	}
+}
