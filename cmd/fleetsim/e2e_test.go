@@ -80,6 +80,9 @@ func (s *syncBuffer) String() string {
 // given extra environment. The process is killed when the test ends.
 func start(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
+	if flags, _ := transportOf(t); flags != nil && len(args) > 0 && args[0] == "run" {
+		args = append(args[:len(args):len(args)], flags...)
+	}
 	p := &proc{cmd: exec.Command(binary, args...), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd.Dir = "../.."
 	p.cmd.Env = append(os.Environ(), env...)
@@ -345,6 +348,11 @@ var smartHomeArgs = []string{"run", "scenarios/smart-home.yaml", "--day", "24s",
 
 func TestSmartHomeEmbeddedBroker(t *testing.T) {
 	t.Parallel()
+	eachClient(t, testSmartHomeEmbeddedBroker)
+}
+
+func testSmartHomeEmbeddedBroker(t *testing.T) {
+	t.Parallel()
 	addr := fmt.Sprintf("127.0.0.1:%d", testbroker.FreePort(t))
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testbroker.FreePort(t))
 	p := start(t, nil, append(smartHomeArgs, "--listen", addr, "--metrics-addr", metricsAddr)...)
@@ -362,7 +370,7 @@ func TestSmartHomeEmbeddedBroker(t *testing.T) {
 		t.Fatalf("exit code %d, want 0", code)
 	}
 	out := p.stdout.String()
-	for _, want := range []string{"fleetsim summary: smart-home", "heater-1", "bulb-1", "home → away", "set point 23.0 °C"} {
+	for _, want := range []string{"fleetsim summary: smart-home", "(" + says(t) + ")", "heater-1", "bulb-1", "home → away", "set point 23.0 °C"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("stdout lacks %q", want)
 		}
@@ -402,6 +410,7 @@ fleetsim_devices{kind="vacuum",scenario="smart-home"} 1
 		`fleetsim_device_state_changes_total\{kind="bulb",scenario="smart-home"\} [1-9]`,
 		`fleetsim_devices_in_state\{kind="heater",scenario="smart-home",state="on"\} 1`,
 		`fleetsim_build_info\{goversion="go[^"]+",version="[^"]+"\} 1`,
+		`fleetsim_transport_info\{client="(paho|lean)",protocol="(3.1.1|5)",scenario="smart-home"\} 1`,
 		`fleetsim_broker_clients [1-9]`, // the embedded broker's own view
 		`fleetsim_broker_messages_sent_total [1-9]`,
 		`go_goroutines `,
@@ -414,6 +423,11 @@ fleetsim_devices{kind="vacuum",scenario="smart-home"} 1
 }
 
 func TestSmartHomeMosquitto(t *testing.T) {
+	t.Parallel()
+	eachClient(t, testSmartHomeMosquitto)
+}
+
+func testSmartHomeMosquitto(t *testing.T) {
 	t.Parallel()
 	m := testbroker.StartMosquitto(t, testbroker.Config{})
 	pub := testbroker.RequireTool(t, "mosquitto_pub")
@@ -487,6 +501,11 @@ func TestTemperatureScenarioMosquitto(t *testing.T) {
 }
 
 func TestEncyclopediaOverTLSWithPassword(t *testing.T) {
+	t.Parallel()
+	eachClient(t, testEncyclopediaOverTLSWithPassword)
+}
+
+func testEncyclopediaOverTLSWithPassword(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	ca := testbroker.NewTestCA(t, dir, "127.0.0.1", "localhost")
@@ -676,6 +695,11 @@ func TestInterruptPrintsSummary(t *testing.T) {
 
 func TestWebSocketBroker(t *testing.T) {
 	t.Parallel()
+	eachClient(t, testWebSocketBroker)
+}
+
+func testWebSocketBroker(t *testing.T) {
+	t.Parallel()
 	b, err := broker.Start(broker.Options{Addr: "127.0.0.1:0", WSAddr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
@@ -691,6 +715,11 @@ func TestWebSocketBroker(t *testing.T) {
 }
 
 func TestMutualTLS(t *testing.T) {
+	t.Parallel()
+	eachClient(t, testMutualTLS)
+}
+
+func testMutualTLS(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	ca := testbroker.NewTestCA(t, dir, "127.0.0.1", "localhost")

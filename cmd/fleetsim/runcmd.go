@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -55,6 +56,7 @@ type runFlags struct {
 	sharding                              shardFlags
 	ui                                    string
 	uiSet                                 bool // --ui was given
+	client, protocol                      string
 }
 
 // stringList is a repeatable string flag.
@@ -166,11 +168,22 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, string, error) {
 	fs.StringVar(&f.sharding.shard, "shard", "", "run only shard `I/N` of the fleet, by home (default $FLEETSIM_SHARD, or $JOB_COMPLETION_INDEX+1 of $FLEETSIM_SHARDS); merge the reports with fleetsim merge")
 	fs.StringVar(&f.sharding.startAt, "start-at", "", "start the schedules at this RFC 3339 `time` (the devices start a second ahead, once connected), so the shards of a run start together (default $FLEETSIM_START_AT)")
 	fs.StringVar(&f.ui, "ui", defaultUI, "address of the classroom view (a web page of the devices, the broker and every message; README, \"The classroom view\"); \"off\" to disable. A busy default is skipped with a warning")
+	fs.StringVar(&f.client, "client", "", "MQTT client for the connections: paho (the reference) or lean (fleetsim's own, made for load); overrides the scenario's connections.client (default paho)")
+	fs.StringVar(&f.protocol, "protocol", "", "MQTT version the connections speak: 3.1.1 or 5 (lean client only); overrides the scenario's connections.protocol (default 3.1.1)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return nil, "", err
 	}
 	fs.Visit(func(fl *flag.Flag) { f.uiSet = f.uiSet || fl.Name == "ui" })
+	if f.client != "" && !slices.Contains(scenario.Clients, f.client) {
+		return nil, "", usagef("run: --client: want paho or lean, got %q", f.client)
+	}
+	if f.protocol != "" && f.protocol != scenario.Protocol311 && f.protocol != scenario.Protocol5 {
+		return nil, "", usagef("run: --protocol: want 3.1.1 or 5, got %q", f.protocol)
+	}
+	if f.protocol == scenario.Protocol5 && f.client == scenario.ClientPaho {
+		return nil, "", usagef("run: --protocol 5 needs --client lean (paho speaks 3.1.1 here)")
+	}
 	if len(pos) != 1 {
 		return nil, "", usagef("run: want exactly one scenario file, got %d (see fleetsim help run)", len(pos))
 	}
@@ -302,7 +315,8 @@ func runCommand(ctx, hard context.Context, args []string, stdout, stderr io.Writ
 	}
 	cfg := runner.Config{Scenario: s, Kinds: devices.Kinds(), Conn: connOpts, Metrics: m, Console: stdout,
 		Grace: f.grace, Hard: hard, Thresholds: thresholds, AllowGeneratorLimit: f.allowGeneratorLimit,
-		BrokerDropped: brokerDropped, Shard: shard, StartAt: startAt, ClockSkew: skew, Observer: ui.runObserver()}
+		BrokerDropped: brokerDropped, Shard: shard, StartAt: startAt, ClockSkew: skew, Observer: ui.runObserver(),
+		Client: f.client, Protocol: f.protocol}
 	if !startAt.IsZero() || shard.Count > 1 {
 		cfg.RunID = runner.RunID(s.Name, s.Seed, startAt) // the same in every shard
 	}

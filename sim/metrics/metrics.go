@@ -26,7 +26,11 @@ type Metrics struct {
 	Connections     prometheus.Gauge
 	ConnectAttempts *prometheus.CounterVec // result
 	ConnectionsLost prometheus.Counter
-	Links           *Links // shaped links, per profile
+	// Malformed counts connections dropped for bytes from the broker that did not decode
+	// (the lean client's; paho's reader gives such a drop no cause of its own).
+	Malformed prometheus.Counter
+	Transport *prometheus.GaugeVec // client, protocol: 1 for the run's MQTT client
+	Links     *Links               // shaped links, per profile
 
 	// Measurement (DESIGN.md §4).
 	Latency         *prometheus.HistogramVec // kind (of the receiver), qos: intended send → receive
@@ -80,6 +84,10 @@ func New(reg prometheus.Registerer, scenario string) *Metrics {
 		ConnectAttempts: counter("connection_attempts_total", "Connection attempts by result (ok, error).", "result"),
 		ConnectionsLost: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "fleetsim", Name: "connections_lost_total",
 			Help: "Established connections that dropped."}),
+		Malformed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "fleetsim", Name: "connections_malformed_total",
+			Help: "Connections dropped because the broker sent bytes that did not decode (also counted as lost)."}),
+		Transport: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "fleetsim", Name: "transport_info",
+			Help: "The MQTT client (paho or lean) and protocol version the run's connections use: 1."}, []string{"client", "protocol"}),
 	}
 	histogram := func(name, help string, labels ...string) *prometheus.HistogramVec {
 		h := prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -104,7 +112,7 @@ func New(reg prometheus.Registerer, scenario string) *Metrics {
 	m.Links = newLinks()
 	m.Accounting = newAccounting()
 	m.Schedules = newSchedules()
-	reg.MustRegister(m.DevicesInState, m.Devices, m.Connections, m.ConnectionsLost, m.Links, m.PublishInFlight, m.Accounting, m.Schedules)
+	reg.MustRegister(m.DevicesInState, m.Devices, m.Connections, m.ConnectionsLost, m.Malformed, m.Transport, m.Links, m.PublishInFlight, m.Accounting, m.Schedules)
 	return m
 }
 

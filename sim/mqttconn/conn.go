@@ -80,6 +80,13 @@ type Options struct {
 	Persistent bool
 }
 
+// WithDefaults returns o with the defaults filled in where it leaves a setting unset, as
+// Dial uses it; another transport reading Options uses the same.
+func (o Options) WithDefaults() Options {
+	o.withDefaults()
+	return o
+}
+
 func (o *Options) withDefaults() {
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = 10 * time.Second
@@ -114,7 +121,7 @@ type Conn struct {
 	client   mqtt.Client
 	dispatch Dispatcher
 	opts     Options
-	qos2     qos2Seen
+	qos2     QoS2Seen
 
 	up atomic.Bool
 
@@ -161,7 +168,7 @@ func Dial(ctx context.Context, opts Options, clientID string) (*Conn, error) {
 		// only because the handler never blocks: Dispatch does non-blocking sends.
 		SetOrderMatters(true).
 		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {
-			if m.Qos() == 2 && !c.qos2.deliver(m.MessageID(), m.Duplicate()) {
+			if m.Qos() == 2 && !c.qos2.Deliver(m.MessageID(), m.Duplicate()) {
 				return // delivered already; paho still answers PUBREC
 			}
 			c.dispatch.Dispatch(sim.Message{Topic: m.Topic(), Payload: m.Payload(), QoS: m.Qos(), Retained: m.Retained()})
@@ -191,7 +198,7 @@ func Dial(ctx context.Context, opts Options, clientID string) (*Conn, error) {
 		}
 		c.client.Disconnect(0)
 		err = Explain(opts.Broker, err)
-		pause := backoff(attempt)
+		pause := Backoff(attempt)
 		if ctx.Err() != nil || !errors.Is(err, ErrUnreachable) || time.Now().Add(pause).After(deadline) {
 			c.end()
 			return nil, err
@@ -266,34 +273,19 @@ func (c *Conn) connectOnce(ctx context.Context, limit time.Duration) (present bo
 // open opens the network connection of a connect attempt for paho, bound to the
 // attempt's context: ending it stops the dial, and closes a connection still in the
 // MQTT handshake (or, past it, until connectOnce detaches it).
-func (c *Conn) open(u *url.URL, co mqtt.ClientOptions) (net.Conn, error) {
+func (c *Conn) open(u *url.URL, _ mqtt.ClientOptions) (net.Conn, error) {
 	c.mu.Lock()
 	ctx := c.attempt
 	c.mu.Unlock()
 	if ctx == nil { // paho connects only when connectOnce asks; be safe anyway
 		return nil, errors.New("no connect attempt in progress")
 	}
-	var (
-		conn net.Conn
-		err  error
-	)
-	switch u.Scheme {
-	case "ws", "wss":
-		if c.opts.NetDial != nil {
-			return nil, fmt.Errorf("a shaped link carries tcp:// and ssl:// brokers, not %s://", u.Scheme)
-		}
-		wu := *u
-		wu.User = nil // gorilla/websocket refuses URLs with user info
-		conn, err = mqtt.NewWebsocket(wu.String(), co.TLSConfig, co.ConnectTimeout, co.HTTPHeaders, co.WebsocketOptions)
-	default:
-		dial := c.opts.NetDial
-		if dial == nil {
-			dial = (&net.Dialer{}).DialContext
-		}
-		conn, err = dialVia(ctx, dial, u, co.TLSConfig, co.ConnectTimeout)
-	}
+	conn, err := OpenNet(ctx, c.opts, u)
 	if err != nil {
 		return nil, err
+	}
+	if u.Scheme == "tcp" || u.Scheme == "mqtt" {
+		conn = newReadAhead(conn)
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	c.mu.Lock()
@@ -304,8 +296,35 @@ func (c *Conn) open(u *url.URL, co mqtt.ClientOptions) (net.Conn, error) {
 	return conn, nil
 }
 
+// OpenNet opens the network connection of one connect attempt to the broker at u, as
+// opts say: TCP through opts.NetDial (a shaped link, say) or a plain dialer, TLS on top of
+// it for ssl:// (opts.TLS, verified, TLS 1.2 at least), or a WebSocket for ws:// and wss://.
+// ctx and opts.ConnectTimeout bound the dial and the TLS handshake (a WebSocket dial, by
+// paho's dialer, only the timeout). Every transport opens its connections with it, so they
+// dial, verify and shape the same way.
+func OpenNet(ctx context.Context, opts Options, u *url.URL) (net.Conn, error) {
+	timeout := opts.ConnectTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	switch u.Scheme {
+	case "ws", "wss":
+		if opts.NetDial != nil {
+			return nil, fmt.Errorf("a shaped link carries tcp:// and ssl:// brokers, not %s://", u.Scheme)
+		}
+		wu := *u
+		wu.User = nil // gorilla/websocket refuses URLs with user info
+		return mqtt.NewWebsocket(wu.String(), opts.TLS, timeout, nil, nil)
+	}
+	dial := opts.NetDial
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	return dialVia(ctx, dial, u, opts.TLS, timeout)
+}
+
 // dialVia opens a connection to u with dial, adding TLS for ssl:// URLs; ctx and timeout
-// bound the dial and the TLS handshake. Plain TCP is read through readAhead.
+// bound the dial and the TLS handshake.
 func dialVia(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), u *url.URL, tlsConf *tls.Config, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -315,7 +334,7 @@ func dialVia(ctx context.Context, dial func(ctx context.Context, network, addr s
 	}
 	switch u.Scheme {
 	case "tcp", "mqtt":
-		return newReadAhead(conn), nil
+		return conn, nil
 	case "ssl", "tls", "mqtts":
 		conf := &tls.Config{MinVersion: tls.VersionTLS12}
 		if tlsConf != nil {
@@ -336,17 +355,18 @@ func dialVia(ctx context.Context, dial func(ctx context.Context, network, addr s
 	}
 }
 
-// backoff is the pause before Dial's retry number attempt+1: exponential from 100 ms,
-// capped at 5 s, with full jitter so that many clients retrying at once spread out.
-func backoff(attempt int) time.Duration {
-	return fullJitter(attempt, 100*time.Millisecond, 5*time.Second) + time.Millisecond
+// Backoff is the pause before Dial's retry number attempt+1: exponential from 100 ms,
+// capped at 5 s, with full jitter so that many clients retrying at once spread out. Every
+// transport retrying an unreachable broker at the start uses it.
+func Backoff(attempt int) time.Duration {
+	return FullJitter(attempt, 100*time.Millisecond, 5*time.Second) + time.Millisecond
 }
 
-// fullJitter returns a pause drawn uniformly from [0, min(ceiling, base·2^attempt)),
+// FullJitter returns a pause drawn uniformly from [0, min(ceiling, base·2^attempt)),
 // the "full jitter" backoff (AWS Architecture Blog, "Exponential Backoff And Jitter",
 // 2015), which spreads clients that start retrying together best for its cost. base
 // must be positive.
-func fullJitter(attempt int, base, ceiling time.Duration) time.Duration {
+func FullJitter(attempt int, base, ceiling time.Duration) time.Duration {
 	limit := base
 	for i := 0; i < attempt && limit < ceiling; i++ {
 		limit *= 2
@@ -373,7 +393,7 @@ func (c *Conn) reconnectLoop() {
 			attempt = 0
 		}
 		for {
-			pause := fullJitter(attempt, c.opts.ReconnectBase, c.opts.ReconnectCap)
+			pause := FullJitter(attempt, c.opts.ReconnectBase, c.opts.ReconnectCap)
 			attempt++
 			select {
 			case <-c.life.Done():
@@ -392,7 +412,7 @@ func (c *Conn) reconnectLoop() {
 			}
 			if err == nil {
 				if !present {
-					c.qos2.reset() // a new session: the broker re-sends nothing
+					c.qos2.Reset() // a new session: the broker re-sends nothing
 				}
 				break
 			}
@@ -698,6 +718,29 @@ func Explain(broker string, err error) error {
 		msg = fmt.Sprintf("connect %s: %s: %v", broker, says, err)
 	}
 	return &connectError{msg: msg, class: class, cause: cause, err: err}
+}
+
+// Refused is the error of a CONNACK that refused the connection with code (MQTT 3.1.1
+// return codes 1-5, MQTT 5 reason codes from 0x80), in the terms Explain classifies: a
+// transport that reads CONNACK itself returns it so that its refusals have the same classes,
+// causes and exit codes as paho's.
+func Refused(code byte) error {
+	switch code {
+	case 0x86: // MQTT 5: bad user name or password
+		return packets.ErrorRefusedBadUsernameOrPassword
+	case 0x87, 0x8A: // not authorized, banned
+		return packets.ErrorRefusedNotAuthorised
+	case 0x85: // client identifier not valid
+		return packets.ErrorRefusedIDRejected
+	case 0x88, 0x89, 0x97, 0x9F: // server unavailable, busy, quota exceeded, connection rate exceeded
+		return packets.ErrorRefusedServerUnavailable
+	case 0x84: // unsupported protocol version
+		return packets.ErrorRefusedBadProtocolVersion
+	}
+	if err, ok := packets.ConnErrors[code]; ok && err != nil {
+		return err
+	}
+	return fmt.Errorf("broker refused the connection (code 0x%02x)", code)
 }
 
 // secure reports whether broker is a URL for MQTT over TLS.

@@ -37,6 +37,11 @@ var readAheadPool = sync.Pool{New: func() any { b := make([]byte, readAheadSize)
 
 func newReadAhead(c net.Conn) *readAhead { return &readAhead{Conn: c} }
 
+// NewReadAhead returns c read through a read-ahead buffer that an idle connection does not
+// hold (see readAhead), for a transport that reads packets in small pieces. One goroutine
+// at a time may read it.
+func NewReadAhead(c net.Conn) net.Conn { return newReadAhead(c) }
+
 func (c *readAhead) Read(p []byte) (int, error) {
 	if c.buf == nil {
 		if err := c.err; err != nil {

@@ -36,7 +36,7 @@ func TestFullJitter(t *testing.T) {
 		var sum, top time.Duration
 		const draws = 2000
 		for range draws {
-			d := fullJitter(c.attempt, base, ceiling)
+			d := FullJitter(c.attempt, base, ceiling)
 			if d < 0 || d >= c.limit {
 				t.Fatalf("attempt %d: pause %v outside [0, %v)", c.attempt, d, c.limit)
 			}
@@ -68,7 +68,7 @@ func TestOptionsDefaults(t *testing.T) {
 }
 
 func TestQoS2Seen(t *testing.T) {
-	var s qos2Seen
+	var s QoS2Seen
 	steps := []struct {
 		op      string // deliver, release, reset
 		id      uint16
@@ -88,13 +88,13 @@ func TestQoS2Seen(t *testing.T) {
 	for i, st := range steps {
 		switch st.op {
 		case "deliver":
-			if got := s.deliver(st.id, st.dup); got != st.deliver {
+			if got := s.Deliver(st.id, st.dup); got != st.deliver {
 				t.Errorf("step %d: deliver(%d, dup=%t) = %t, want %t", i, st.id, st.dup, got, st.deliver)
 			}
 		case "release":
-			s.release(st.id)
+			s.Release(st.id)
 		case "reset":
-			s.reset()
+			s.Reset()
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package runner_test
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"runtime"
@@ -13,9 +14,13 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/fleetsim/fleetsim/sim"
+	"github.com/fleetsim/fleetsim/sim/lean"
 	"github.com/fleetsim/fleetsim/sim/measure"
+	"github.com/fleetsim/fleetsim/sim/mqttconn"
 	"github.com/fleetsim/fleetsim/sim/pace"
 	"github.com/fleetsim/fleetsim/sim/runner"
+	"github.com/fleetsim/fleetsim/sim/scenario"
 	"github.com/fleetsim/fleetsim/sim/testbroker"
 )
 
@@ -27,6 +32,11 @@ import (
 
 func BenchmarkPahoFloorQoS0(b *testing.B) { benchFloor(b, shapeQoS0) }
 func BenchmarkPahoFloorQoS1(b *testing.B) { benchFloor(b, shapeQoS1) }
+
+// The lean floor: the same harness with plain lean connections (sim/lean) instead of paho
+// clients, the least the lean transport costs.
+func BenchmarkLeanFloorQoS0(b *testing.B) { benchFloor(b, shapeQoS0.over(scenario.ClientLean)) }
+func BenchmarkLeanFloorQoS1(b *testing.B) { benchFloor(b, shapeQoS1.over(scenario.ClientLean)) }
 
 func benchFloor(b *testing.B, sh shape) {
 	sh, sz := sh.withFlags(), sizes()
@@ -59,9 +69,13 @@ type floorSub struct {
 	lat       *measure.Recorder
 }
 
-func (s *floorSub) handle(_ mqtt.Client, msg mqtt.Message) {
+func (s *floorSub) handle(_ mqtt.Client, msg mqtt.Message) { s.take(msg.Payload()) }
+
+// Deliver is the lean subscriber's way in.
+func (s *floorSub) Deliver(m sim.Message) { s.take(m.Payload) }
+
+func (s *floorSub) take(p []byte) {
 	now := time.Now().UnixNano()
-	p := msg.Payload()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(p) < floorHeader || int(binary.BigEndian.Uint32(p)) >= len(s.last) {
@@ -93,28 +107,18 @@ func floorStep(b *testing.B, m *testbroker.Mosquitto, sh shape, rate float64, d 
 		nconns = sh.pubs + 1
 	}
 	sub := &floorSub{last: make([]uint64, sh.pubs), lat: measure.NewRecorder()}
-	clients := make([]mqtt.Client, nconns)
+	clients, err := floorClients(m, sh, nconns, sub)
 	defer func() {
 		var wg sync.WaitGroup
 		for _, c := range clients {
 			if c != nil {
-				wg.Go(func() { c.Disconnect(250) })
+				wg.Go(c.close)
 			}
 		}
 		wg.Wait()
 	}()
-	for i := range clients {
-		o := mqtt.NewClientOptions().AddBroker(m.URL()).SetClientID(fmt.Sprintf("floor-%d", i)).
-			SetCleanSession(true).SetAutoReconnect(false).SetConnectTimeout(10 * time.Second)
-		c := mqtt.NewClient(o)
-		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-			r.err = fmt.Errorf("connect: %v", tok.Error())
-			return r
-		}
-		clients[i] = c
-	}
-	if tok := clients[0].Subscribe("bench/#", sh.qos, sub.handle); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		r.err = fmt.Errorf("subscribe: %v", tok.Error())
+	if err != nil {
+		r.err = err
 		return r
 	}
 
@@ -147,7 +151,7 @@ func floorStep(b *testing.B, m *testbroker.Mosquitto, sh shape, rate float64, d 
 				binary.BigEndian.PutUint64(buf[12:], uint64(due.UnixNano()))
 				// The buffer is reused only once paho is done with it: the token completes
 				// after the write (QoS 0) or the acknowledgement (QoS 1).
-				if tok := c.Publish(topic, sh.qos, false, buf); tok.Wait() && tok.Error() != nil {
+				if c.publish(topic, sh.qos, buf) != nil {
 					failed.Add(1)
 				}
 			}
@@ -177,6 +181,65 @@ func floorStep(b *testing.B, m *testbroker.Mosquitto, sh shape, rate float64, d 
 		r.err = fmt.Errorf("%d publishes failed, %d malformed deliveries", f, sub.bad)
 	}
 	return r
+}
+
+// floorConn is one of the floor's connections, paho's or lean's.
+type floorConn interface {
+	publish(topic string, qos byte, payload []byte) error // returns when complete for its QoS
+	close()
+}
+
+type pahoFloor struct{ mqtt.Client }
+
+func (c pahoFloor) publish(topic string, qos byte, payload []byte) error {
+	tok := c.Publish(topic, qos, false, payload)
+	tok.Wait()
+	return tok.Error()
+}
+
+func (c pahoFloor) close() { c.Disconnect(250) }
+
+type leanFloor struct{ *lean.Conn }
+
+func (c leanFloor) publish(topic string, qos byte, payload []byte) error {
+	return c.Publish(context.Background(), topic, payload, qos, false)
+}
+
+func (c leanFloor) close() { c.Close() }
+
+// floorClients connects n clients of sh's client to m, the first subscribed to "bench/#"
+// for sub. On error, the clients made so far are returned with it, to be closed.
+func floorClients(m *testbroker.Mosquitto, sh shape, n int, sub *floorSub) ([]floorConn, error) {
+	clients := make([]floorConn, n)
+	for i := range clients {
+		id := fmt.Sprintf("floor-%d", i)
+		if sh.client == scenario.ClientLean {
+			c, err := lean.Dial(context.Background(), lean.Config{Options: mqttconn.Options{Broker: m.URL(), ConnectTimeout: 10 * time.Second}}, id)
+			if err != nil {
+				return clients, fmt.Errorf("connect: %w", err)
+			}
+			clients[i] = leanFloor{c}
+			continue
+		}
+		o := mqtt.NewClientOptions().AddBroker(m.URL()).SetClientID(id).
+			SetCleanSession(true).SetAutoReconnect(false).SetConnectTimeout(10 * time.Second)
+		c := mqtt.NewClient(o)
+		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			return clients, fmt.Errorf("connect: %v", tok.Error())
+		}
+		clients[i] = pahoFloor{c}
+	}
+	if c, ok := clients[0].(leanFloor); ok {
+		if _, err := c.Subscribe(context.Background(), "bench/#", sh.qos, sub); err != nil {
+			return clients, err
+		}
+		return clients, nil
+	}
+	c := clients[0].(pahoFloor)
+	if tok := c.Subscribe("bench/#", sh.qos, sub.handle); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		return clients, fmt.Errorf("subscribe: %v", tok.Error())
+	}
+	return clients, nil
 }
 
 // gcCycles is how many garbage collections this process has completed.

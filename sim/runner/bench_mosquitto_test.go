@@ -99,6 +99,13 @@ type shape struct {
 	start   float64
 	ref     float64 // the reference rate, msgs/s, at which CPU per message is compared
 	max     float64 // the search's ceiling
+	client  string  // the MQTT client: paho ("") or lean
+}
+
+// over is sh with its connections on client.
+func (sh shape) over(client string) shape {
+	sh.client = client
+	return sh
 }
 
 var (
@@ -271,7 +278,7 @@ func fleetsimStep(b *testing.B, m *testbroker.Mosquitto, sh shape, rate float64,
 	window := make(chan float64, 1)
 	go func() { window <- sinkRate(ctx, met, sh, d) }()
 	sum, err := runner.Run(ctx, runner.Config{Scenario: s, Kinds: devices.Kinds(), Metrics: met,
-		Grace: 3 * time.Second, Conn: mqttconn.Options{Broker: m.URL(), ConnectTimeout: 10 * time.Second}})
+		Grace: 3 * time.Second, Conn: mqttconn.Options{Broker: m.URL(), ConnectTimeout: 10 * time.Second}, Client: sh.client})
 	cancel()
 	r := stepResult{rate: rate, expected: expected, err: err, brokerCPU: brokerCPU(m) - broker0, inWindow: <-window}
 	reads, writes := syscalls()
@@ -330,6 +337,15 @@ func sinkRate(ctx context.Context, met *metrics.Metrics, sh shape, d time.Durati
 
 func BenchmarkThroughputQoS0(b *testing.B) { benchThroughput(b, shapeQoS0) }
 func BenchmarkThroughputQoS1(b *testing.B) { benchThroughput(b, shapeQoS1) }
+
+// BenchmarkThroughputLeanQoS0 and BenchmarkThroughputLeanQoS1 are fleetsim with its
+// connections on the lean client (sim/lean).
+func BenchmarkThroughputLeanQoS0(b *testing.B) {
+	benchThroughput(b, shapeQoS0.over(scenario.ClientLean))
+}
+func BenchmarkThroughputLeanQoS1(b *testing.B) {
+	benchThroughput(b, shapeQoS1.over(scenario.ClientLean))
+}
 
 func benchThroughput(b *testing.B, sh shape) {
 	sh, sz := sh.withFlags(), sizes()
@@ -436,11 +452,27 @@ func BenchmarkConnections(b *testing.B) {
 	}
 	m := testbroker.StartMosquitto(b, testbroker.Config{})
 	for b.Loop() {
-		benchConnections(b, m, n)
+		benchConnections(b, m, n, "")
 	}
 }
 
-func benchConnections(b *testing.B, m *testbroker.Mosquitto, n int) {
+// BenchmarkConnectionsLean is BenchmarkConnections on the lean client.
+func BenchmarkConnectionsLean(b *testing.B) {
+	n := sizes().conns
+	if n == 0 {
+		var lim syscall.Rlimit
+		if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			b.Fatal(err)
+		}
+		n = int(min(lim.Cur, 1<<20)) - 100
+	}
+	m := testbroker.StartMosquitto(b, testbroker.Config{})
+	for b.Loop() {
+		benchConnections(b, m, n, scenario.ClientLean)
+	}
+}
+
+func benchConnections(b *testing.B, m *testbroker.Mosquitto, n int, client string) {
 	d := 5 * time.Second
 	if *benchFull {
 		d = 20 * time.Second
@@ -480,7 +512,7 @@ func benchConnections(b *testing.B, m *testbroker.Mosquitto, n int) {
 	}()
 	t0 := time.Now()
 	sum, err := runner.Run(ctx, runner.Config{Scenario: s, Kinds: devices.Kinds(), Metrics: met, Grace: 5 * time.Second,
-		Conn: mqttconn.Options{Broker: m.URL(), ConnectTimeout: 30 * time.Second}})
+		Conn: mqttconn.Options{Broker: m.URL(), ConnectTimeout: 30 * time.Second}, Client: client})
 	cancel()
 	if err != nil {
 		b.Fatalf("%d connections: %v", n, err)

@@ -21,6 +21,10 @@ import (
 // twice, which is counted; QoS 2 delivers each exactly once. At QoS 0 what was lost is
 // counted, however much that is.
 func TestBrokerRestartLosesNothingAtQoS1And2(t *testing.T) {
+	eachClient(t, testBrokerRestartLosesNothingAtQoS1And2)
+}
+
+func testBrokerRestartLosesNothingAtQoS1And2(t *testing.T) {
 	m := testbroker.StartMosquitto(t, testbroker.Config{Persistence: true})
 	for _, qos := range []byte{1, 2, 0} {
 		t.Run(fmt.Sprintf("QoS %d", qos), func(t *testing.T) {
@@ -66,6 +70,10 @@ func TestBrokerRestartLosesNothingAtQoS1And2(t *testing.T) {
 // QoS 1 stream: publishes time out and are counted as failures, and the run still stops
 // as soon as it is told to.
 func TestStuckBrokerTimesOutAndStaysResponsive(t *testing.T) {
+	eachClient(t, testStuckBrokerTimesOutAndStaysResponsive)
+}
+
+func testStuckBrokerTimesOutAndStaysResponsive(t *testing.T) {
 	m := testbroker.StartMosquitto(t, testbroker.Config{})
 	s := streamScenario(1, 50, 1000, false)
 	s.Duration = 0 // until cancelled
@@ -78,7 +86,7 @@ func TestStuckBrokerTimesOutAndStaysResponsive(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		sum, err := Run(ctx, Config{Scenario: s, Kinds: measureKinds, Metrics: mm, Grace: time.Second, AllowGeneratorLimit: true,
+		sum, err := Run(ctx, Config{Scenario: s, Kinds: measureKinds, Metrics: mm, Grace: time.Second, AllowGeneratorLimit: true, Client: clientOf(t), Protocol: protocolOf(t),
 			Conn: mqttconn.Options{Broker: m.URL(), ConnectTimeout: time.Second, KeepAlive: 30 * time.Second}})
 		done <- result{sum, err}
 	}()
@@ -119,13 +127,17 @@ func TestStuckBrokerTimesOutAndStaysResponsive(t *testing.T) {
 // failures. They never went out, so they are not also counted as lost: only the one that
 // may have been on its way when the broker went can be.
 func TestPublishesThatNeverWentOutAreFailuresNotLosses(t *testing.T) {
+	eachClient(t, testPublishesThatNeverWentOutAreFailuresNotLosses)
+}
+
+func testPublishesThatNeverWentOutAreFailuresNotLosses(t *testing.T) {
 	m := testbroker.StartMosquitto(t, testbroker.Config{})
 	s := streamScenario(1, 20, 200, false)
 	s.Duration = 4 * time.Second
 	stop := time.AfterFunc(1500*time.Millisecond, m.Stop)
 	defer stop.Stop()
 	mm := metrics.New(prometheus.NewRegistry(), s.Name)
-	sum, err := Run(context.Background(), Config{Scenario: s, Kinds: measureKinds, Metrics: mm, Grace: time.Second, AllowGeneratorLimit: true,
+	sum, err := Run(context.Background(), Config{Scenario: s, Kinds: measureKinds, Metrics: mm, Grace: time.Second, AllowGeneratorLimit: true, Client: clientOf(t), Protocol: protocolOf(t),
 		Conn: mqttconn.Options{Broker: m.URL(), ConnectTimeout: 500 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)

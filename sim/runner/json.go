@@ -24,6 +24,8 @@ type jsonReport struct {
 	Schema         string          `json:"schema"`
 	Scenario       string          `json:"scenario"`
 	Broker         string          `json:"broker"`
+	Client         string          `json:"client"`
+	Protocol       string          `json:"protocol"`
 	Started        time.Time       `json:"started"`
 	ElapsedSeconds float64         `json:"elapsed_seconds"`
 	Interrupted    bool            `json:"interrupted"`
@@ -183,7 +185,7 @@ func latencyJSON(p measure.Percentiles) jsonLatency {
 func (s *Summary) report() jsonReport {
 	m := &s.Measured
 	r := jsonReport{
-		Schema: ReportSchema, Scenario: s.Scenario, Broker: s.Broker, Started: s.Started.UTC(),
+		Schema: ReportSchema, Scenario: s.Scenario, Broker: s.Broker, Client: s.Client, Protocol: s.Protocol, Started: s.Started.UTC(),
 		ElapsedSeconds: s.Elapsed.Seconds(), Interrupted: s.Interrupted, Passed: s.Passed(), Verdict: s.Verdict, Reasons: nonNil(s.Reasons),
 		Latency: latencyJSON(m.All.Latency),
 		Publishing: jsonPublishing{Scheduled: m.Scheduled, Late: m.Late, Lag: latencyJSON(m.Lag), Ack: latencyJSON(m.Ack),

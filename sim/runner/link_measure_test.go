@@ -66,6 +66,10 @@ func TestLinkLatencyShowsInTheLatency(t *testing.T) {
 // link went down are gone, and the report counts them: not hidden. (Publishes made while
 // the link is down wait for it, at any QoS, so they arrive late rather than not at all.)
 func TestOutageLosesNothingWithPersistentSessions(t *testing.T) {
+	eachClient(t, testOutageLosesNothingWithPersistentSessions)
+}
+
+func testOutageLosesNothingWithPersistentSessions(t *testing.T) {
 	for _, broker := range []string{"embedded", "mosquitto"} {
 		t.Run(broker, func(t *testing.T) {
 			url := ""

@@ -163,7 +163,7 @@ func runMeasured(t *testing.T, s *scenario.Scenario, brokerURL string, threshold
 	// the verdict that says so is verdict_test.go's and the e2e tests' to check.
 	sum, err := Run(context.Background(), Config{Scenario: s, Kinds: measureKinds, Metrics: m, Grace: 2 * time.Second,
 		Conn:       mqttconn.Options{Broker: brokerURL, ConnectTimeout: 5 * time.Second, ReconnectCap: 200 * time.Millisecond},
-		Thresholds: ts, AllowGeneratorLimit: true})
+		Thresholds: ts, AllowGeneratorLimit: true, Client: clientOf(t), Protocol: protocolOf(t)})
 	return sum, err, m
 }
 
@@ -189,7 +189,9 @@ func byKind(t *testing.T, sum *Summary, kind string, qos int) MeasuredKind {
 	return MeasuredKind{}
 }
 
-func TestEveryMessageIsAccountedFor(t *testing.T) {
+func TestEveryMessageIsAccountedFor(t *testing.T) { eachClient(t, testEveryMessageIsAccountedFor) }
+
+func testEveryMessageIsAccountedFor(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	b := embedded(t)
 	defer b.Close()
@@ -347,6 +349,10 @@ func viaProxy(t *testing.T) (*broker.Broker, *testbroker.Proxy) {
 }
 
 func TestInjectedLossDuplicatesAndReorderingAreCountedExactly(t *testing.T) {
+	eachClient(t, testInjectedLossDuplicatesAndReorderingAreCountedExactly)
+}
+
+func testInjectedLossDuplicatesAndReorderingAreCountedExactly(t *testing.T) {
 	for _, c := range []struct {
 		name  string
 		rules testbroker.Rules
@@ -416,7 +422,9 @@ func TestInjectedDelayMovesTheLatency(t *testing.T) {
 // messages due during the stall must show it in their latency (no coordinated omission),
 // whether the publisher kept sending into the stall (QoS 0) or was held up by missing
 // acknowledgements (QoS 1, where the sends themselves go out late and are counted so).
-func TestStallShowsInTheLatency(t *testing.T) {
+func TestStallShowsInTheLatency(t *testing.T) { eachClient(t, testStallShowsInTheLatency) }
+
+func testStallShowsInTheLatency(t *testing.T) {
 	for _, qos := range []byte{0, 1} {
 		t.Run(fmt.Sprintf("QoS %d", qos), func(t *testing.T) {
 			b, proxy := viaProxy(t)
@@ -488,6 +496,10 @@ func recordSources(t *testing.T, upstream string) *sourceRecorder {
 func (r *sourceRecorder) close() { r.ln.Close(); r.wg.Wait() }
 
 func TestConnectRateSourceAddressesAndPersistentSessions(t *testing.T) {
+	eachClient(t, testConnectRateSourceAddressesAndPersistentSessions)
+}
+
+func testConnectRateSourceAddressesAndPersistentSessions(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	b := embedded(t)
 	defer b.Close()

@@ -155,7 +155,7 @@ func addPublishing(m, o *Measured) {
 // mergeRest merges what is not end-to-end accounting: the kinds, links, connections, the
 // generators, errors and thresholds.
 func (s *Summary) mergeRest(rs []Report) {
-	brokers := []string{}
+	brokers, clients, protocols := []string{}, []string{}, []string{}
 	var end time.Time
 	kinds := map[string]*KindSummary{}
 	seenTh := map[string]bool{}
@@ -164,6 +164,12 @@ func (s *Summary) mergeRest(rs []Report) {
 	for _, r := range rs {
 		if !slices.Contains(brokers, r.Broker) {
 			brokers = append(brokers, r.Broker)
+		}
+		if !slices.Contains(clients, r.Client) {
+			clients = append(clients, r.Client)
+		}
+		if !slices.Contains(protocols, r.Protocol) {
+			protocols = append(protocols, r.Protocol)
 		}
 		if s.Started.IsZero() || r.Started.Before(s.Started) {
 			s.Started = r.Started
@@ -190,6 +196,7 @@ func (s *Summary) mergeRest(rs []Report) {
 		coreSeconds += float64(r.Measured.Generator.Cores) * r.Elapsed.Seconds()
 	}
 	s.Broker = strings.Join(brokers, ", ")
+	s.Client, s.Protocol = strings.Join(clients, ", "), strings.Join(protocols, ", ")
 	s.Elapsed = end.Sub(s.Started)
 	if coreSeconds > 0 {
 		g.Utilisation = g.CPU.Seconds() / coreSeconds

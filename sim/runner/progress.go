@@ -7,13 +7,12 @@ import (
 	"time"
 
 	"github.com/fleetsim/fleetsim/sim/measure"
-	"github.com/fleetsim/fleetsim/sim/mqttconn"
 )
 
 // reportProgress writes a status line every cfg.ProgressEvery until ctx ends: how long the
 // run has gone, connections up, message rates since the previous line, the latency p99 so
 // far and what is lost. On a terminal (cfg.ProgressInPlace) the line is rewritten in place.
-func reportProgress(ctx context.Context, cfg Config, started time.Time, devices []*port, conns []*mqttconn.Conn, meas *measurement) {
+func reportProgress(ctx context.Context, cfg Config, started time.Time, devices []*port, conns []mqttConn, meas *measurement) {
 	t := time.NewTicker(cfg.ProgressEvery) // set by Config.withDefaults
 	defer t.Stop()
 	var prev progress
@@ -69,7 +68,7 @@ func processNow() (heap uint64, goroutines uint64) {
 // progress is a snapshot of the fleet's counters.
 type progress struct{ out, in, dropped, failed, up int64 }
 
-func measureProgress(devices []*port, conns []*mqttconn.Conn) progress {
+func measureProgress(devices []*port, conns []mqttConn) progress {
 	var p progress
 	for _, d := range devices {
 		st := &d.stats

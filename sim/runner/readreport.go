@@ -50,7 +50,7 @@ func percentilesOf(l jsonLatency) measure.Percentiles {
 
 // summary is report's inverse.
 func (j *jsonReport) summary() *Summary {
-	s := &Summary{Scenario: j.Scenario, Broker: j.Broker, Started: j.Started, Elapsed: seconds(j.ElapsedSeconds), Interrupted: j.Interrupted,
+	s := &Summary{Scenario: j.Scenario, Broker: j.Broker, Client: j.Client, Protocol: j.Protocol, Started: j.Started, Elapsed: seconds(j.ElapsedSeconds), Interrupted: j.Interrupted,
 		Verdict: j.Verdict, Reasons: j.Reasons, Errors: j.Errors}
 	if len(s.Reasons) == 0 {
 		s.Reasons = nil

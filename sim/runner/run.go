@@ -10,7 +10,6 @@ import (
 	"github.com/fleetsim/fleetsim/sim"
 	"github.com/fleetsim/fleetsim/sim/alarm"
 	"github.com/fleetsim/fleetsim/sim/link"
-	"github.com/fleetsim/fleetsim/sim/mqttconn"
 )
 
 // Run runs the scenario until its duration passes or ctx is cancelled and returns what
@@ -51,7 +50,7 @@ type run struct {
 	links []*link.Link
 	held  map[link.Profile]*linkHeld // what the devices on each link profile waited for it
 	watch *connWatch
-	conns []*mqttconn.Conn
+	conns []mqttConn
 
 	eng      *engine
 	devices  []*port
@@ -97,7 +96,11 @@ func (r *run) connect(ctx context.Context) error {
 	r.lay = planLayout(s, r.cfg.Shard)
 	r.links = makeLinks(s, r.cfg.Shard, r.lay, r.cfg.Metrics)
 	r.watch = newConnWatch(len(r.lay.conns))
+	if err := r.cfg.checkTransport(); err != nil {
+		return err
+	}
 	r.dialed = time.Now()
+	r.cfg.Metrics.Transport.WithLabelValues(r.cfg.client(), r.cfg.protocol()).Set(1)
 	conns, err := dialAll(ctx, r.cfg, r.lay.conns, r.links, r.watch)
 	r.conns = conns
 	return err
@@ -204,6 +207,7 @@ func (r *run) stop() {
 func (r *run) result(interrupted bool) (*Summary, error) {
 	sum := summarise(r.cfg.Scenario, r.cfg.Conn.Broker, r.started, r.devices)
 	sum.Elapsed = r.stopped.Sub(r.started)
+	sum.Client, sum.Protocol = r.cfg.client(), r.cfg.protocol()
 	sum.Interrupted = interrupted
 	sched := scheduleAt(r.devices, r.stopped, true)
 	if r.cfg.BrokerDropped != nil {

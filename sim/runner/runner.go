@@ -72,6 +72,12 @@ type Config struct {
 	ClockSkew time.Duration
 	// Observer, if set, is told about every device, its states and its subscriptions.
 	Observer Observer
+	// Client, if set, is the MQTT client every connection uses (scenario.ClientPaho or
+	// ClientLean), overriding the scenario's connections.client.
+	Client string
+	// Protocol, if set, is the MQTT version the connections speak (scenario.Protocol311 or
+	// Protocol5, which needs the lean client), overriding the scenario's.
+	Protocol string
 }
 
 // ErrThresholds is returned (wrapped) by Run when a threshold was crossed.
@@ -98,7 +104,7 @@ const maxDialers = 64
 // shapedConns returns the connections as the devices ride them: those over a shaped link
 // wrapped with the link profile's measure of how long its devices waited for it (made in
 // held), the others as they are.
-func shapedConns(conns []*mqttconn.Conn, links []*link.Link, held map[link.Profile]*linkHeld) []connection {
+func shapedConns(conns []mqttConn, links []*link.Link, held map[link.Profile]*linkHeld) []connection {
 	out := make([]connection, len(conns))
 	for i, c := range conns {
 		out[i] = c
@@ -319,7 +325,7 @@ func deviceSeed(home int, id string) uint64 {
 
 // dialAll opens the connections with global indexes ids (see layout), at most maxDialers
 // at a time. If any fails, it closes the ones that opened and returns the first error.
-func dialAll(ctx context.Context, cfg Config, ids []int, links []*link.Link, watch *connWatch) ([]*mqttconn.Conn, error) {
+func dialAll(ctx context.Context, cfg Config, ids []int, links []*link.Link, watch *connWatch) ([]mqttConn, error) {
 	runID := cfg.RunID
 	if runID == "" {
 		b := make([]byte, 3)
@@ -333,7 +339,7 @@ func dialAll(ctx context.Context, cfg Config, ids []int, links []*link.Link, wat
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	conns := make([]*mqttconn.Conn, n)
+	conns := make([]mqttConn, n)
 	errs := make([]error, n)
 	sem := make(chan struct{}, maxDialers)
 	// A ramp up: at most ConnectRate new connections a second.
@@ -360,7 +366,7 @@ func dialAll(ctx context.Context, cfg Config, ids []int, links []*link.Link, wat
 				links[i].SetLocalAddr(local)
 				o.NetDial = links[i].Dial
 			}
-			c, err := mqttconn.Dial(ctx, o, fmt.Sprintf("%s-%d", prefix, ids[i]+1))
+			c, err := dialConn(ctx, cfg, o, fmt.Sprintf("%s-%d", prefix, ids[i]+1))
 			if err != nil {
 				m.ConnectAttempts.WithLabelValues("error").Inc()
 				errs[i] = err
@@ -394,6 +400,9 @@ func watchedOptions(cfg Config, watch *connWatch) mqttconn.Options {
 		if lost != nil {
 			m.ConnectionsLost.Inc()
 		}
+		if malformed(lost) {
+			m.Malformed.Inc()
+		}
 	}
 	opts.OnReconnectAttempt = func(err error) {
 		if err != nil {
@@ -423,7 +432,7 @@ func firstError(errs []error) error {
 	return first
 }
 
-func closeAll(conns []*mqttconn.Conn) {
+func closeAll(conns []mqttConn) {
 	var wg sync.WaitGroup
 	for _, c := range conns {
 		if c != nil {

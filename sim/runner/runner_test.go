@@ -95,7 +95,7 @@ func runWith(t *testing.T, s *scenario.Scenario, progress *bytes.Buffer) (*Summa
 	m := metrics.New(prometheus.NewRegistry(), s.Name)
 	var console bytes.Buffer
 	cfg := Config{Scenario: s, Kinds: kinds, Metrics: m, Console: &console,
-		Conn: mqttconn.Options{Broker: b.URL(), ConnectTimeout: 5 * time.Second}}
+		Conn: mqttconn.Options{Broker: b.URL(), ConnectTimeout: 5 * time.Second}, Client: clientOf(t), Protocol: protocolOf(t)}
 	if progress != nil {
 		cfg.Progress, cfg.ProgressEvery = progress, 300*time.Millisecond
 	}
@@ -103,7 +103,9 @@ func runWith(t *testing.T, s *scenario.Scenario, progress *bytes.Buffer) (*Summa
 	return sum, err, m
 }
 
-func TestConnectionModesAndRouting(t *testing.T) {
+func TestConnectionModesAndRouting(t *testing.T) { eachClient(t, testConnectionModesAndRouting) }
+
+func testConnectionModesAndRouting(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	for _, c := range []struct {
 		mode      string

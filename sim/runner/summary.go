@@ -14,6 +14,8 @@ import (
 type Summary struct {
 	Scenario    string
 	Broker      string
+	Client      string // the MQTT client the connections used: paho or lean
+	Protocol    string // the MQTT version they spoke: 3.1.1
 	Started     time.Time
 	Elapsed     time.Duration
 	Interrupted bool // stopped by a signal before its duration

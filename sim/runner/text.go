@@ -15,7 +15,11 @@ func (s *Summary) Print(w io.Writer) {
 	if s.Interrupted {
 		how = "interrupted"
 	}
-	fmt.Fprintf(w, "\n%s\nfleetsim summary: %s on %s, %s after %v\n\n", s.Headline(), s.Scenario, s.Broker, how, s.Elapsed.Round(time.Millisecond))
+	over := ""
+	if s.Client != "" {
+		over = fmt.Sprintf(" (%s, MQTT %s)", s.Client, s.Protocol)
+	}
+	fmt.Fprintf(w, "\n%s\nfleetsim summary: %s on %s%s, %s after %v\n\n", s.Headline(), s.Scenario, s.Broker, over, how, s.Elapsed.Round(time.Millisecond))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "kind\tdevices\tmsgs out\tbytes out\tmsgs in\tbytes in\tstate changes\trejected\tdropped\tfailed\t")
 	for _, k := range s.Kinds {

@@ -44,10 +44,15 @@ func (c *connectionsFile) build() Connections {
 		Persistent:      c.Session.or(CleanSession) == PersistentSession,
 		ConnectRate:     c.ConnectRate.or(0),
 		SourceAddresses: []netip.Addr(c.SourceAddresses.or(nil)),
+		Client:          c.Client.or(""),
+		Protocol:        c.Protocol.or(""),
 	}
-	if c.Pool.ok() {
+	switch {
+	case c.Pool.ok():
 		out.Mode, out.PoolSize = Pool, int(c.Pool.V)
-	} else {
+	case !c.Mode.given():
+		out.Mode = PerHome
+	default:
 		out.Mode = deref(c.Mode.node).Value
 	}
 	if c.Link.ok() {

@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"fmt"
+	"slices"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -10,6 +11,21 @@ import (
 const (
 	CleanSession      = "clean"      // the broker forgets a client's session when it goes
 	PersistentSession = "persistent" // CleanSession=false: subscriptions and QoS 1/2 messages survive a drop
+)
+
+// MQTT clients (transports) a run's connections may use.
+const (
+	ClientPaho = "paho" // eclipse/paho.mqtt.golang: the reference, and the default
+	ClientLean = "lean" // fleetsim's own, made for load (sim/lean)
+)
+
+// Clients are the valid values of connections.client.
+var Clients = []string{ClientPaho, ClientLean}
+
+// MQTT protocol versions a run's connections may speak (connections.protocol).
+const (
+	Protocol311 = "3.1.1" // the default
+	Protocol5   = "5"     // the lean client only
 )
 
 // connections checks the connections field and reports whether it is absent or good. When
@@ -29,6 +45,8 @@ func (c *checker) connections(v *value[connectionsFile]) bool {
 		ok = c.mode(v)
 		c.checkLink(&cf.Link, "connections.link")
 		c.session(&cf.Session)
+		c.client(&cf.Client)
+		c.protocol(cf)
 		if r := &cf.ConnectRate; r.ok() && !(r.V > 0 && r.V <= MaxConnectRate) {
 			c.reject(&r.pos, "connections.connect_rate", "%s is out of range (connections per second, > 0 and <= %d)", r.text(), MaxConnectRate)
 		}
@@ -75,6 +93,8 @@ func (c *checker) mode(v *value[connectionsFile]) bool {
 	case mode == Pool:
 		c.addf(cf.Mode.line(), "connections: mode: %s needs a size; add pool: N (N 1..%d)", Pool, MaxPoolSize)
 		return false
+	case !cf.Mode.given() && (cf.Client.given() || cf.Protocol.given()) && !cf.Link.given():
+		return ok // {client: lean} or {protocol: 5} alone keeps the default mode
 	case !cf.Mode.given():
 		c.addf(max(deref(v.node).Line, 1), "connections: missing field \"pool\" (the number of connections, 1..%d) or \"mode\" (%s or %s)", MaxPoolSize, PerDevice, PerHome)
 		return false
@@ -105,6 +125,30 @@ func (c *checker) modeName(v *value[raw]) (string, bool) {
 func (c *checker) session(v *value[string]) {
 	if v.ok() && v.V != CleanSession && v.V != PersistentSession {
 		c.reject(&v.pos, "connections.session", "expected %s or %s, got %q", CleanSession, PersistentSession, v.V)
+	}
+}
+
+// client checks connections.client.
+func (c *checker) client(v *value[string]) {
+	if !v.ok() || slices.Contains(Clients, v.V) {
+		return
+	}
+	msg := fmt.Sprintf("expected %s or %s, got %q", ClientPaho, ClientLean, v.V)
+	if s := suggest(v.V, Clients); s != "" {
+		msg += fmt.Sprintf("; did you mean %q?", s)
+	}
+	c.reject(&v.pos, "connections.client", "%s", msg)
+}
+
+// protocol checks connections.protocol, and that MQTT 5 goes with the lean client.
+func (c *checker) protocol(cf *connectionsFile) {
+	v := &cf.Protocol
+	switch {
+	case !v.ok():
+	case v.V != Protocol311 && v.V != Protocol5:
+		c.reject(&v.pos, "connections.protocol", "expected %s or %s, got %q", Protocol311, Protocol5, v.V)
+	case v.V == Protocol5 && cf.Client.ok() && cf.Client.V == ClientPaho:
+		c.reject(&v.pos, "connections.protocol", "MQTT 5 needs client: %s (paho speaks 3.1.1 here)", ClientLean)
 	}
 }
 

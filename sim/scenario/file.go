@@ -73,6 +73,8 @@ type connectionsFile struct {
 	Session         value[string]   `yaml:"session"`
 	ConnectRate     value[float64]  `yaml:"connect_rate"`
 	SourceAddresses value[addrList] `yaml:"source_addresses"`
+	Client          value[string]   `yaml:"client"`
+	Protocol        value[string]   `yaml:"protocol"`
 
 	short bool // written as a mode alone, which is then Mode's node
 }

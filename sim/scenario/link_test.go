@@ -196,3 +196,52 @@ func TestGroupInSomeHomes(t *testing.T) {
 		t.Errorf("got %v, want %s", err, want)
 	}
 }
+
+func TestConnectionsClient(t *testing.T) {
+	for _, c := range []struct {
+		conns, mode, client string
+	}{
+		{"{client: lean}", PerHome, ClientLean},
+		{"{pool: 3, client: paho}", Pool, ClientPaho},
+		{"{mode: per-device, client: lean}", PerDevice, ClientLean},
+		{"per-device", PerDevice, ""},
+	} {
+		s, err := Parse("c.yaml", []byte(doc("name: c", "connections: "+c.conns, "devices: [{kind: lamp}]")), testKinds)
+		if err != nil {
+			t.Fatalf("%s: %v", c.conns, err)
+		}
+		if got := s.Connections; got.Mode != c.mode || got.Client != c.client {
+			t.Errorf("%s: mode %q client %q, want %q %q", c.conns, got.Mode, got.Client, c.mode, c.client)
+		}
+	}
+	_, err := Parse("bad.yaml", []byte(doc(
+		"name: c",
+		"connections:",
+		"  mode: per-device",
+		"  client: lean2",
+		"devices: [{kind: lamp}]",
+	)), testKinds)
+	want := `bad.yaml:4: connections.client: expected paho or lean, got "lean2"; did you mean "lean"?`
+	if err == nil || err.Error() != want {
+		t.Errorf("got\n%v\nwant\n%s", err, want)
+	}
+}
+
+func TestConnectionsProtocol(t *testing.T) {
+	s, err := Parse("c.yaml", []byte(doc("name: c", "connections: {protocol: 5}", "devices: [{kind: lamp}]")), testKinds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := s.Connections; c.Protocol != Protocol5 || c.Mode != PerHome {
+		t.Errorf("connections %+v, want protocol 5 per home", c)
+	}
+	for conns, want := range map[string]string{
+		"{protocol: 4}":               `bad.yaml:2: connections.protocol: expected 3.1.1 or 5, got "4"`,
+		"{protocol: 5, client: paho}": `bad.yaml:2: connections.protocol: MQTT 5 needs client: lean (paho speaks 3.1.1 here)`,
+	} {
+		_, err := Parse("bad.yaml", []byte(doc("name: c", "connections: "+conns, "devices: [{kind: lamp}]")), testKinds)
+		if err == nil || err.Error() != want {
+			t.Errorf("%s: got\n%v\nwant\n%s", conns, err, want)
+		}
+	}
+}

@@ -70,6 +70,12 @@ type Connections struct {
 	// SourceAddresses, if set, are the local addresses connections are opened from, in
 	// turn, for more connections than one address's ephemeral ports allow (~28k).
 	SourceAddresses []netip.Addr
+	// Client is the MQTT client the connections use: ClientPaho, ClientLean, or empty
+	// for the default (paho), which a run's configuration may override.
+	Client string
+	// Protocol is the MQTT version the connections speak: Protocol311, Protocol5 (which
+	// makes the lean client the default), or empty for the default (3.1.1).
+	Protocol string
 }
 
 // Group is one entry of the devices list: Count devices of one Kind in every home.

@@ -63,6 +63,9 @@ type Rules struct {
 	SwapEvery int
 	// SwapWait bounds a swap's hold; zero means DefaultSwapWait.
 	SwapWait time.Duration
+	// CorruptEvery garbles every N-th PUBLISH: its topic length becomes 65535, more than
+	// the packet holds, so the receiver cannot decode it (a broker gone wrong).
+	CorruptEvery int
 }
 
 // Stats counts what a Proxy did in one direction since it started. Counts of copies:
@@ -82,6 +85,7 @@ type Stats struct {
 	// as Forwarded was written to the socket; the kernel may still discard it on a cut.
 	Lost      uint64
 	Malformed uint64 // connections closed because this direction's stream was not MQTT
+	Corrupted uint64 // PUBLISH packets garbled by CorruptEvery
 }
 
 // Proxy relays MQTT between clients and an upstream broker, injecting faults set by
@@ -107,7 +111,7 @@ type direction struct {
 	rules atomic.Pointer[ruleState]
 	gate  atomic.Pointer[chan struct{}] // closed while running, open while paused
 
-	seen, forwarded, dropped, duplicated, swapped, swapTimeouts, lost, malformed atomic.Uint64
+	seen, forwarded, dropped, duplicated, swapped, swapTimeouts, lost, malformed, corrupted atomic.Uint64
 }
 
 // ruleState is one SetRules call: the rules and the PUBLISH count they apply to.
@@ -230,6 +234,7 @@ func (p *Proxy) Stats(d Direction) Stats {
 		Accepted: p.accepted.Load(), Seen: c.seen.Load(), Forwarded: c.forwarded.Load(),
 		Dropped: c.dropped.Load(), Duplicated: c.duplicated.Load(), Swapped: c.swapped.Load(),
 		SwapTimeouts: c.swapTimeouts.Load(), Lost: c.lost.Load(), Malformed: c.malformed.Load(),
+		Corrupted: c.corrupted.Load(),
 	}
 }
 
@@ -374,10 +379,24 @@ func (p *Proxy) read(d Direction, pr *pair, src net.Conn, q chan<- item) {
 			if it.wait <= 0 {
 				it.wait = DefaultSwapWait
 			}
+		case every(st.CorruptEvery):
+			corrupt(it.raw)
+			c.corrupted.Add(1)
 		}
 		if !send(it) {
 			return
 		}
+	}
+}
+
+// corrupt sets the topic length of the PUBLISH raw to 65535.
+func corrupt(raw []byte) {
+	i := 1
+	for i < len(raw) && raw[i]&0x80 != 0 { // the remaining length's bytes
+		i++
+	}
+	if i+2 < len(raw) {
+		raw[i+1], raw[i+2] = 0xFF, 0xFF
 	}
 }
 
