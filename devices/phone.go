@@ -81,26 +81,31 @@ func crossed(prev, now, at time.Duration) bool {
 	return prev < at || at <= now
 }
 
+// phoneState is what a running phone keeps between events.
+type phoneState struct {
+	last            time.Duration // the time of day at the last minute tick
+	away, scheduled bool          // where the human is; where the schedule says (a command holds until it changes)
+	indoor, outdoor float64       // NaN until a sensor reports
+	told            time.Time     // when the human was last told the temperatures
+}
+
 func (d *phone) Run(ctx context.Context, io sim.IO) error {
 	o := newOut(d.cfg, io)
 	temps := d.cfg.Prefix + "/sensor/+/temperature"
-	setpointTopic := d.cfg.Prefix + "/heater/setpoint"
 	set := d.cfg.Topic + "/set" // {"away": true}: its human leaves (or comes home) now
 	if err := subscribe(ctx, io, d.cfg.QoS, temps, set); err != nil {
 		return err
 	}
-	last := o.tod()
-	away := d.away(last)
-	scheduled := away // where the schedule says the human is: a command holds until it changes
-	o.state(ctx, homeAway(away), atStart, nil)
-	d.position(ctx, o, away)
+	st := phoneState{last: o.tod(), indoor: math.NaN(), outdoor: math.NaN()}
+	st.away = d.away(st.last)
+	st.scheduled = st.away
+	o.state(ctx, homeAway(st.away), atStart, nil)
+	d.position(ctx, o, st.away)
 
 	minute := time.NewTicker(max(d.cfg.Clock.WallFor(time.Minute), 5*time.Millisecond))
 	defer minute.Stop()
 	report, stop := d.every(d.cfg.Period, true, 0)
 	defer stop()
-	indoor, outdoor := math.NaN(), math.NaN() // NaN until a sensor reports
-	var told time.Time                        // when the human was last told the temperatures
 	for {
 		select {
 		case <-ctx.Done():
@@ -108,54 +113,67 @@ func (d *phone) Run(ctx context.Context, io sim.IO) error {
 		case due := <-report:
 			d.took(due, true)
 			o.due = due
-			d.position(ctx, o, away)
+			d.position(ctx, o, st.away)
 		case <-minute.C:
-			now := o.tod()
-			for _, s := range d.setpoints {
-				if crossed(last, now, s.at) {
-					o.publish(ctx, setpointTopic, d.cfg.Retained, map[string]any{"celsius": s.celsius})
-					o.say(fmt.Sprintf("set point %.1f °C", s.celsius), "on "+setpointTopic)
-				}
-			}
-			last = now
-			if a := d.away(now); a != scheduled {
-				scheduled = a
-				if a == away { // a command got there first
-					continue
-				}
-				away = a
-				why := "leaves at " + sim.FormatTimeOfDay(d.leave)
-				if !away {
-					why = "returns at " + sim.FormatTimeOfDay(d.back)
-				}
-				o.state(ctx, homeAway(away), cause{"schedule", why}, nil)
-				d.position(ctx, o, away)
-			}
+			d.minute(ctx, o, &st)
 		case m, ok := <-io.Inbox():
-			if !ok {
+			switch {
+			case !ok:
 				return nil
-			}
-			if m.Topic == set {
-				d.command(ctx, o, m, &away)
-				continue
-			}
-			loc, c, err := parseTemperature(m.Payload)
-			if err != nil {
-				io.Reject(m.Topic, err)
-				continue
-			}
-			switch loc {
-			case "indoor":
-				indoor = c
-			case "outdoor":
-				outdoor = c
-			}
-			known := !math.IsNaN(indoor) && !math.IsNaN(outdoor)
-			if known && (told.IsZero() || time.Since(told) >= d.cfg.Clock.WallFor(time.Hour)) {
-				told = time.Now()
-				o.say(fmt.Sprintf("indoor %.1f °C, outdoor %.1f °C", indoor, outdoor), "on "+temps)
+			case m.Topic == set:
+				d.command(ctx, o, m, &st.away)
+			default:
+				d.temperature(o, &st, m, temps)
 			}
 		}
+	}
+}
+
+// minute sends the set points whose time came, and moves the human when the schedule says.
+func (d *phone) minute(ctx context.Context, o *out, st *phoneState) {
+	setpointTopic := d.cfg.Prefix + "/heater/setpoint"
+	now := o.tod()
+	for _, s := range d.setpoints {
+		if crossed(st.last, now, s.at) {
+			o.publish(ctx, setpointTopic, d.cfg.Retained, map[string]any{"celsius": s.celsius})
+			o.say(fmt.Sprintf("set point %.1f °C", s.celsius), "on "+setpointTopic)
+		}
+	}
+	st.last = now
+	a := d.away(now)
+	if a == st.scheduled {
+		return
+	}
+	st.scheduled = a
+	if a == st.away { // a command got there first
+		return
+	}
+	st.away = a
+	why := "leaves at " + sim.FormatTimeOfDay(d.leave)
+	if !a {
+		why = "returns at " + sim.FormatTimeOfDay(d.back)
+	}
+	o.state(ctx, homeAway(a), cause{"schedule", why}, nil)
+	d.position(ctx, o, a)
+}
+
+// temperature takes a sensor's reading and tells the human both, at most once an hour.
+func (d *phone) temperature(o *out, st *phoneState, m sim.Message, temps string) {
+	loc, c, err := parseTemperature(m.Payload)
+	if err != nil {
+		o.io.Reject(m.Topic, err)
+		return
+	}
+	switch loc {
+	case "indoor":
+		st.indoor = c
+	case "outdoor":
+		st.outdoor = c
+	}
+	known := !math.IsNaN(st.indoor) && !math.IsNaN(st.outdoor)
+	if known && (st.told.IsZero() || time.Since(st.told) >= d.cfg.Clock.WallFor(time.Hour)) {
+		st.told = time.Now()
+		o.say(fmt.Sprintf("indoor %.1f °C, outdoor %.1f °C", st.indoor, st.outdoor), "on "+temps)
 	}
 }
 

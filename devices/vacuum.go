@@ -42,38 +42,26 @@ type vacuum struct {
 	schedule               // its status reports, one a period
 }
 
+// vacuumRun is a running vacuum's state.
+type vacuumRun struct {
+	d       *vacuum
+	o       *out
+	state   string    // cleaning or docked
+	battery float64   // percent, as of settled
+	settled time.Time // when battery was last brought up to date
+	done    <-chan time.Time
+	empty   bool // every phone away, as last heard
+	phones  presence
+}
+
 func (d *vacuum) Run(ctx context.Context, io sim.IO) error {
 	o := newOut(d.cfg, io)
 	set := d.cfg.Topic + "/set"
 	if err := subscribe(ctx, io, d.cfg.QoS, d.cfg.Prefix+"/phone/+/position", set); err != nil {
 		return err
 	}
-	state, empty, phones := "docked", false, presence{}
-	battery, settled := 100.0, time.Now()
-	// settle brings the battery up to now: draining while cleaning, charging while docked.
-	settle := func() {
-		hours := (d.cfg.Clock.Elapsed(time.Now()) - d.cfg.Clock.Elapsed(settled)).Hours()
-		if state == "cleaning" {
-			hours *= -vacuumDrain
-		} else {
-			hours *= vacuumCharge
-		}
-		battery, settled = min(max(battery+hours, 0), 100), time.Now()
-	}
-	var done <-chan time.Time // fires when the cleaning run is over
-	change := func(word string, c cause) {
-		if word == "cleaning" {
-			done = time.After(d.cfg.Clock.WallFor(d.cleanFor))
-		} else {
-			done = nil
-		}
-		if word != state {
-			settle()
-			state = word
-			o.state(ctx, state, c, nil)
-		}
-	}
-	o.state(ctx, state, atStart, nil)
+	v := &vacuumRun{d: d, o: o, state: "docked", battery: 100, settled: time.Now(), phones: presence{}}
+	o.state(ctx, v.state, atStart, nil)
 	status, stop := d.every(d.cfg.Period, true, 0)
 	defer stop()
 	for {
@@ -82,34 +70,66 @@ func (d *vacuum) Run(ctx context.Context, io sim.IO) error {
 			return nil
 		case due := <-status:
 			d.took(due, true)
-			settle()
+			v.settle()
 			o.due = due
 			o.publish(ctx, d.cfg.Topic+"/status", false, map[string]any{
-				"battery_pct": math.Round(battery*10) / 10, "state": state,
+				"battery_pct": math.Round(v.battery*10) / 10, "state": v.state,
 			})
-		case <-done:
-			change("docked", cause{"timer", "cleaned for " + d.cleanFor.String()})
+		case <-v.done:
+			v.change(ctx, "docked", cause{"timer", "cleaned for " + d.cleanFor.String()})
 		case m, ok := <-io.Inbox():
 			if !ok {
 				return nil
 			}
-			if m.Topic == set {
-				clean, err := field[bool](m.Payload, "clean")
-				if err != nil {
-					io.Reject(m.Topic, err)
-				} else {
-					change(cleaningDocked(clean), onTopic(m.Topic, ""))
-				}
-				continue
-			}
-			c, err := phones.update(m)
-			if err != nil {
-				io.Reject(m.Topic, err)
-			} else if phones.empty() != empty {
-				empty = !empty // follow presence only when it changes
-				change(cleaningDocked(empty), c)
-			}
+			v.heard(ctx, m, m.Topic == set)
 		}
+	}
+}
+
+// settle brings the battery up to now: draining while cleaning, charging while docked.
+func (v *vacuumRun) settle() {
+	clock := v.d.cfg.Clock
+	hours := (clock.Elapsed(time.Now()) - clock.Elapsed(v.settled)).Hours()
+	if v.state == "cleaning" {
+		hours *= -vacuumDrain
+	} else {
+		hours *= vacuumCharge
+	}
+	v.battery, v.settled = min(max(v.battery+hours, 0), 100), time.Now()
+}
+
+// change starts or ends a cleaning run (a new one restarts its timer).
+func (v *vacuumRun) change(ctx context.Context, word string, c cause) {
+	if word == "cleaning" {
+		v.done = time.After(v.d.cfg.Clock.WallFor(v.d.cleanFor))
+	} else {
+		v.done = nil
+	}
+	if word != v.state {
+		v.settle()
+		v.state = word
+		v.o.state(ctx, v.state, c, nil)
+	}
+}
+
+// heard obeys a command on the vacuum's /set topic, or follows the phones' presence when
+// it changes.
+func (v *vacuumRun) heard(ctx context.Context, m sim.Message, command bool) {
+	if command {
+		clean, err := field[bool](m.Payload, "clean")
+		if err != nil {
+			v.o.io.Reject(m.Topic, err)
+			return
+		}
+		v.change(ctx, cleaningDocked(clean), onTopic(m.Topic, ""))
+		return
+	}
+	c, err := v.phones.update(m)
+	if err != nil {
+		v.o.io.Reject(m.Topic, err)
+	} else if v.phones.empty() != v.empty {
+		v.empty = !v.empty // follow presence only when it changes
+		v.change(ctx, cleaningDocked(v.empty), c)
 	}
 }
 
