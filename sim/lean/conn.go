@@ -44,11 +44,16 @@ const (
 // Config is a lean connection's settings: the ones every transport shares, and its own.
 type Config struct {
 	mqttconn.Options
-	// Protocol is the MQTT version spoken: MQTT311 (the default) or MQTT5. Of MQTT 5's
-	// features, the Receive Maximum is honoured (see Window), refusals' reason codes have
-	// their classes (mqttconn.Refused), and persistent sessions never expire; message
-	// expiry, user properties, topic aliases and the rest are not used yet.
+	// Protocol is the MQTT version spoken: MQTT311 (the default) or MQTT5. Under MQTT 5
+	// the Receive Maximum is honoured (see Window), refusals' reason codes have their
+	// classes (mqttconn.Refused) and names (ReasonError), publishes may carry Props
+	// (PublishWith), topics get aliases both ways (see TopicAliasMax) and shared
+	// subscriptions go to the broker as written.
 	Protocol byte
+	// SessionExpiry is how long the broker keeps a persistent session (Options.Persistent)
+	// once its connection ends, under MQTT 5: the Session Expiry Interval, in whole seconds
+	// rounded up. 0: for good (NeverExpires), as a 3.1.1 broker keeps one.
+	SessionExpiry time.Duration
 	// Window is how many QoS 1 and 2 publishes may be in flight on the connection at once;
 	// Publish waits for room beyond it. Default 1000, at most 65000. Under MQTT 5 the
 	// broker's Receive Maximum in the first CONNACK lowers it.

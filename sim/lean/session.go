@@ -47,6 +47,12 @@ var flights = sync.Pool{New: func() any { return &flight{done: make(chan error, 
 //
 // The payload is copied: the caller may reuse it as soon as Publish returns.
 func (c *Conn) Publish(ctx context.Context, topic string, payload []byte, qos byte, retained bool) error {
+	return c.PublishWith(ctx, topic, payload, qos, retained, nil)
+}
+
+// PublishWith is Publish with MQTT 5 properties (nil: none), which a 3.1.1 connection does
+// not send. props is read, never kept beyond the publish's flight, nor changed.
+func (c *Conn) PublishWith(ctx context.Context, topic string, payload []byte, qos byte, retained bool, props *Props) error {
 	if qos > 2 {
 		return fmt.Errorf("publish %s: QoS %d is not 0, 1 or 2", topic, qos)
 	}
@@ -56,6 +62,7 @@ func (c *Conn) Publish(ctx context.Context, topic string, payload []byte, qos by
 		Payload:         payload,
 		ProtocolVersion: c.cfg.Protocol,
 	}
+	setProps(&pk, props)
 	if qos == 0 {
 		return c.publish0(ctx, &pk)
 	}
@@ -148,7 +155,7 @@ func (c *Conn) send(ctx context.Context, pk *packets.Packet) (*flight, error) {
 		f.qos, f.rel, f.seq, f.start, f.waiting = pk.FixedHeader.Qos, false, c.seq, nanotime(), true
 		c.flights[pk.PacketID] = f
 		if w != nil {
-			w.raw(f.pkt.Bytes()) // a dead wire: the supervisor deals with the flight
+			w.publish(pk, f.pkt.Bytes()) // a dead wire: the supervisor deals with the flight
 		}
 		c.mu.Unlock()
 		if w != nil {
@@ -217,6 +224,9 @@ func (c *Conn) handle(w *wire, pk *packets.Packet) error {
 	}
 	switch pk.FixedHeader.Type {
 	case packets.Publish:
+		if err := resolveAlias(&w.aliasIn, pk, c.cfg.aliasesIn()); err != nil {
+			return err
+		}
 		qos := pk.FixedHeader.Qos
 		if qos < 2 || c.qos2.Deliver(id, pk.FixedHeader.Dup) {
 			c.dispatch.Dispatch(sim.Message{Topic: pk.TopicName, Payload: pk.Payload, QoS: qos, Retained: pk.FixedHeader.Retain})
@@ -277,7 +287,7 @@ func reasonError(pk *packets.Packet) error {
 	if pk.ReasonCode < 0x80 {
 		return nil
 	}
-	return fmt.Errorf("the broker refused the publish (reason code 0x%02x)", pk.ReasonCode)
+	return &ReasonError{What: "publish", Code: pk.ReasonCode}
 }
 
 // Subscribe routes messages matching filter to r and sends SUBSCRIBE, even when another
@@ -310,10 +320,10 @@ func (c *Conn) Subscribe(ctx context.Context, filter string, qos byte, r mqttcon
 				return 0, ctx.Err()
 			case <-time.After(time.Duration(attempt) * 10 * time.Millisecond):
 			}
-		case g == 0x80:
+		case c.cfg.Protocol == MQTT5:
+			return 0, fmt.Errorf("subscribe %q: %w", filter, &ReasonError{What: "subscription", Code: g})
+		default: // 3.1.1: 0x80 is the one failure
 			return 0, fmt.Errorf("subscribe %q: broker refused the subscription", filter)
-		default:
-			return 0, fmt.Errorf("subscribe %q: broker refused the subscription (reason code 0x%02x)", filter, g)
 		}
 	}
 }

@@ -23,6 +23,7 @@ type wire struct {
 	nc         net.Conn
 	rd         reader
 	receiveMax uint16 // MQTT 5: the most QoS 1/2 publishes the broker takes in flight; 0: no limit said
+	aliasIn    map[uint16]string // MQTT 5: the broker's topic aliases (the reader's alone)
 
 	mu      sync.Mutex
 	pending bytes.Buffer  // packets to write; the writer takes them all at once
@@ -31,6 +32,7 @@ type wire struct {
 	dead    bool
 	err     error
 	spare   bytes.Buffer // the writer's: what it is writing (only the writer touches it)
+	aliases aliasesOut   // MQTT 5: the aliases of the topics published on this wire
 
 	gone      chan struct{} // closed when the wire failed
 	lastWrite atomic.Int64  // nanotime of the last write
@@ -114,6 +116,27 @@ func (w *wire) control(pk *packets.Packet) bool {
 	return true
 }
 
+// publish appends a QoS 1 or 2 PUBLISH, with its topic's alias if it has one, for the
+// writer or a push; full is the same packet as kept for sending again. It reports false
+// when the wire is dead.
+func (w *wire) publish(pk *packets.Packet, full []byte) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.dead {
+		return false
+	}
+	if w.aliases.max == 0 {
+		w.pending.Write(full)
+		return true
+	}
+	n := w.pending.Len()
+	if err := w.aliases.encodeAliased(pk, &w.pending); err != nil {
+		w.pending.Truncate(n)
+		w.pending.Write(full)
+	}
+	return true
+}
+
 // raw appends encoded packets (a QoS 1/2 publish kept for sending again), for the writer
 // or a push. It reports false when the wire is dead.
 func (w *wire) raw(b []byte) bool {
@@ -147,7 +170,7 @@ func (w *wire) publish0(ctx context.Context, pk *packets.Packet) (bool, error) {
 		w.mu.Unlock()
 		return false, nil
 	}
-	if err := pk.PublishEncode(&w.pending); err != nil {
+	if err := w.aliases.encodeAliased(pk, &w.pending); err != nil {
 		w.mu.Unlock()
 		return false, err
 	}
@@ -300,6 +323,7 @@ func (c *Conn) connect(ctx context.Context) (w *wire, present bool, err error) {
 	}
 	w = newWire(c, nc, rd)
 	w.receiveMax = ack.Properties.ReceiveMaximum
+	w.aliases.max = ack.Properties.TopicAliasMaximum
 	return w, ack.SessionPresent, nil
 }
 
@@ -321,10 +345,12 @@ func (c *Conn) connectPacket() *packets.Packet {
 	if c.cfg.Password != "" {
 		pk.Connect.PasswordFlag, pk.Connect.Password = true, []byte(c.cfg.Password)
 	}
-	if c.cfg.Protocol == MQTT5 && c.cfg.Persistent {
-		// MQTT 5 ends a session at the disconnect unless told otherwise (§3.1.2.11.2).
-		pk.Properties.SessionExpiryInterval = 0xFFFFFFFF
-		pk.Properties.SessionExpiryIntervalFlag = true
+	if c.cfg.Protocol == MQTT5 {
+		pk.Properties.TopicAliasMaximum = c.cfg.aliasesIn()
+		if c.cfg.Persistent {
+			pk.Properties.SessionExpiryInterval = c.cfg.sessionExpiry()
+			pk.Properties.SessionExpiryIntervalFlag = true
+		}
 	}
 	return pk
 }
@@ -427,7 +453,7 @@ func decodePacket(pk *packets.Packet, body []byte) error {
 		if err := pk.PublishDecode(body); err != nil {
 			return err
 		}
-		if code := pk.PublishValidate(0); code != packets.CodeSuccess {
+		if code := pk.PublishValidate(aliasMax(pk.ProtocolVersion)); code != packets.CodeSuccess {
 			return code
 		}
 		return nil
@@ -452,6 +478,14 @@ func decodePacket(pk *packets.Packet, body []byte) error {
 	default:
 		return errors.New("not a packet a broker sends")
 	}
+}
+
+// aliasMax is the highest topic alias a broker may send under protocol version proto.
+func aliasMax(proto byte) uint16 {
+	if proto == MQTT5 {
+		return TopicAliasMax
+	}
+	return 0
 }
 
 // encodePacket encodes a packet the client sends.
