@@ -22,7 +22,7 @@ type wire struct {
 	c          *Conn
 	nc         net.Conn
 	rd         reader
-	receiveMax uint16 // MQTT 5: the most QoS 1/2 publishes the broker takes in flight; 0: no limit said
+	receiveMax uint16            // MQTT 5: the most QoS 1/2 publishes the broker takes in flight; 0: no limit said
 	aliasIn    map[uint16]string // MQTT 5: the broker's topic aliases (the reader's alone)
 
 	mu      sync.Mutex
