@@ -42,6 +42,7 @@ func (f *scenarioFile) build(file string) *Scenario {
 func (c *connectionsFile) build() Connections {
 	out := Connections{
 		Persistent:      c.Session.or(CleanSession) == PersistentSession,
+		SessionExpiry:   c.SessionExpiry.or(0),
 		ConnectRate:     c.ConnectRate.or(0),
 		SourceAddresses: []netip.Addr(c.SourceAddresses.or(nil)),
 		Client:          c.Client.or(""),
@@ -64,17 +65,19 @@ func (c *connectionsFile) build() Connections {
 // build makes the Group a device group describes; line is the group's.
 func (g *groupFile) build(line int) Group {
 	out := Group{
-		Kind:     g.Kind.or(""),
-		Name:     g.name(),
-		Count:    int(g.Count.or(1)),
-		Homes:    int(g.Homes.or(0)),
-		Period:   g.Period.or(0),
-		QoS:      byte(g.QoS.or(0)),
-		Retained: g.Retained.or(false),
-		MaxRate:  g.MaxRate.or(DefaultMaxRate),
-		Topic:    g.Topic.or(DefaultTopic),
-		Params:   g.params,
-		Line:     line,
+		Kind:           g.Kind.or(""),
+		Name:           g.name(),
+		Count:          int(g.Count.or(1)),
+		Homes:          int(g.Homes.or(0)),
+		Period:         g.Period.or(0),
+		QoS:            byte(g.QoS.or(0)),
+		Retained:       g.Retained.or(false),
+		MaxRate:        g.MaxRate.or(DefaultMaxRate),
+		Topic:          g.Topic.or(DefaultTopic),
+		UserProperties: []UserProperty(g.UserProperties.or(nil)),
+		MessageExpiry:  g.MessageExpiry.or(0),
+		Params:         g.params,
+		Line:           line,
 	}
 	if g.Link.ok() {
 		out.Link = g.Link.V.resolved

@@ -45,6 +45,7 @@ func (c *checker) check(root *value[scenarioFile]) *Scenario {
 	s := f.build(c.file)
 	c.groupSet(s, f, groups)
 	c.groupLinks(s, groups)
+	c.groupMQTT5(f, groups)
 	for i, g := range groups {
 		if !g.bad && g.f.kindOK {
 			c.buildDevice(s, &s.Groups[i], g)

@@ -45,6 +45,7 @@ func (c *checker) connections(v *value[connectionsFile]) bool {
 		ok = c.mode(v)
 		c.checkLink(&cf.Link, "connections.link")
 		c.session(&cf.Session)
+		c.sessionExpiry(cf)
 		c.client(&cf.Client)
 		c.protocol(cf)
 		if r := &cf.ConnectRate; r.ok() && !(r.V > 0 && r.V <= MaxConnectRate) {

@@ -53,8 +53,11 @@ type groupFile struct {
 	Retained value[bool]          `yaml:"retained"`
 	MaxRate  value[float64]       `yaml:"max_rate"`
 	Topic    value[string]        `yaml:"topic"`
-	Link     value[linkFile]      `yaml:"link"`
-	Params   value[raw]           `yaml:"params"` // decoded once the kind is known
+	// MQTT 5 (mqtt5.go)
+	UserProperties value[userProps]     `yaml:"user_properties"`
+	MessageExpiry  value[time.Duration] `yaml:"message_expiry"`
+	Link           value[linkFile]      `yaml:"link"`
+	Params         value[raw]           `yaml:"params"` // decoded once the kind is known
 
 	// Set by the checker: the group's kind, if known, and the params decoded for it.
 	kind   sim.Kind
@@ -67,14 +70,15 @@ func (groupFile) expected() string { return "a mapping with at least a kind" }
 // connectionsFile is the connections field. It is written either as a mode alone
 // (`connections: per-device`), or as a mapping (`{pool: 4, link: wifi}`).
 type connectionsFile struct {
-	Mode            value[raw]      `yaml:"mode"` // read by the checker, whose messages list the modes
-	Pool            value[int64]    `yaml:"pool"`
-	Link            value[linkFile] `yaml:"link"`
-	Session         value[string]   `yaml:"session"`
-	ConnectRate     value[float64]  `yaml:"connect_rate"`
-	SourceAddresses value[addrList] `yaml:"source_addresses"`
-	Client          value[string]   `yaml:"client"`
-	Protocol        value[string]   `yaml:"protocol"`
+	Mode            value[raw]           `yaml:"mode"` // read by the checker, whose messages list the modes
+	Pool            value[int64]         `yaml:"pool"`
+	Link            value[linkFile]      `yaml:"link"`
+	Session         value[string]        `yaml:"session"`
+	SessionExpiry   value[time.Duration] `yaml:"session_expiry"`
+	ConnectRate     value[float64]       `yaml:"connect_rate"`
+	SourceAddresses value[addrList]      `yaml:"source_addresses"`
+	Client          value[string]        `yaml:"client"`
+	Protocol        value[string]        `yaml:"protocol"`
 
 	short bool // written as a mode alone, which is then Mode's node
 }

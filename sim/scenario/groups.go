@@ -58,6 +58,7 @@ func (c *checker) group(g *groupCheck) {
 		c.reject(&r.pos, w+".max_rate", "%s is out of range (> 0 and <= 1000000 publishes per second)", r.text())
 	}
 	c.checkLink(&f.Link, w+".link")
+	c.expiry(&f.MessageExpiry, w+".message_expiry")
 	// Without a known kind there is nothing to check params against; the kind's problem
 	// is already reported.
 	if f.kindOK {

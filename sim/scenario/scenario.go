@@ -64,6 +64,9 @@ type Connections struct {
 	// Persistent asks for sessions that survive a drop (CleanSession=false): the broker
 	// keeps subscriptions and queues QoS 1/2 messages, and in-flight publishes are resent.
 	Persistent bool
+	// SessionExpiry, with Persistent under MQTT 5, is how long the broker keeps a session
+	// once its connection ended (the Session Expiry Interval); 0: for good.
+	SessionExpiry time.Duration
 	// ConnectRate, if positive, opens at most this many connections per second: a ramp up
 	// instead of everyone at once.
 	ConnectRate float64
@@ -90,8 +93,12 @@ type Group struct {
 	MaxRate  float64       // publish rate limit per device, messages per second
 	Topic    string        // base topic template, e.g. "{prefix}/{kind}/{id}"
 	Link     *link.Profile // each device's own link; only with PerDevice connections (see DeviceLink)
-	Params   any           // decoded params, from the kind's NewParams
-	Line     int           // line of the group in the file
+	// MQTT 5 only: the user properties of every publish (values may use {id}, {home},
+	// {kind}; see DeviceUserProperties), and the Message Expiry Interval (0: none).
+	UserProperties []UserProperty
+	MessageExpiry  time.Duration
+	Params         any // decoded params, from the kind's NewParams
+	Line           int // line of the group in the file
 }
 
 // Defaults applied when a field is absent.
