@@ -265,9 +265,9 @@ func (p *port) send(r *pubReq) error {
 		if buf != nil {
 			stampBufs.Put(buf) // empty: the client may hold out
 		}
-		if st != nil && errors.Is(err, mqttconn.ErrNotSent) {
-			// Nothing went out, so nothing can arrive: the seq is not spent, and the
-			// failure is counted as one, not also as a loss.
+		if st != nil && (errors.Is(err, mqttconn.ErrNotSent) || refused(err)) {
+			// Nothing went out (or the broker refused it), so nothing can arrive: the seq
+			// is not spent, and the failure is counted as one, not also as a loss.
 			st.last.Add(^uint64(0))
 		}
 		p.stats.failed.Add(1)

@@ -151,6 +151,7 @@ func (r *run) build(ctx context.Context) error {
 	for i, d := range r.devices {
 		d.conn = ports[r.lay.devConn[i]]
 	}
+	withProps(r.cfg, r.devices, r.conns, r.lay.devConn)
 	registerSchedules(r.cfg.Metrics, r.devices)
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/mochi-mqtt/server/v2/packets"
+
 	"github.com/fleetsim/fleetsim/sim/lean"
 	"github.com/fleetsim/fleetsim/sim/mqttconn"
 	"github.com/fleetsim/fleetsim/sim/scenario"
@@ -47,10 +49,18 @@ func (c Config) protocol() string {
 // ErrProtocol is a run asked for MQTT 5 on the paho client, which speaks 3.1.1 here.
 var ErrProtocol = errors.New("MQTT 5 needs the lean client")
 
-// checkTransport says whether the client can speak the protocol.
+// ErrNeedsMQTT5 is a run of a scenario with MQTT 5 settings (user properties, message or
+// session expiry) that speaks MQTT 3.1.1.
+var ErrNeedsMQTT5 = errors.New("the scenario's MQTT 5 settings need protocol 5")
+
+// checkTransport says whether the client can speak the protocol, and the protocol carry
+// the scenario's settings.
 func (c Config) checkTransport() error {
 	if c.protocol() == scenario.Protocol5 && c.client() != scenario.ClientLean {
 		return fmt.Errorf("%w (paho speaks MQTT 3.1.1 here)", ErrProtocol)
+	}
+	if uses := c.Scenario.MQTT5Uses(); uses != "" && c.protocol() != scenario.Protocol5 {
+		return fmt.Errorf("%w (connections.protocol: 5, on the lean client), which this run does not speak: %s", ErrNeedsMQTT5, uses)
 	}
 	return nil
 }
@@ -59,6 +69,10 @@ func (c Config) checkTransport() error {
 // decode.
 func malformed(lost error) bool { return errors.Is(lost, lean.ErrMalformed) }
 
+// refused reports whether the broker refused a publish with an MQTT 5 reason code: it
+// will not deliver it.
+func refused(err error) bool { return errors.Is(err, lean.ErrRefused) }
+
 // dialConn opens one connection with the run's client.
 func dialConn(ctx context.Context, cfg Config, o mqttconn.Options, clientID string) (mqttConn, error) {
 	if cfg.client() == scenario.ClientLean {
@@ -66,7 +80,7 @@ func dialConn(ctx context.Context, cfg Config, o mqttconn.Options, clientID stri
 		if cfg.protocol() == scenario.Protocol5 {
 			proto = lean.MQTT5
 		}
-		c, err := lean.Dial(ctx, lean.Config{Options: o, Protocol: proto}, clientID)
+		c, err := lean.Dial(ctx, lean.Config{Options: o, Protocol: proto, SessionExpiry: cfg.Scenario.Connections.SessionExpiry}, clientID)
 		if err != nil {
 			return nil, err
 		}
@@ -77,4 +91,54 @@ func dialConn(ctx context.Context, cfg Config, o mqttconn.Options, clientID stri
 		return nil, err
 	}
 	return c, nil
+}
+
+// propsConn is a connection whose publishes carry a device's MQTT 5 properties (its
+// group's user properties and message expiry), made once for the device.
+type propsConn struct {
+	connection
+	pub   *lean.Conn
+	props *lean.Props
+}
+
+func (c *propsConn) Publish(ctx context.Context, topic string, payload []byte, qos byte, retained bool) error {
+	return c.pub.PublishWith(ctx, topic, payload, qos, retained, c.props)
+}
+
+// withProps gives each device whose group has MQTT 5 publish properties a connection that
+// sends them: the devices are in the order build made them, each on its conn.
+func withProps(cfg Config, devices []*port, conns []mqttConn, devConn []int) {
+	s := cfg.Scenario
+	if cfg.client() != scenario.ClientLean {
+		return // checkTransport refused the run already
+	}
+	i := 0
+	for home := 1; home <= s.Homes; home++ {
+		if !cfg.Shard.Owns(home) {
+			continue
+		}
+		for gi := range s.Groups {
+			g := &s.Groups[gi]
+			if !g.InHome(home) {
+				continue
+			}
+			for n := 1; n <= g.Count; n++ {
+				d := devices[i]
+				lc, _ := conns[devConn[i]].(*lean.Conn)
+				i++
+				if lc == nil || len(g.UserProperties) == 0 && g.MessageExpiry == 0 {
+					continue
+				}
+				props := &lean.Props{MessageExpiry: g.MessageExpiry}
+				for _, p := range g.DeviceUserProperties(home, n) {
+					props.User = append(props.User, packets.UserProperty{Key: p.Key, Val: p.Value})
+				}
+				if linked, ok := d.conn.(*linkedConn); ok {
+					d.conn = &linkedConn{connection: &propsConn{connection: linked.connection, pub: lc, props: props}, held: linked.held}
+					continue
+				}
+				d.conn = &propsConn{connection: d.conn, pub: lc, props: props}
+			}
+		}
+	}
 }
