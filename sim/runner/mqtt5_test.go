@@ -3,6 +3,7 @@ package runner
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -11,7 +12,12 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/fleetsim/fleetsim/sim/broker"
+	"github.com/fleetsim/fleetsim/sim/metrics"
+	"github.com/fleetsim/fleetsim/sim/mqttconn"
 	"github.com/fleetsim/fleetsim/sim/scenario"
 	"github.com/fleetsim/fleetsim/sim/testbroker"
 )
@@ -153,5 +159,40 @@ func TestMQTT5SettingsNeedMQTT5(t *testing.T) {
 	cfg.Protocol = scenario.Protocol5
 	if err := cfg.checkTransport(); err != nil {
 		t.Errorf("over MQTT 5: %v", err)
+	}
+}
+
+// TestRefusedPublishesAreCountedFailures has the embedded broker refuse, with reason code
+// 0x87 (not authorized), every QoS 1 publish of a student's streamer over MQTT 5: each is
+// a counted publish failure and its metric, and none is taken for a loss.
+func TestRefusedPublishesAreCountedFailures(t *testing.T) {
+	b, err := broker.Start(broker.Options{Addr: "127.0.0.1:0", Users: map[string]broker.User{"ann": {Password: "pw"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	s := streamScenario(1, 100, 10, false)
+	s.Connections = scenario.Connections{Mode: scenario.PerHome, Protocol: scenario.Protocol5}
+	s.Groups[1].Topic = "home/1/streamer/{id}" // not a student's to write
+	s.Groups[0].Params.(*listenParams).Filter = "home/#"
+	m := metrics.New(prometheus.NewRegistry(), s.Name)
+	sum, err := Run(context.Background(), Config{Scenario: s, Kinds: measureKinds, Metrics: m, Grace: time.Second, AllowGeneratorLimit: true,
+		Conn: mqttconn.Options{Broker: b.URL(), Username: "ann", Password: "pw", ConnectTimeout: 5 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failed int64
+	for _, k := range sum.Kinds {
+		if k.Kind == "streamer" {
+			failed = k.Failed
+		}
+	}
+	metric := testutil.ToFloat64(m.For("streamer").PublishFailures[1])
+	var lost, delivered uint64
+	for _, k := range sum.Measured.ByKind {
+		lost, delivered = lost+k.Totals.Lost, delivered+k.Totals.Delivered
+	}
+	if failed != 10 || metric != 10 || lost != 0 || delivered != 0 {
+		t.Errorf("streamer failed %d (metric %v), %d lost, %d delivered: want 10 failures, nothing lost or delivered", failed, metric, lost, delivered)
 	}
 }
