@@ -14,6 +14,7 @@ import (
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/fleetsim/fleetsim/sim/broker"
 	"github.com/fleetsim/fleetsim/sim/mqttconn"
 	"github.com/fleetsim/fleetsim/sim/testbroker"
 )
@@ -419,5 +420,32 @@ func TestReasonCodesHaveNames(t *testing.T) {
 		if !strings.Contains(err.Error(), want) || !errors.Is(err, ErrRefused) {
 			t.Errorf("0x%02x: %v, want %q and ErrRefused", code, err, want)
 		}
+	}
+}
+
+// TestRefusalsNameTheirReason has the embedded broker refuse a student's QoS 1 publish
+// to a topic its ACL keeps from students, and a subscription to an invalid filter: the
+// errors name the reason and are ErrRefused; the connection stays up.
+func TestRefusalsNameTheirReason(t *testing.T) {
+	b, err := broker.Start(broker.Options{Addr: "127.0.0.1:0", Users: map[string]broker.User{"ann": {Password: "pw"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	c := dial(t, Config{Options: mqttconn.Options{Broker: b.URL(), Username: "ann", Password: "pw"}, Protocol: MQTT5}, "refused")
+	defer c.Close()
+	err = c.Publish(context.Background(), "home/1/lamp/1", []byte("x"), 1, false)
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "not authorized (reason code 0x87)") {
+		t.Errorf("publish outside the ACL: %v, want not authorized (0x87)", err)
+	}
+	if err := c.Publish(context.Background(), "students/ann/x", []byte("x"), 1, false); err != nil {
+		t.Errorf("publish inside the ACL: %v", err)
+	}
+	_, err = c.Subscribe(context.Background(), "a/#/b", 1, newInbox())
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "topic filter invalid") {
+		t.Errorf("invalid filter: %v, want topic filter invalid", err)
+	}
+	if !c.Up() {
+		t.Error("the refusals dropped the connection")
 	}
 }
