@@ -107,8 +107,12 @@ func (c *checker) expiry(v *value[time.Duration], path string) {
 func (c *checker) sessionExpiry(cf *connectionsFile) {
 	v := &cf.SessionExpiry
 	c.expiry(v, "connections.session_expiry")
-	if v.ok() && cf.Session.or(CleanSession) != PersistentSession {
+	switch {
+	case !v.ok():
+	case cf.Session.or(CleanSession) != PersistentSession:
 		c.reject(&v.pos, "connections.session_expiry", "goes with session: %s (a clean session ends with its connection)", PersistentSession)
+	case cf.Protocol.ok() && cf.Protocol.V != Protocol5 || cf.Client.ok() && cf.Client.V == ClientPaho:
+		c.reject(&v.pos, "connections.session_expiry", "needs protocol: %s on the lean client (MQTT 3.1.1 sessions have no expiry)", Protocol5)
 	}
 }
 

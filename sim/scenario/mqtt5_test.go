@@ -55,6 +55,7 @@ func TestMQTT5SettingsErrors(t *testing.T) {
 		{"3.1.1", "{protocol: 3.1.1}", "user_properties: {a: b}", `m.yaml:4: devices[0].user_properties: needs MQTT 5, but the connections speak MQTT 3.1.1 (connections.protocol, line 2)`},
 		{"paho", "{client: paho}", "message_expiry: 10s", `m.yaml:4: devices[0].message_expiry: needs MQTT 5, but the paho client speaks MQTT 3.1.1 here (connections.client, line 2)`},
 		{"expiry too short", "{protocol: 5}", "message_expiry: 10ms", `m.yaml:4: devices[0].message_expiry: 10ms is out of range (1s to 1193046h28m14s; whole seconds, rounded up)`},
+		{"session expiry over 3.1.1", "{protocol: 3.1.1, session: persistent, session_expiry: 1h}", "qos: 1", `m.yaml:2: connections.session_expiry: needs protocol: 5 on the lean client (MQTT 3.1.1 sessions have no expiry)`},
 		{"session expiry without persistence", "{protocol: 5, session_expiry: 1h}", "qos: 1", `m.yaml:2: connections.session_expiry: goes with session: persistent (a clean session ends with its connection)`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
