@@ -16,7 +16,7 @@ import (
 
 // TestTwoShardsInOneProcess runs the two shards of a run side by side on the embedded
 // broker: a streamer in home 1 (shard 1) and a listener in each home. Shard 2's clock is
-// 80 ms ahead; it measures that against shard 1, its latencies are on shard 1's clock,
+// 500 ms ahead; it measures that against shard 1, its latencies are on shard 1's clock,
 // the reports merge to every message delivered twice (once per listener) and nothing
 // lost, and no goroutine outlives the runs (shard 1's answering of pings included).
 func TestTwoShardsInOneProcess(t *testing.T) {
@@ -35,7 +35,7 @@ func TestTwoShardsInOneProcess(t *testing.T) {
 				Conn:  mqttconn.Options{Broker: b.URL(), ConnectTimeout: 5 * time.Second},
 				Shard: Shard{i + 1, 2}, StartAt: at, RunID: RunID(s.Name, s.Seed, at), AllowGeneratorLimit: true}
 			if i == 1 {
-				cfg.ClockSkew = 80 * time.Millisecond
+				cfg.ClockSkew = 500 * time.Millisecond
 			}
 			sum, err := Run(context.Background(), cfg)
 			if err != nil {
@@ -59,15 +59,15 @@ func TestTwoShardsInOneProcess(t *testing.T) {
 		return
 	}
 	c := reports[1].Clocks
-	if len(c) != 1 || !c[0].Measured || c[0].Offset > -75*time.Millisecond || c[0].Offset < -85*time.Millisecond || c[0].Uncertainty > 5*time.Millisecond {
-		t.Errorf("shard 2's clock %+v: want -80ms measured within 5ms", c)
+	if len(c) != 1 || !c[0].Measured || c[0].Offset > -495*time.Millisecond || c[0].Offset < -505*time.Millisecond || c[0].Uncertainty > 5*time.Millisecond {
+		t.Errorf("shard 2's clock %+v: want -500ms measured within 5ms", c)
 	}
 	sum, err := Merge(reports)
 	if err != nil {
 		t.Fatal(err)
 	}
 	k := byKind(t, sum, "listener", 0)
-	if k.Totals.Delivered != 100 || k.Totals.Lost != 0 || k.Latency.Count != 100 || k.Latency.Max > 50*time.Millisecond || k.Latency.Min < 0 {
-		t.Errorf("merged %+v, latency %+v: want 100 delivered on one clock (not 80 ms off), none lost", k.Totals, k.Latency)
+	if k.Totals.Delivered != 100 || k.Totals.Lost != 0 || k.Latency.Count != 100 || k.Latency.Max > 250*time.Millisecond || k.Latency.Min < 0 {
+		t.Errorf("merged %+v, latency %+v: want 100 delivered on one clock (not 500 ms off: a loaded machine's delay stays well under 250 ms), none lost", k.Totals, k.Latency)
 	}
 }
