@@ -94,13 +94,12 @@ type Conn struct {
 	qos2     mqttconn.QoS2Seen
 	slots    chan struct{} // a token per QoS 1/2 publish in flight: the window
 
-	up        atomic.Bool
+	up        mqttconn.UpState
 	cur       atomic.Pointer[wire] // the network connection; nil while down
 	malformed atomic.Int64         // connections dropped for bytes that did not decode
 
 	mu      sync.Mutex
 	closed  bool
-	upCh    chan struct{}          // closed while up; replaced when it goes down
 	flights map[uint16]*flight     // QoS 1/2 publishes in flight, by packet id
 	seq     uint64                 // numbers flights in the order they were first sent
 	nextID  uint16                 // the next packet id never used yet
@@ -145,7 +144,6 @@ func Dial(ctx context.Context, cfg Config, clientID string) (*Conn, error) {
 	}
 	c := &Conn{
 		cfg: cfg, clientID: clientID, broker: u,
-		upCh:    make(chan struct{}),
 		flights: map[uint16]*flight{},
 		subs:    map[string]byte{},
 		subacks: map[uint16]chan []byte{},
@@ -184,7 +182,7 @@ func Dial(ctx context.Context, cfg Config, clientID string) (*Conn, error) {
 }
 
 // Up reports whether the connection is established now.
-func (c *Conn) Up() bool { return c.up.Load() }
+func (c *Conn) Up() bool { return c.up.Up() }
 
 // Malformed is how many times the connection was dropped for a packet from the broker
 // that did not decode.
@@ -231,14 +229,7 @@ func (c *Conn) Close() {
 // OnChange about real changes; Dial, the supervisor and Close call it one after the other.
 func (c *Conn) setUp(up bool, lost error) {
 	c.mu.Lock()
-	changed := c.up.Swap(up) != up
-	if changed {
-		if up {
-			close(c.upCh)
-		} else {
-			c.upCh = make(chan struct{})
-		}
-	}
+	changed := c.up.Set(up)
 	c.mu.Unlock()
 	if changed && c.cfg.OnChange != nil {
 		c.cfg.OnChange(up, lost)
@@ -255,7 +246,7 @@ func (c *Conn) waitUp(ctx context.Context) (*wire, error) {
 	defer t.Stop()
 	for {
 		c.mu.Lock()
-		up, closed := c.upCh, c.closed
+		up, closed := c.up.Wait(), c.closed
 		c.mu.Unlock()
 		if closed {
 			return nil, notSent(errClosed)

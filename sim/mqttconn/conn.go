@@ -19,7 +19,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -123,12 +122,11 @@ type Conn struct {
 	opts     Options
 	qos2     QoS2Seen
 
-	up atomic.Bool
+	up UpState
 
 	mu      sync.Mutex
 	subQoS  map[string]byte // highest QoS asked per filter, for resubscribing after a reconnect
 	closed  bool
-	upCh    chan struct{}   // closed while the connection is up; replaced when it goes down
 	attempt context.Context // the connect attempt in progress, for open; nil between attempts
 	detach  func() bool     // keeps the attempt's network connection open after it succeeded
 
@@ -149,7 +147,6 @@ func Dial(ctx context.Context, opts Options, clientID string) (*Conn, error) {
 	c := &Conn{
 		opts:     opts,
 		subQoS:   map[string]byte{},
-		upCh:     make(chan struct{}),
 		lost:     make(chan error, 1),
 		loopDone: make(chan struct{}),
 	}
@@ -552,7 +549,7 @@ func (c *Conn) whenUp(ctx context.Context, send func() mqtt.Token) (mqtt.Token, 
 	}
 	for {
 		c.mu.Lock()
-		up, closed := c.upCh, c.closed
+		up, closed := c.up.Wait(), c.closed
 		c.mu.Unlock()
 		if closed {
 			return fail(errClosed)
@@ -611,21 +608,14 @@ func (c *Conn) Close() {
 }
 
 // Up reports whether the connection is established now.
-func (c *Conn) Up() bool { return c.up.Load() }
+func (c *Conn) Up() bool { return c.up.Up() }
 
 // setUp records a change of the connection's state, wakes whoever waits for the
 // connection, and tells OnChange about real changes. Dial, then the reconnect loop, then
 // Close call it, one after the other, so OnChange sees the changes in order.
 func (c *Conn) setUp(up bool, lost error) {
 	c.mu.Lock()
-	changed := c.up.Swap(up) != up
-	if changed {
-		if up {
-			close(c.upCh)
-		} else {
-			c.upCh = make(chan struct{})
-		}
-	}
+	changed := c.up.Set(up)
 	c.mu.Unlock()
 	if changed && c.opts.OnChange != nil {
 		c.opts.OnChange(up, lost)
