@@ -70,6 +70,7 @@ func startView(f *runFlags, s *scenario.Scenario, users map[string]broker.User, 
 	o := classroom.Options{}
 	if s.Broker != scenario.Embedded {
 		o.Blind = fmt.Sprintf(externalBlind, watchFilter(s.TopicPrefix))
+		o.InferDeliveries = true // one subscriber sees publishes, not the broker's deliveries
 	}
 	v := newView(o)
 	v.register(reg, s.Name)

@@ -23,12 +23,18 @@ type Observer interface {
 	// Watching reports whether anyone is watching: when not, Published is not called,
 	// so that an observer without viewers costs each publish one atomic load.
 	Watching() bool
-	// Published is called for each PUBLISH the broker accepted from a client, after it
-	// was handed to the subscribers. payload is the broker's: read it during the call only.
+	// Published is called for each PUBLISH the broker accepted from a client, before it
+	// is handed to the subscribers (so before any Delivered for it). payload is the
+	// broker's: read it during the call only.
 	Published(id, topic string, qos byte, retained bool, payload []byte)
-	// RetainedSent is called when the broker sends a retained message to a client that
-	// subscribed (what a late subscriber gets at once). payload as for Published.
-	RetainedSent(id, topic string, qos byte, payload []byte)
+	// Delivered is called for each PUBLISH the broker wrote to a subscriber id: a live
+	// message, or with retained set one from the broker's store sent as the client
+	// subscribed (MQTT 3.1.1 clears the flag on live deliveries). origin is the client
+	// that published it. A shared subscription's message is delivered to one member of
+	// the group, so it is told once. It is called on the subscriber's writing goroutine
+	// for every delivery while Watching: it must not allocate when it takes nothing.
+	// payload as for Published.
+	Delivered(id, origin, topic string, qos byte, retained bool, payload []byte)
 	// Dropped is called when a message for a client was dropped because the client's
 	// outbound queue was full (a slow subscriber).
 	Dropped(id, topic string)
@@ -44,8 +50,8 @@ func (*observeHook) ID() string { return "fleetsim-observe" }
 
 func (*observeHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublished,
-		mqtt.OnRetainPublished, mqtt.OnPublishDropped:
+	case mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublish,
+		mqtt.OnPacketSent, mqtt.OnPublishDropped:
 		return true
 	}
 	return false
@@ -79,18 +85,25 @@ func (h *observeHook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 	h.o.Unsubscribed(cl.ID, filters)
 }
 
-func (h *observeHook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
-	if !h.o.Watching() {
-		return
+// OnPublish tells the publish before mochi hands it to the subscribers, so that the
+// observer hears of it before its deliveries. No hook of fleetsim's rejects a publish
+// here (authorisation is OnACLCheck, earlier), so each one told goes on to subscribers.
+func (h *observeHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if h.o.Watching() {
+		h.o.Published(cl.ID, pk.TopicName, pk.FixedHeader.Qos, pk.FixedHeader.Retain, pk.Payload)
 	}
-	h.o.Published(cl.ID, pk.TopicName, pk.FixedHeader.Qos, pk.FixedHeader.Retain, pk.Payload)
+	return pk, nil
 }
 
-func (h *observeHook) OnRetainPublished(cl *mqtt.Client, pk packets.Packet) {
-	if !h.o.Watching() {
+// OnPacketSent tells each PUBLISH written to a client: one per delivery, whichever way
+// mochi chose its subscribers (one member of a shared subscription's group). A resend
+// (DUP) is not a new delivery, and one sent under an MQTT 5 topic alias without its
+// name cannot be told which topic it was: both are skipped.
+func (h *observeHook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
+	if pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Dup || pk.TopicName == "" || !h.o.Watching() {
 		return
 	}
-	h.o.RetainedSent(cl.ID, pk.TopicName, pk.FixedHeader.Qos, pk.Payload)
+	h.o.Delivered(cl.ID, pk.Origin, pk.TopicName, pk.FixedHeader.Qos, pk.FixedHeader.Retain, pk.Payload)
 }
 
 func (h *observeHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {

@@ -3,9 +3,13 @@ package broker
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // recordingObserver records what the broker tells it, one line per call.
@@ -35,8 +39,21 @@ func (o *recordingObserver) Watching() bool {
 func (o *recordingObserver) Published(id, topic string, qos byte, retained bool, p []byte) {
 	o.add("publish %s %s q%d r=%v %s", id, topic, qos, retained, p)
 }
-func (o *recordingObserver) RetainedSent(id, topic string, qos byte, p []byte) {
-	o.add("retained %s %s q%d %s", id, topic, qos, p)
+func (o *recordingObserver) Delivered(id, origin, topic string, qos byte, retained bool, p []byte) {
+	o.add("deliver %s from %s %s q%d r=%v %s", id, origin, topic, qos, retained, p)
+}
+
+// count is how many lines the observer recorded that start with prefix.
+func (o *recordingObserver) count(prefix string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for _, l := range o.lines {
+		if strings.HasPrefix(l, prefix) {
+			n++
+		}
+	}
+	return n
 }
 func (o *recordingObserver) Dropped(id, topic string) { o.add("dropped %s %s", id, topic) }
 
@@ -72,7 +89,7 @@ func TestObserverSeesClients(t *testing.T) {
 	late := connect(t, b.URL(), "late")
 	subscribe(t, late, "home/+/bulb/#", 1)
 	o.waitFor(t, "subscribe late [home/+/bulb/#]")
-	o.waitFor(t, "retained late home/1/bulb/bulb-1/state q1 on")
+	o.waitFor(t, "deliver late from pub home/1/bulb/bulb-1/state q1 r=true on") // retained, on subscribe
 	wait(t, late.Unsubscribe("home/+/bulb/#"), "unsubscribe")
 	o.waitFor(t, "unsubscribe late [home/+/bulb/#]")
 
@@ -89,5 +106,50 @@ func TestObserverSeesClients(t *testing.T) {
 		if l == "publish pub home/1/bulb/bulb-1/state q1 r=true unwatched" {
 			t.Error("told a publish while not watching")
 		}
+	}
+}
+
+// Deliveries are the broker's own: a shared subscription's message is told once, to the
+// member mochi chose; a plain subscription's once per subscriber.
+func TestObserverSeesEachDelivery(t *testing.T) {
+	o := &recordingObserver{watching: true}
+	b := start(t, Options{Observer: o})
+	pub := connect(t, b.URL(), "pub")
+	for _, id := range []string{"member-a", "member-b", "plain-c", "plain-d"} {
+		c := connect(t, b.URL(), id)
+		if strings.HasPrefix(id, "member") {
+			subscribe(t, c, "$share/g/lab/shared", 1)
+		} else {
+			subscribe(t, c, "lab/plain", 1)
+		}
+		subscribe(t, c, "lab/marker", 1)
+	}
+	wait(t, pub.Publish("lab/shared", 1, false, "s"), "publish")
+	wait(t, pub.Publish("lab/plain", 0, false, "p"), "publish")
+	wait(t, pub.Publish("lab/marker", 1, false, "m"), "publish")
+	// Each client's packets are written in order: once every client has its marker, all
+	// it would get of the two messages before has been told.
+	for _, id := range []string{"member-a", "member-b", "plain-c", "plain-d"} {
+		o.waitFor(t, "deliver "+id+" from pub lab/marker q1 r=false m")
+	}
+	shared := o.count("deliver member-a from pub lab/shared") + o.count("deliver member-b from pub lab/shared")
+	plain := o.count("deliver plain-c from pub lab/plain q0") + o.count("deliver plain-d from pub lab/plain q0")
+	if shared != 1 || plain != 2 {
+		t.Errorf("told %d deliveries of the shared message (want 1), %d of the plain one (want 2):\n%q", shared, plain, o.lines)
+	}
+}
+
+// The hook runs for every packet the broker writes: when nobody watches it allocates
+// nothing.
+func TestObserveHookAllocatesNothingUnwatched(t *testing.T) {
+	h := &observeHook{o: &recordingObserver{}}
+	cl := &mqtt.Client{ID: "sub"}
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, TopicName: "home/1/bulb/bulb-1/state",
+		Origin: "pub", Payload: []byte(`{"state":"on"}`)}
+	if n := testing.AllocsPerRun(1000, func() { h.OnPacketSent(cl, pk, nil) }); n != 0 {
+		t.Errorf("%v allocations per delivery with nobody watching", n)
+	}
+	if n := testing.AllocsPerRun(1000, func() { _, _ = h.OnPublish(cl, pk) }); n != 0 {
+		t.Errorf("%v allocations per publish with nobody watching", n)
 	}
 }

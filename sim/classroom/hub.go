@@ -1,6 +1,6 @@
 // Package classroom is the classroom view: a live picture of publish/subscribe for a
 // teacher's projector. Events (clients connecting, their subscriptions, each publish and
-// the subscribers it reaches, the devices' states) come from the embedded broker's hooks
+// each delivery the broker made of it, the devices' states) come from the embedded broker's hooks
 // (broker.Observer) and from the runner (runner.Observer) into one Hub, which fans them out
 // to the viewers' browsers over Server-Sent Events (server.go). The Hub never waits: what
 // its queue or a slow viewer cannot take is dropped and counted, and the viewer is told.
@@ -32,6 +32,9 @@ const (
 	// DefaultAnimateLimit is the publish rate (per second) above which the view stops
 	// sending each message and sends rates per edge once a second instead.
 	DefaultAnimateLimit = 300
+	// deliveryFactor: the view also aggregates above this many deliveries per publish
+	// the limit allows (a few subscribers each), and samples deliveries past it.
+	deliveryFactor = 4
 )
 
 // FleetPrefix starts the client ids of fleetsim's own connections (runner.dialAll).
@@ -48,10 +51,13 @@ type Hub struct {
 	idleBudget   atomic.Int64 // publishes still taken this second while nobody watches
 	published    atomic.Int64 // publishes offered (Published calls), total
 	sampleEvery  atomic.Int64 // above the animation limit, one publish in this many is taken
+	delivered    atomic.Int64 // deliveries offered while watched, total
+	deliverEvery atomic.Int64 // likewise for deliveries
 	queueDropped atomic.Int64
 	viewerLost   atomic.Int64
 	animateLimit int
 	blind        string // what this view cannot see, "" when it sees everything
+	infer        bool   // work deliveries out from the subscriptions (Options.InferDeliveries)
 
 	done chan struct{}
 }
@@ -63,6 +69,10 @@ type Options struct {
 	// Blind, when set, is told to every viewer: what the view cannot see, e.g. other
 	// clients' subscriptions when it watches an external broker from one subscriber.
 	Blind string
+	// InferDeliveries: the view is told no deliveries (an external broker, watched from
+	// one subscriber), so it draws each publish to every subscription it knows that
+	// matches. Without it only the deliveries the broker tells (Delivered) are drawn.
+	InferDeliveries bool
 }
 
 // NewHub returns a Hub; it does nothing until Run.
@@ -72,7 +82,7 @@ func NewHub(o Options) *Hub {
 	}
 	return &Hub{
 		in: make(chan event, queueSize), join: make(chan *Viewer), leave: make(chan *Viewer),
-		animateLimit: o.AnimateLimit, blind: o.Blind, done: make(chan struct{}),
+		animateLimit: o.AnimateLimit, blind: o.Blind, infer: o.InferDeliveries, done: make(chan struct{}),
 	}
 }
 
@@ -90,8 +100,9 @@ func (h *Hub) Stats() Stats {
 
 // event is one thing that happened, as the Hub's goroutine receives it.
 type event struct {
-	kind    string // connect, disconnect, subscribe, unsubscribe, publish, device, state, devsub
+	kind    string // connect, disconnect, subscribe, unsubscribe, publish, delivery, retained, dropped, device, state, devsub
 	client  string
+	origin  string // delivery, retained: who published it
 	user    string
 	filters []string
 	topic   string
@@ -104,7 +115,7 @@ type event struct {
 	home    int              // state, devsub
 	id      string           // state, devsub
 	state   string
-	weight  int // publish: how many publishes it stands for (one in weight was taken)
+	weight  int // publish, delivery: how many it stands for (one in weight was taken)
 }
 
 // put queues e, or drops and counts it when the queue is full: it never waits.
@@ -159,14 +170,24 @@ func (h *Hub) Published(id, topic string, qos byte, retained bool, payload []byt
 		size: len(payload), payload: shortPayload(payload), at: time.Now(), weight: int(every)})
 }
 
-// RetainedSent implements broker.Observer: a retained message the broker sent a client
-// as it subscribed, drawn from the broker to that client.
-func (h *Hub) RetainedSent(id, topic string, qos byte, payload []byte) {
-	if strings.HasPrefix(topic, "$") || (h.viewers.Load() == 0 && h.idleBudget.Add(-1) < 0) {
+// Delivered implements broker.Observer: a message the broker wrote to subscriber id (a
+// retained one from its store, as id subscribed, when retained is set). It takes
+// deliveries only while a viewer watches, one in deliverEvery above the limit, and
+// allocates nothing for one it does not take.
+func (h *Hub) Delivered(id, origin, topic string, qos byte, retained bool, payload []byte) {
+	if h.viewers.Load() == 0 || strings.HasPrefix(topic, "$") {
 		return
 	}
-	h.put(event{kind: "retained", client: id, topic: topic, qos: qos, retain: true,
-		size: len(payload), payload: shortPayload(payload), at: time.Now(), weight: 1})
+	every := max(h.deliverEvery.Load(), 1)
+	if n := h.delivered.Add(1); n%every != 0 {
+		return
+	}
+	e := event{kind: "delivery", client: id, origin: origin, topic: topic, qos: qos, retain: retained,
+		at: time.Now(), weight: int(every)}
+	if retained {
+		e.kind, e.size, e.payload = "retained", len(payload), shortPayload(payload)
+	}
+	h.put(e)
 }
 
 // Dropped implements broker.Observer.

@@ -3,6 +3,7 @@ package classroom
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -53,8 +54,9 @@ func smartHome(h *Hub) {
 	h.Subscribed("student", []string{"home/#"})
 }
 
-func TestHubDeliveriesWithTheirFilters(t *testing.T) {
-	h := start(t, Options{})
+// watch joins h once the snapshot has smartHome's devices and clients.
+func watch(t *testing.T, h *Hub) *Viewer {
+	t.Helper()
 	smartHome(h)
 	// The Hub takes events and viewers in whatever order they come: watch until the
 	// snapshot has them all.
@@ -71,7 +73,15 @@ func TestHubDeliveriesWithTheirFilters(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	defer v.Close()
+	t.Cleanup(v.Close)
+	return v
+}
+
+// A view of the embedded broker draws the deliveries the broker tells, each with the
+// filter that matched, joined to their publish; it works none out itself.
+func TestHubDeliveriesWithTheirFilters(t *testing.T) {
+	h := start(t, Options{})
+	v := watch(t, h)
 	h.Published("fleetsim-abc-1", "home/1/phone/phone-1/position", 1, true, []byte(`{"away":true}`))
 	m := next(t, v)
 	if m["type"] != "msg" {
@@ -79,9 +89,24 @@ func TestHubDeliveriesWithTheirFilters(t *testing.T) {
 	}
 	msg := m["msg"].(map[string]any)
 	to, _ := json.Marshal(msg["to"])
-	want := `[{"filter":"home/#","node":"c:student"},{"filter":"home/1/phone/+/position","node":"d:1/bulb-1"}]`
-	if msg["from"] != "d:1/phone-1" || string(to) != want || msg["retained"] != true || msg["payload"] != `{"away":true}` {
-		t.Errorf("msg from %v to %s, want d:1/phone-1 to %s; %v", msg["from"], to, want, msg)
+	if msg["from"] != "d:1/phone-1" || string(to) != "[]" || msg["retained"] != true || msg["payload"] != `{"away":true}` {
+		t.Errorf("msg from %v to %s, want d:1/phone-1 to []; %v", msg["from"], to, msg)
+	}
+	// The broker delivered it to the student and to the fleet connection the bulb rides.
+	h.Delivered("student", "fleetsim-abc-1", "home/1/phone/phone-1/position", 1, false, nil)
+	h.Delivered("fleetsim-abc-1", "fleetsim-abc-1", "home/1/phone/phone-1/position", 1, false, nil)
+	var got []string
+	for range 2 {
+		d := next(t, v)
+		to, _ := json.Marshal(d["to"])
+		got = append(got, fmt.Sprintf("%v seq=%v %s", d["type"], d["seq"], to))
+	}
+	want := []string{
+		fmt.Sprintf(`delivery seq=%v [{"filter":"home/#","node":"c:student"}]`, msg["seq"]),
+		fmt.Sprintf(`delivery seq=%v [{"filter":"home/1/phone/+/position","node":"d:1/bulb-1"}]`, msg["seq"]),
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("deliveries\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	// An outsider's publish comes from its own node.
 	h.Published("mosquitto_pub-1", "home/1/heater/setpoint", 0, false, []byte("23"))
@@ -157,6 +182,8 @@ func TestAggregatesAboveTheLimit(t *testing.T) {
 		burst := func() {
 			for range 50 {
 				h.Published("fleetsim-abc-1", "home/1/phone/phone-1/position", 0, false, []byte(`{}`))
+				h.Delivered("student", "fleetsim-abc-1", "home/1/phone/phone-1/position", 0, false, nil)
+				h.Delivered("fleetsim-abc-1", "fleetsim-abc-1", "home/1/phone/phone-1/position", 0, false, nil)
 				synctest.Wait()
 			}
 		}
@@ -180,6 +207,9 @@ func TestAggregatesAboveTheLimit(t *testing.T) {
 			case "rates":
 				rates = append(rates, m)
 			}
+		}
+		if got := h.deliverEvery.Load(); got != 5 { // 100/s against 4 × 10: one in 5
+			t.Errorf("sampling deliveries one in %d, want 5", got)
 		}
 		if msgs != 50 || len(rates) != 2 {
 			t.Fatalf("msgs %d, rates %v", msgs, rates)
@@ -231,8 +261,8 @@ func TestRetainedAndDropped(t *testing.T) {
 		synctest.Wait()
 		v := h.Watch(ctx)
 		<-v.C
-		h.RetainedSent("student", "home/1/bulb/bulb-1/state", 1, []byte(`{"state":"on"}`))
-		h.RetainedSent("fleetsim-abc-1", "home/1/phone/phone-1/position", 1, []byte(`{"away":false}`))
+		h.Delivered("student", "fleetsim-abc-1", "home/1/bulb/bulb-1/state", 1, true, []byte(`{"state":"on"}`))
+		h.Delivered("fleetsim-abc-1", "fleetsim-abc-1", "home/1/phone/phone-1/position", 1, true, []byte(`{"away":false}`))
 		h.Dropped("student", "home/1/bulb/bulb-1/state")
 		synctest.Wait()
 		var got []string
@@ -254,5 +284,66 @@ func TestRetainedAndDropped(t *testing.T) {
 		if strings.Join(got, "\n") != strings.Join(want, "\n") {
 			t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
+	})
+}
+
+// Against an external broker the view is told no deliveries: it draws each publish to
+// every subscription it knows that matches, as it always did there.
+func TestInferredDeliveries(t *testing.T) {
+	h := start(t, Options{InferDeliveries: true})
+	v := watch(t, h)
+	h.Published("", "home/1/phone/phone-1/position", 1, true, []byte(`{"away":true}`))
+	msg := next(t, v)["msg"].(map[string]any)
+	to, _ := json.Marshal(msg["to"])
+	want := `[{"filter":"home/#","node":"c:student"},{"filter":"home/1/phone/+/position","node":"d:1/bulb-1"}]`
+	if msg["from"] != "d:1/phone-1" || string(to) != want {
+		t.Errorf("msg from %v to %s, want d:1/phone-1 to %s", msg["from"], to, want)
+	}
+}
+
+// A shared subscription's delivery is drawn to the member the broker chose, with the
+// "$share/" filter that matched.
+func TestSharedDeliveryNamesItsFilter(t *testing.T) {
+	h := start(t, Options{})
+	v := watch(t, h)
+	h.ClientConnected("worker-b", "")
+	h.Subscribed("worker-b", []string{"$share/g/home/+/heater/#"})
+	h.Published("x", "home/1/heater/heater-1/state", 0, false, nil)
+	for m := next(t, v); m["type"] != "msg"; m = next(t, v) {
+	}
+	h.Delivered("worker-b", "x", "home/1/heater/heater-1/state", 0, false, nil)
+	d := next(t, v)
+	to, _ := json.Marshal(d["to"])
+	if d["type"] != "delivery" || string(to) != `[{"filter":"$share/g/home/+/heater/#","node":"c:worker-b"}]` {
+		t.Errorf("delivery = %v %s", d, to)
+	}
+}
+
+// The broker calls Delivered for every message it writes: with nobody watching, or when
+// sampling skips it, that costs no allocation.
+func TestDeliveredAllocatesNothingItSkips(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := NewHub(Options{})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go h.Run(ctx)
+		synctest.Wait()
+		payload := []byte(`{"celsius":21.5}`)
+		deliver := func() {
+			h.Delivered("fleetsim-a-1", "fleetsim-a-2", "home/1/sensor/s-1/temperature", 1, false, payload)
+		}
+		if n := testing.AllocsPerRun(1000, deliver); n != 0 {
+			t.Errorf("%v allocations per delivery with no viewer", n)
+		}
+		v := h.Watch(ctx)
+		<-v.C
+		h.deliverEvery.Store(1 << 40) // sampling: skip all but one in 2^40
+		if n := testing.AllocsPerRun(1000, deliver); n != 0 {
+			t.Errorf("%v allocations per delivery sampling skips", n)
+		}
+		if s := h.Stats(); s.QueueDropped != 0 || len(h.in) != 0 {
+			t.Errorf("skipped deliveries reached the queue: %+v, %d queued", s, len(h.in))
+		}
+		v.Close()
 	})
 }

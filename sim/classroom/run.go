@@ -88,6 +88,9 @@ type state struct {
 	seq          uint64
 	count        int               // publishes in the current second
 	rate         int               // publishes in the last whole second
+	dcount       int               // deliveries in the current second
+	drate        int               // deliveries in the last whole second
+	aggregating  bool              // the last whole second was above the limit
 	edges        map[[2]string]int // this second's, while aggregating
 }
 
@@ -153,14 +156,14 @@ func (h *Hub) Run(ctx context.Context) {
 // second closes a second of publishes: it returns the rates of the second's edges when
 // the view was aggregating, else nil.
 func (h *Hub) second(st *state) []byte {
-	aggregating := st.rate > h.animateLimit
+	was := st.aggregating
 	st.rate, st.count = st.count, 0
-	// Sample so that about half the limit a second reaches the Hub while it aggregates.
-	h.sampleEvery.Store(1)
-	if st.rate > h.animateLimit {
-		h.sampleEvery.Store(int64(max(1, 2*st.rate/h.animateLimit)))
-	}
-	if !aggregating && st.rate <= h.animateLimit {
+	st.drate, st.dcount = st.dcount, 0
+	dlimit := deliveryFactor * h.animateLimit
+	st.aggregating = st.rate > h.animateLimit || st.drate > dlimit
+	h.sampleEvery.Store(sampling(st.rate, h.animateLimit))
+	h.deliverEvery.Store(sampling(st.drate, dlimit))
+	if !was && !st.aggregating {
 		return nil
 	}
 	edges := make([]Edge, 0, len(st.edges))
@@ -172,7 +175,17 @@ func (h *Hub) second(st *state) []byte {
 	if len(edges) > 200 {
 		edges = edges[:200]
 	}
-	return marshal(map[string]any{"type": "rates", "per_sec": st.rate, "edges": edges, "limit": h.animateLimit})
+	return marshal(map[string]any{"type": "rates", "per_sec": st.rate, "deliveries_per_sec": st.drate,
+		"edges": edges, "limit": h.animateLimit})
+}
+
+// sampling is one in how many events the Hub takes at rate a second: all up to limit,
+// and past it about half the limit a second, which tells the rates well enough.
+func sampling(rate, limit int) int64 {
+	if rate <= limit {
+		return 1
+	}
+	return int64(max(1, 2*rate/limit))
 }
 
 func (h *Hub) snapshot(st *state) *Snapshot {
@@ -216,8 +229,10 @@ func (h *Hub) apply(st *state, e event) []byte {
 			d.Filters = append(d.Filters, e.filters[0])
 		}
 		return marshal(map[string]any{"type": "device", "device": d})
-	case "publish", "retained":
+	case "publish":
 		return h.publish(st, e)
+	case "delivery", "retained":
+		return h.delivery(st, e)
 	case "dropped":
 		return marshal(map[string]any{"type": "dropped", "client": e.client, "topic": e.topic, "t": e.at.UnixMilli()})
 	default:
@@ -253,9 +268,8 @@ func (h *Hub) clientEvent(st *state, e event) []byte {
 	return marshal(map[string]any{"type": "client", "client": c})
 }
 
-// publish records a publish and works out whom it reached: each connected client with a
-// matching filter, and behind one of fleetsim's connections each device whose own filter
-// matched.
+// publish records a publish. Whom it reached comes after, delivery by delivery, from
+// the broker; only a view told no deliveries (InferDeliveries) works them out here.
 func (h *Hub) publish(st *state, e event) []byte {
 	st.seq++
 	st.count += max(e.weight, 1)
@@ -271,22 +285,55 @@ func (h *Hub) publish(st *state, e event) []byte {
 			d.Client = e.client
 		}
 	}
-	m.To = deliveries(st, e.topic)
-	if e.kind == "retained" { // from the broker's store, to the one client that subscribed
-		m.From, m.To = "broker", only(st, m.To, e.client)
+	if h.infer {
+		m.To = deliveries(st, e.topic)
 	}
-	if _, ok := st.last[e.topic]; e.kind == "publish" && (ok || len(st.last) < maxTopics) {
+	if _, ok := st.last[e.topic]; ok || len(st.last) < maxTopics {
 		st.last[e.topic] = m
 	}
-	if st.rate > h.animateLimit {
+	if st.aggregating {
 		w := max(e.weight, 1)
-		st.edges[[2]string{m.From, "broker"}] += w // the publish, then each delivery
+		st.edges[[2]string{m.From, "broker"}] += w
 		for _, t := range m.To {
 			st.edges[[2]string{"broker", t.Node}] += w
 		}
 		return nil
 	}
 	return marshal(map[string]any{"type": "msg", "msg": m})
+}
+
+// maxTo bounds the deliveries a message keeps for the log (its subscribers).
+const maxTo = 64
+
+// delivery records a delivery the broker made: to the subscriber's node (or, behind one
+// of fleetsim's connections, the devices on it whose filters match), with the filter that
+// matched. A live one joins its publish (the last on its topic, if from its origin); a
+// retained one sent on subscribe is a message of its own, from the broker.
+func (h *Hub) delivery(st *state, e event) []byte {
+	w := max(e.weight, 1)
+	st.dcount += w
+	to := reached(st, e.client, e.topic)
+	if st.aggregating {
+		for _, t := range to {
+			st.edges[[2]string{"broker", t.Node}] += w
+		}
+		return nil
+	}
+	if e.kind == "retained" {
+		st.seq++
+		m := &Msg{Seq: st.seq, Time: e.at.UnixMilli(), From: "broker", Client: e.origin, Topic: e.topic, QoS: e.qos,
+			Retained: true, Size: e.size, Payload: e.payload, To: to}
+		return marshal(map[string]any{"type": "msg", "msg": m})
+	}
+	var seq uint64
+	if m := st.last[e.topic]; m != nil && m.Client == e.origin {
+		seq = m.Seq
+		if len(m.To)+len(to) <= maxTo {
+			m.To = append(m.To, to...)
+		}
+	}
+	return marshal(map[string]any{"type": "delivery", "seq": seq, "topic": e.topic, "qos": e.qos,
+		"t": e.at.UnixMilli(), "to": to})
 }
 
 // UnknownNode is the publisher of a message whose sender the view cannot see.
@@ -338,17 +385,31 @@ func deliveries(st *state, name string) []Delivery {
 	return out
 }
 
-// only keeps the deliveries that reach client id: its own node, or behind one of
-// fleetsim's connections the devices on it (or not yet seen on any).
-func only(st *state, to []Delivery, id string) []Delivery {
+// reached is whom a delivery to client id of a message on name reached, with the filter
+// that matched: behind one of fleetsim's connections the devices on it (or not yet seen
+// on any) whose own filters match, else the client's own node and its matching filter (a
+// "$share/{group}/" one for a shared subscription).
+func reached(st *state, id, name string) []Delivery {
 	out := []Delivery{}
-	for _, t := range to {
-		d := st.devices[t.Node]
-		if t.Node == "c:"+id || (d != nil && (d.Client == id || (d.Client == "" && strings.HasPrefix(id, FleetPrefix)))) {
-			out = append(out, t)
+	if strings.HasPrefix(id, FleetPrefix) {
+		for _, d := range st.devices {
+			if d.Client != id && d.Client != "" {
+				continue
+			}
+			if f := matching(d.Filters, name); f != "" {
+				out = append(out, Delivery{Node: d.Node, Filter: f})
+			}
+		}
+		if len(out) > 0 {
+			sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
+			return out
 		}
 	}
-	return out
+	f := ""
+	if c := st.clients[id]; c != nil {
+		f = matching(c.Filters, name)
+	}
+	return append(out, Delivery{Node: "c:" + id, Filter: f})
 }
 
 // matching is the first of filters that matches name, or "".

@@ -1,6 +1,7 @@
 // The classroom view: draws the devices, the broker and the other clients, animates each
-// message from its publisher to the broker and on to every subscriber whose filter matched,
-// and sends the controls as real MQTT publishes through the server. No library, no build.
+// message from its publisher to the broker and on to each subscriber the broker delivered
+// it to (as the broker tells each delivery), and sends the controls as real MQTT publishes
+// through the server. No library, no build.
 import { matches, describe } from "./model.js";
 
 const $ = (id) => document.getElementById(id);
@@ -8,15 +9,16 @@ const SVG = "http://www.w3.org/2000/svg";
 const LEG_MS = 800;          // one leg of a message's trip at normal speed
 const MAX_PACKETS = 40;      // messages drawn at once; more are logged, not drawn
 const MAX_LOG = 300;
+const MAX_RECENT = 500;      // messages kept by seq, for their deliveries to join
 
 const view = {
   devices: new Map(), clients: new Map(), readings: new Map(),
   home: 1, paused: false, slow: false, held: [], packets: [], hits: new Map(),
-  perSec: 0, count: 0, lost: 0, aggregating: false, edges: [], blind: "",
+  perSec: 0, count: 0, lost: 0, aggregating: false, edges: [], blind: "", recent: new Map(),
   homeRates: new Map(), homeCount: new Map(), me: { teacher: false, controls: false, unplug: false },
 };
 // For tests and the curious: what the page has done.
-window.classroom = { msgs: 0, animated: 0, trips: [], view };
+window.classroom = { msgs: 0, animated: 0, deliveries: 0, trips: [], view };
 
 function el(tag, attrs = {}, parent) {
   const e = document.createElementNS(SVG, tag);
@@ -155,16 +157,39 @@ function renderHomes() {
 }
 
 // ---- messages
+// animate draws a message's trip: from its publisher to the broker, then to each
+// delivery, the ones it came with (m.to) and those the broker tells after (onDelivery).
 function animate(m) {
   const fromBroker = m.from === "broker"; // a retained message, sent as a client subscribed
   const from = fromBroker ? { x: BROKER.x - 1, y: BROKER.y - 1, w: 2, h: 2 } : positions.get(m.from);
-  if (!from || view.packets.length >= MAX_PACKETS) return;
+  if (!from || view.packets.length >= MAX_PACKETS) return null;
   const g = el("g", { class: "packet" + (m.retained ? " retained" : ""), "data-topic": m.topic }, $("packets"));
   const tag = `${m.topic} Q${m.qos}${m.retained ? " R" : ""}`;
-  const targets = m.to.map((t) => positions.get(t.node)).filter(Boolean).map(center);
-  view.packets.push({ g, from: center(from), targets, tag, t: fromBroker ? 1 : 0, step: view.paused });
+  const p = { g, from: center(from), targets: [], tag, t: fromBroker ? 1 : 0, step: view.paused };
+  view.packets.push(p);
   window.classroom.animated++;
-  window.classroom.trips = [...window.classroom.trips.slice(-49), `${m.from} ${m.topic} ${m.to.map((t) => t.node).join(",")}`];
+  trip(m, p, m.to);
+  return p;
+}
+
+// trip sends packet p on from the broker to the deliveries in to, and notes the trip.
+function trip(m, p, to) {
+  p.targets.push(...to.map((t) => positions.get(t.node)).filter(Boolean).map(center));
+  window.classroom.trips = [...window.classroom.trips.slice(-49), `${m.from} ${m.topic} ${to.map((t) => t.node).join(",")}`];
+}
+
+// onDelivery takes a delivery the broker made of message e.seq (0: not known).
+function onDelivery(e, draw) {
+  window.classroom.deliveries++;
+  const r = view.recent.get(e.seq);
+  const m = r ? r.m : { from: "broker", topic: e.topic, qos: e.qos, to: [] };
+  if (r) { m.to.push(...e.to); logText(r.li, m); }
+  for (const t of e.to) view.hits.set(t.node, t.filter);
+  renderSubs();
+  if (!draw) return;
+  if (r && r.p && r.p.t < 1 && view.packets.includes(r.p)) { trip(m, r.p, e.to); return; } // still on its way in
+  const p = animate({ ...m, from: "broker", to: [] }); // it reached the broker already
+  if (p) { window.classroom.trips.pop(); trip(m, p, e.to); }
 }
 
 function frame(prev) {
@@ -204,9 +229,12 @@ function onMsg(m, draw) {
   const home = m.from.startsWith("d:") ? Number(m.from.slice(2).split("/")[0]) : 0;
   if (home) view.homeCount.set(home, (view.homeCount.get(home) || 0) + 1);
   view.hits = new Map(m.to.map((t) => [t.node, t.filter]));
-  log(m);
+  m.to = [...m.to];
+  const li = log(m);
   render();
-  if (draw) animate(m);
+  const p = draw ? animate(m) : null;
+  view.recent.set(m.seq, { m, li, p });
+  if (view.recent.size > MAX_RECENT) view.recent.delete(view.recent.keys().next().value);
 }
 
 function log(m) {
@@ -217,12 +245,19 @@ function log(m) {
   li.innerHTML = `<span class="t"></span> <span class="badge">Q${m.qos}</span>${m.retained ? '<span class="badge r">R</span>' : ""}<b></b> <span class="p"></span>`;
   li.querySelector(".t").textContent = t;
   li.querySelector("b").textContent = `${m.topic} `;
-  li.querySelector(".p").textContent = `${who} → ${m.to.length}: ${m.payload || `(${m.size} bytes)`}`;
-  li.title = m.to.map((x) => `${x.node.slice(2)} via ${x.filter}`).join("\n");
+  li.dataset.who = who;
+  logText(li, m);
   li.hidden = !logShows(m.topic);
   const ol = $("loglist");
   ol.prepend(li);
   while (ol.children.length > MAX_LOG) ol.lastChild.remove();
+  return li;
+}
+
+// logText says in a log line whom the message reached so far.
+function logText(li, m) {
+  li.querySelector(".p").textContent = `${li.dataset.who} → ${m.to.length}: ${m.payload || `(${m.size} bytes)`}`;
+  li.title = m.to.map((x) => `${x.node.slice(2)} via ${x.filter || "?"}`).join("\n");
 }
 
 function logShows(t) {
@@ -249,6 +284,7 @@ function handle(e, draw = true) {
     case "device": view.devices.set(e.device.node, e.device); render(); break;
     case "client": view.clients.set(e.client.id, e.client); render(); break;
     case "msg": onMsg(e.msg, draw); break;
+    case "delivery": onDelivery(e, draw); break;
     case "dropped": {
       const li = document.createElement("li");
       li.className = "dropped";
@@ -313,7 +349,9 @@ $("step").onclick = () => {
   while (view.held.length) { // up to and including the next message
     const e = view.held.shift();
     handle(e);
-    if (e.type === "msg") break;
+    if (e.type !== "msg") continue;
+    while (view.held.length && view.held[0].type === "delivery" && view.held[0].seq === e.msg.seq) handle(view.held.shift());
+    break;
   }
 };
 $("logfilter").oninput = () => {
