@@ -140,6 +140,13 @@ func TestClassroomView(t *testing.T) {
 		return m.topic == "home/1/bulb/bulb-1/state" && strings.Contains(m.payload, `"state":"off"`)
 	})
 
+	// Two members of a shared subscription: the broker delivers to one, and the page
+	// draws the message to that one only.
+	for _, id := range []string{"group-a", "group-b"} {
+		sharedMember(t, "tcp://"+addr, id, "$share/class/home/1/heater/heater-1/setpoint")
+	}
+	waitJS(ctx, t, "both members on the page", `document.querySelector('[data-node="c:group-b"]') !== null`)
+
 	// A set point from outside: a new client node, its message animated, the new set point.
 	host, port, _ := net.SplitHostPort(addr)
 	pub := testbroker.RequireTool(t, "mosquitto_pub")
@@ -150,6 +157,12 @@ func TestClassroomView(t *testing.T) {
 	waitJS(ctx, t, "mosquitto_pub as its own node", `document.querySelector('[data-node="c:student-pub"]') !== null`)
 	waitJS(ctx, t, "its message animated to the heater",
 		`window.classroom.trips.some(s => s.startsWith("c:student-pub home/1/heater/heater-1/setpoint") && s.includes("d:1/heater-1"))`)
+	// What the page holds of the message (its log line says the same): one member reached.
+	waitJS(ctx, t, "the shared subscription's message delivered to one member", `(() => {
+		const msg = [...window.classroom.view.recent.values()].map(r => r.m)
+			.filter(m => m.from === "c:student-pub" && m.topic === "home/1/heater/heater-1/setpoint");
+		return msg.length === 1 && msg[0].to.filter(t => t.node.startsWith("c:group-")).length === 1;
+	})()`)
 	// The picture is taken with the message on its way.
 	shot, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
 	if err != nil {
@@ -465,5 +478,18 @@ func TestClassroomViewHomesAndRates(t *testing.T) {
 	}
 	if errs := jsErrors(); len(errs) > 0 {
 		t.Errorf("JavaScript errors:\n%s", strings.Join(errs, "\n"))
+	}
+}
+
+// sharedMember connects a client id that subscribes to a shared filter, until the test ends.
+func sharedMember(t *testing.T, broker, id, filter string) {
+	t.Helper()
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker).SetClientID(id).SetConnectTimeout(5 * time.Second))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("%s: connect: %v", id, tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	if tok := c.Subscribe(filter, 1, func(mqtt.Client, mqtt.Message) {}); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("%s: subscribe %s: %v", id, filter, tok.Error())
 	}
 }
