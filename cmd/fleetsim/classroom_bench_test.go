@@ -23,6 +23,10 @@ import (
 // throughput and latency move by less than 5 %. Run it alone:
 //
 //	go test -run '^$' -bench ClassroomViewers -benchtime 1x ./cmd/fleetsim
+//
+// -count runs each sub-benchmark that many times in a row, so on a busy machine the
+// runs with and without viewers see different neighbours: alternate them instead, one
+// -test.bench pattern at a time (the README's classroom section says how).
 func BenchmarkClassroomViewers(b *testing.B) {
 	for _, rate := range []int{200, 5000} {
 		for _, viewers := range []int{0, 30} {
