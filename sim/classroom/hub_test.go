@@ -42,6 +42,17 @@ func next(t *testing.T, v *Viewer) map[string]any {
 	return nil
 }
 
+// nextOf is v's next message of type typ: the snapshot a viewer joined with may precede
+// the last of smartHome's events, which then come first.
+func nextOf(t *testing.T, v *Viewer, typ string) map[string]any {
+	t.Helper()
+	for {
+		if m := next(t, v); m["type"] == typ {
+			return m
+		}
+	}
+}
+
 // smartHome feeds h a bulb and a phone behind one fleet connection, and a mosquitto_sub.
 func smartHome(h *Hub) {
 	h.DeviceAdded(sim.DeviceConfig{Home: 1, ID: "bulb-1", Kind: "bulb", Topic: "home/1/bulb/bulb-1"})
@@ -83,11 +94,7 @@ func TestHubDeliveriesWithTheirFilters(t *testing.T) {
 	h := start(t, Options{})
 	v := watch(t, h)
 	h.Published("fleetsim-abc-1", "home/1/phone/phone-1/position", 1, true, []byte(`{"away":true}`))
-	m := next(t, v)
-	if m["type"] != "msg" {
-		t.Fatalf("message = %v", m)
-	}
-	msg := m["msg"].(map[string]any)
+	msg := nextOf(t, v, "msg")["msg"].(map[string]any)
 	to, _ := json.Marshal(msg["to"])
 	if msg["from"] != "d:1/phone-1" || string(to) != "[]" || msg["retained"] != true || msg["payload"] != `{"away":true}` {
 		t.Errorf("msg from %v to %s, want d:1/phone-1 to []; %v", msg["from"], to, msg)
@@ -97,7 +104,7 @@ func TestHubDeliveriesWithTheirFilters(t *testing.T) {
 	h.Delivered("fleetsim-abc-1", "fleetsim-abc-1", "home/1/phone/phone-1/position", 1, false, nil)
 	var got []string
 	for range 2 {
-		d := next(t, v)
+		d := nextOf(t, v, "delivery")
 		to, _ := json.Marshal(d["to"])
 		got = append(got, fmt.Sprintf("%v seq=%v %s", d["type"], d["seq"], to))
 	}
@@ -110,7 +117,7 @@ func TestHubDeliveriesWithTheirFilters(t *testing.T) {
 	}
 	// An outsider's publish comes from its own node.
 	h.Published("mosquitto_pub-1", "home/1/heater/setpoint", 0, false, []byte("23"))
-	if msg := next(t, v)["msg"].(map[string]any); msg["from"] != "c:mosquitto_pub-1" {
+	if msg := nextOf(t, v, "msg")["msg"].(map[string]any); msg["from"] != "c:mosquitto_pub-1" {
 		t.Errorf("outsider's msg = %v", msg)
 	}
 }
@@ -293,7 +300,7 @@ func TestInferredDeliveries(t *testing.T) {
 	h := start(t, Options{InferDeliveries: true})
 	v := watch(t, h)
 	h.Published("", "home/1/phone/phone-1/position", 1, true, []byte(`{"away":true}`))
-	msg := next(t, v)["msg"].(map[string]any)
+	msg := nextOf(t, v, "msg")["msg"].(map[string]any)
 	to, _ := json.Marshal(msg["to"])
 	want := `[{"filter":"home/#","node":"c:student"},{"filter":"home/1/phone/+/position","node":"d:1/bulb-1"}]`
 	if msg["from"] != "d:1/phone-1" || string(to) != want {
@@ -309,10 +316,9 @@ func TestSharedDeliveryNamesItsFilter(t *testing.T) {
 	h.ClientConnected("worker-b", "")
 	h.Subscribed("worker-b", []string{"$share/g/home/+/heater/#"})
 	h.Published("x", "home/1/heater/heater-1/state", 0, false, nil)
-	for m := next(t, v); m["type"] != "msg"; m = next(t, v) {
-	}
+	nextOf(t, v, "msg")
 	h.Delivered("worker-b", "x", "home/1/heater/heater-1/state", 0, false, nil)
-	d := next(t, v)
+	d := nextOf(t, v, "delivery")
 	to, _ := json.Marshal(d["to"])
 	if d["type"] != "delivery" || string(to) != `[{"filter":"$share/g/home/+/heater/#","node":"c:worker-b"}]` {
 		t.Errorf("delivery = %v %s", d, to)
