@@ -4,6 +4,8 @@ package broker
 // sim/classroom) without ever waiting for it.
 
 import (
+	"sync"
+
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -43,7 +45,8 @@ type Observer interface {
 // observeHook feeds an Observer from mochi's hooks.
 type observeHook struct {
 	mqtt.HookBase
-	o Observer
+	o       Observer
+	aliases outboundAliases
 }
 
 func (*observeHook) ID() string { return "fleetsim-observe" }
@@ -62,6 +65,7 @@ func (h *observeHook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 }
 
 func (h *observeHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	h.aliases.forget(cl)
 	h.o.ClientDisconnected(cl.ID)
 }
 
@@ -97,13 +101,76 @@ func (h *observeHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 
 // OnPacketSent tells each PUBLISH written to a client: one per delivery, whichever way
 // mochi chose its subscribers (one member of a shared subscription's group). A resend
-// (DUP) is not a new delivery, and one sent under an MQTT 5 topic alias without its
-// name cannot be told which topic it was: both are skipped.
+// (DUP) is not a new delivery. To an MQTT 5 client that takes topic aliases mochi sends a
+// topic's name once with its alias, then the alias alone: the hook keeps the names.
 func (h *observeHook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
-	if pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Dup || pk.TopicName == "" || !h.o.Watching() {
+	if pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Dup {
 		return
 	}
-	h.o.Delivered(cl.ID, pk.Origin, pk.TopicName, pk.FixedHeader.Qos, pk.FixedHeader.Retain, pk.Payload)
+	name := pk.TopicName
+	if a := pk.Properties.TopicAlias; a > 0 {
+		if name != "" {
+			h.aliases.keep(cl, a, name)
+		} else if h.o.Watching() {
+			name = h.aliases.name(cl, a)
+		}
+	}
+	if name == "" || !h.o.Watching() {
+		return
+	}
+	h.o.Delivered(cl.ID, pk.Origin, name, pk.FixedHeader.Qos, pk.FixedHeader.Retain, pk.Payload)
+}
+
+// outboundAliases are the topic aliases mochi gave each client's deliveries: at most the
+// client's Topic Alias Maximum of them (mochi never reassigns one), until it disconnects.
+type outboundAliases struct {
+	mu sync.RWMutex
+	by map[string]*clientAliases // by client id
+}
+
+type clientAliases struct {
+	cl    *mqtt.Client // the connection they belong to: a client id may connect again
+	names map[uint16]string
+}
+
+// keep notes that alias a stands for name in cl's deliveries; once noted it costs a look.
+func (o *outboundAliases) keep(cl *mqtt.Client, a uint16, name string) {
+	o.mu.RLock()
+	c := o.by[cl.ID]
+	known := c != nil && c.cl == cl && c.names[a] == name
+	o.mu.RUnlock()
+	if known {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.by == nil {
+		o.by = map[string]*clientAliases{}
+	}
+	if c = o.by[cl.ID]; c == nil || c.cl != cl {
+		c = &clientAliases{cl: cl, names: map[uint16]string{}}
+		o.by[cl.ID] = c
+	}
+	c.names[a] = name
+}
+
+// name is the topic alias a stands for in cl's deliveries, or "" if not known.
+func (o *outboundAliases) name(cl *mqtt.Client, a uint16) string {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	if c := o.by[cl.ID]; c != nil && c.cl == cl {
+		return c.names[a]
+	}
+	return ""
+}
+
+// forget drops cl's aliases when it disconnects.
+func (o *outboundAliases) forget(cl *mqtt.Client) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if c := o.by[cl.ID]; c != nil && c.cl == cl {
+		delete(o.by, cl.ID)
+	}
 }
 
 func (h *observeHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {

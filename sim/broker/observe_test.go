@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -8,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetsim/fleetsim/sim"
+	"github.com/fleetsim/fleetsim/sim/lean"
+	"github.com/fleetsim/fleetsim/sim/mqttconn"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -151,5 +155,47 @@ func TestObserveHookAllocatesNothingUnwatched(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(1000, func() { _, _ = h.OnPublish(cl, pk) }); n != 0 {
 		t.Errorf("%v allocations per publish with nobody watching", n)
+	}
+	// Under a topic alias: named once (noted), then the alias alone.
+	pk.Properties.TopicAlias = 1
+	h.OnPacketSent(cl, pk, nil)
+	named, alone := pk, pk
+	alone.TopicName = ""
+	if n := testing.AllocsPerRun(1000, func() { h.OnPacketSent(cl, named, nil); h.OnPacketSent(cl, alone, nil) }); n != 0 {
+		t.Errorf("%v allocations per aliased delivery with nobody watching", n)
+	}
+}
+
+// noReceiver takes the messages a lean subscriber gets, and drops them.
+type noReceiver struct{}
+
+func (noReceiver) Deliver(sim.Message) {}
+
+// To an MQTT 5 client that takes topic aliases (lean does) mochi names a topic once, then
+// sends its alias alone: each delivery is still told with its topic.
+func TestObserverNamesAliasedDeliveries(t *testing.T) {
+	o := &recordingObserver{watching: true}
+	b := start(t, Options{Observer: o})
+	ctx := context.Background()
+	dial := func(id string) *lean.Conn {
+		c, err := lean.Dial(ctx, lean.Config{Options: mqttconn.Options{Broker: b.URL(), ConnectTimeout: 5 * time.Second},
+			Protocol: lean.MQTT5}, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		return c
+	}
+	sub, pub := dial("sub5"), dial("pub5")
+	if _, err := sub.Subscribe(ctx, "lab/#", 1, noReceiver{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"1", "2", "3"} {
+		if err := pub.Publish(ctx, "lab/aliased", []byte(p), 1, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []string{"1", "2", "3"} {
+		o.waitFor(t, "deliver sub5 from pub5 lab/aliased q1 r=false "+p)
 	}
 }
