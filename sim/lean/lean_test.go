@@ -84,9 +84,13 @@ func TestPublishSubscribeEveryQoS(t *testing.T) {
 	for _, proto := range []byte{MQTT311, MQTT5} {
 		for qos := range byte(3) {
 			t.Run(fmt.Sprintf("v%d QoS %d", proto, qos), func(t *testing.T) {
-				sub := dial(t, Config{Options: mqttconn.Options{Broker: b.URL()}, Protocol: proto}, "sub")
+				// Client ids of their own: the broker may still be ending the last subtest's
+				// "sub" as this one subscribes, and a session's end removes its client id's
+				// subscriptions.
+				id := fmt.Sprintf("v%d-q%d", proto, qos)
+				sub := dial(t, Config{Options: mqttconn.Options{Broker: b.URL()}, Protocol: proto}, "sub-"+id)
 				defer sub.Close()
-				pub := dial(t, Config{Options: mqttconn.Options{Broker: b.URL()}, Protocol: proto, Window: 16}, "pub")
+				pub := dial(t, Config{Options: mqttconn.Options{Broker: b.URL()}, Protocol: proto, Window: 16}, "pub-"+id)
 				defer pub.Close()
 				in := newInbox()
 				if g, err := sub.Subscribe(context.Background(), "t/#", qos, in); err != nil || g != qos {
