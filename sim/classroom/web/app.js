@@ -30,7 +30,9 @@ function el(tag, attrs = {}, parent) {
 // ---- layout: where each node of the shown home stands
 const SLOTS = [[40, 130], [220, 130], [40, 235], [220, 235], [40, 340], [220, 340], [40, 445], [220, 445]];
 const KIND_ORDER = ["phone", "bulb", "heater", "camera", "vacuum", "sensor"];
-const BROKER = { x: 560, y: 330, r: 58 };
+const BROKER = { x: 510, y: 330, r: 58 };
+const VIEW = { w: 820, h: 600 };     // the scene's viewBox
+const CLIENT = { x: 622, w: 190 };   // the column of outside clients: room for a 16-letter id
 const SUMMARY = ["phone", "bulb", "heater", "camera", "vacuum"]; // what a home's tile tells
 
 function layout() {
@@ -48,13 +50,26 @@ function layout() {
   // a while, dashed), in a column on the far side of the broker.
   let y = 14;
   for (const c of [...view.clients.values()].filter((c) => !c.fleet).slice(-8)) {
-    pos.set(c.node, { x: 680, y, w: 132, h: 56 });
+    pos.set(c.node, { x: CLIENT.x, y, w: CLIENT.w, h: 56 });
     y += 70;
   }
   return pos;
 }
 
 function center(p) { return p === "broker" ? { x: BROKER.x, y: BROKER.y } : { x: p.x + p.w / 2, y: p.y + p.h / 2 }; }
+
+// anchor is where node p's edge to the broker starts: a client's at its card's left side,
+// so the edges of the column of clients do not run under each other's cards.
+function anchor(p) { return p.x >= CLIENT.x ? { x: p.x, y: p.y + p.h / 2 } : center(p); }
+
+// rim is where the edge from node p to the broker leaves p's card: messages start and end
+// there, in sight, as the cards are drawn over them.
+function rim(p) {
+  if (p.x >= CLIENT.x) return anchor(p);
+  const c = center(p), dx = BROKER.x - c.x, dy = BROKER.y - c.y;
+  const t = Math.min(1, Math.abs(dx) > 0 ? p.w / 2 / Math.abs(dx) : 1, Math.abs(dy) > 0 ? p.h / 2 / Math.abs(dy) : 1);
+  return { x: c.x + dx * t, y: c.y + dy * t };
+}
 
 // ---- drawing
 let positions = new Map();
@@ -76,23 +91,35 @@ function render() {
     if (d) g.setAttribute("data-kind", d.kind);
     const rides = d && d.client && view.clients.get(d.client);
     if ((rides && !rides.connected) || (c && !c.connected)) g.classList.add("offline");
+    el("title", {}, g).textContent = d ? `${d.kind} ${d.id} (${d.state || "?"})` : `${info.kind} ${c.id}`; // the full name, on hover
     el("rect", { width: p.w, height: p.h, rx: 10 }, g);
-    el("text", { x: 10, y: 18, class: "kind" }, g).textContent = d ? `${d.kind} ${d.id}` : info.kind;
-    el("text", { x: 10, y: d ? 50 : 40, class: "state" }, g).textContent = clip(info.word, d ? 16 : 14);
-    if (info.detail) el("text", { x: 10, y: 70, class: "kind" }, g).textContent = info.detail;
+    const room = p.w - 20;
+    fit(el("text", { x: 10, y: 18, class: "kind" }, g), d ? `${d.kind} ${d.id}` : info.kind, room);
+    fit(el("text", { x: 10, y: d ? 50 : 40, class: "state" }, g), info.word, room);
+    if (info.detail) fit(el("text", { x: 10, y: 70, class: "kind" }, g), info.detail, room);
   }
   drawEdges();
   renderSubs();
   renderHomes();
 }
 
-function clip(s, n) { return s.length > n ? s.slice(0, n - 1) + "…" : s; }
+// fit writes s into the SVG text t, cut short with "…" where it would pass width px
+// (the full name is in the node's tooltip and the subscriptions panel).
+const fitted = new Map(); // class|width|s -> what fits
+function fit(t, s, width) {
+  const key = `${t.getAttribute("class")}|${width}|${s}`;
+  if (fitted.has(key)) { t.textContent = fitted.get(key); return; }
+  t.textContent = s;
+  for (let n = s.length - 1; n > 0 && t.getComputedTextLength() > width; n--) t.textContent = s.slice(0, n) + "…";
+  if (fitted.size > 2000) fitted.clear();
+  fitted.set(key, t.textContent);
+}
 
 function drawEdges() {
   const g = $("edges");
   g.textContent = "";
   for (const [, p] of positions) {
-    const c = center(p);
+    const c = anchor(p);
     el("line", { x1: c.x, y1: c.y, x2: BROKER.x, y2: BROKER.y }, g);
   }
   if (!view.aggregating) return;
@@ -104,7 +131,7 @@ function drawEdges() {
   for (const [n, rate] of per) {
     const p = positions.get(n);
     if (!p) continue;
-    const c = center(p);
+    const c = anchor(p);
     el("line", { x1: c.x, y1: c.y, x2: BROKER.x, y2: BROKER.y, class: "rate", "stroke-width": Math.min(12, 2 + Math.log2(1 + rate)) }, g);
     el("text", { x: (c.x + BROKER.x) / 2, y: (c.y + BROKER.y) / 2 - 4, "text-anchor": "middle" }, g).textContent = `${rate}/s`;
   }
@@ -165,7 +192,7 @@ function animate(m) {
   if (!from || view.packets.length >= MAX_PACKETS) return null;
   const g = el("g", { class: "packet" + (m.retained ? " retained" : ""), "data-topic": m.topic }, $("packets"));
   const tag = `${m.topic} Q${m.qos}${m.retained ? " R" : ""}`;
-  const p = { g, from: center(from), targets: [], tag, t: fromBroker ? 1 : 0, step: view.paused };
+  const p = { g, from: rim(from), targets: [], tag, retained: m.retained, t: fromBroker ? 1 : 0, step: view.paused };
   view.packets.push(p);
   window.classroom.animated++;
   trip(m, p, m.to);
@@ -174,7 +201,7 @@ function animate(m) {
 
 // trip sends packet p on from the broker to the deliveries in to, and notes the trip.
 function trip(m, p, to) {
-  p.targets.push(...to.map((t) => positions.get(t.node)).filter(Boolean).map(center));
+  p.targets.push(...to.map((t) => positions.get(t.node)).filter(Boolean).map(rim));
   window.classroom.trips = [...window.classroom.trips.slice(-49), `${m.from} ${m.topic} ${to.map((t) => t.node).join(",")}`];
 }
 
@@ -201,6 +228,7 @@ function frame(prev) {
       drawPacket(p);
     }
     view.packets = view.packets.filter((p) => { if (p.t < 2) return true; p.g.remove(); return false; });
+    drawLabels();
     requestAnimationFrame(frame(now));
   };
 }
@@ -209,10 +237,75 @@ function drawPacket(p) {
   p.g.textContent = "";
   const b = { x: BROKER.x, y: BROKER.y };
   const pts = p.t < 1 ? [lerp(p.from, b, p.t)] : p.targets.map((t) => lerp(b, t, p.t - 1));
-  pts.forEach((q, i) => {
-    el("circle", { cx: q.x, cy: q.y, r: 9 }, p.g);
-    if (i === 0) el("text", { x: q.x + 12, y: q.y - 8 }, p.g).textContent = p.tag; // one label, less clutter
-  });
+  for (const q of pts) el("circle", { cx: q.x, cy: q.y, r: 9 }, p.g);
+  p.at = pts[0]; // where its one label goes
+}
+
+// ---- message labels: one per message in flight, on a plate, over nothing else. A label
+// goes beside its dot or, tied to it by a line, a few rows above or below; one that would
+// cover a card, the broker or another label anywhere waits until its message is somewhere
+// with room (the log lists every message anyway). A label keeps its place by the dot while
+// it fits there, so labels do not jump about.
+const LABEL = { h: 22, pad: 6, off: 11, rows: 5 };
+
+function drawLabels() {
+  const g = $("labels");
+  g.textContent = "";
+  const cards = [...positions.values()].map((p) => ({ x: p.x, y: p.y, w: p.w, h: p.h }));
+  cards.push({ x: BROKER.x - BROKER.r, y: BROKER.y - BROKER.r, w: 2 * BROKER.r, h: 2 * BROKER.r });
+  const taken = [...cards];
+  const placed = view.packets.filter((p) => p.spot >= 0);
+  const waiting = view.packets.filter((p) => !(p.spot >= 0)).reverse(); // the newest first
+  for (const p of [...placed, ...waiting]) {
+    if (!p.at || cards.some((c) => inside(p.at, c))) continue; // its dot is under a card
+    if (p.w === undefined) p.w = measure(g, p.tag) + 2 * LABEL.pad;
+    const spots = around(p.at, p.w);
+    const free = (s) => s.x >= 0 && s.y >= 0 && s.x + s.w <= VIEW.w && s.y + s.h <= VIEW.h &&
+      !taken.some((o) => overlaps(s, o)) && !(s.far && cards.some((c) => crosses(p.at, leader(p.at, s), c)));
+    p.spot = p.spot >= 0 && free(spots[p.spot]) ? p.spot : spots.findIndex(free);
+    if (p.spot < 0) continue;
+    const s = spots[p.spot];
+    taken.push(s);
+    const lg = el("g", { class: "label" + (p.retained ? " retained" : "") }, g);
+    if (s.far) { const e = leader(p.at, s); el("line", { x1: p.at.x, y1: p.at.y, x2: e.x, y2: e.y }, lg); }
+    el("rect", { x: s.x, y: s.y, width: s.w, height: s.h, rx: 4 }, lg);
+    el("text", { x: s.x + LABEL.pad, y: s.y + s.h - 6 }, lg).textContent = p.tag;
+  }
+}
+
+// around lists the places a label of width w may take by a dot at q, the nearest first.
+function around(q, w) {
+  const { h, off, rows } = LABEL;
+  const xs = [q.x + off, q.x - off - w, Math.min(VIEW.w - w, Math.max(0, q.x - w / 2))];
+  const spots = [q.x + off, q.x - off - w].map((x) => ({ x, y: q.y - h / 2, w, h }));
+  for (let k = 0; k < rows; k++) {
+    const up = q.y - off - h - k * (h + 4), down = q.y + off + k * (h + 4);
+    for (const x of xs) spots.push({ x, y: up, w, h, far: k > 0 }, { x, y: down, w, h, far: k > 0 });
+  }
+  return spots;
+}
+
+// leader is where the line from a dot at q meets its label's plate s.
+function leader(q, s) { return { x: Math.min(s.x + s.w, Math.max(s.x, q.x)), y: s.y > q.y ? s.y : s.y + s.h }; }
+
+// crosses reports whether the segment a-b passes over the rectangle r (tested every 4 px).
+function crosses(a, b, r) {
+  if (Math.max(a.x, b.x) < r.x || Math.min(a.x, b.x) > r.x + r.w || Math.max(a.y, b.y) < r.y || Math.min(a.y, b.y) > r.y + r.h) return false;
+  const n = Math.ceil(Math.hypot(b.x - a.x, b.y - a.y) / 4);
+  for (let i = 1; i < n; i++) if (inside(lerp(a, b, i / n), r)) return true;
+  return false;
+}
+
+function inside(q, r) { return q.x > r.x && q.x < r.x + r.w && q.y > r.y && q.y < r.y + r.h; }
+
+function overlaps(a, b) { return a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h; }
+
+function measure(g, s) {
+  const t = el("text", {}, el("g", { class: "label" }, g));
+  t.textContent = s;
+  const w = t.getComputedTextLength();
+  t.parentNode.remove();
+  return w;
 }
 
 function lerp(a, b, t) { t = Math.min(1, Math.max(0, t)); return { x: a.x + (b.x - a.x) * t, y: a.y + (b.y - a.y) * t }; }
