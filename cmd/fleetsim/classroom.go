@@ -31,14 +31,24 @@ const defaultUI = "127.0.0.1:8080"
 // one more client.
 const viewClientID = "classroom-view"
 
-// uiWanted reports whether to serve the view: --ui not "off", and, unless --ui was given,
-// only for the embedded broker (against an external one the view needs a subscriber on
-// '#', which a load test must not get unasked).
-func uiWanted(f *runFlags, embedded bool) bool {
+// uiWanted reports whether to serve the view for a run of n devices: --ui not "off", and,
+// unless --ui was given, only for the embedded broker (against an external one the view
+// needs a subscriber on '#', which a load test must not get unasked) and a fleet smaller
+// than a large one (largeUI).
+func uiWanted(f *runFlags, embedded bool, n int) bool {
 	if f.ui == "off" || f.ui == "" {
 		return false
 	}
-	return embedded || f.uiSet
+	return f.uiSet || embedded && !largeUI(f, n)
+}
+
+// largeUI reports whether the view is left off by default because the fleet of n devices is
+// large (tune.go's largeFleet). The view hears of every device's every state change on the
+// device's own goroutine, and of every message from the broker: at 100,000 devices and more
+// that grew every waiting device's stack from 2 KiB to 4 KiB (2 GB more at a million), and
+// nobody watches a million devices on one page. --ui ADDR still serves it.
+func largeUI(f *runFlags, n int) bool {
+	return !f.uiSet && f.ui != "off" && f.ui != "" && n >= largeFleet
 }
 
 // checkUIAddr refuses a view off loopback that would let anyone in: it needs the broker's
@@ -57,11 +67,14 @@ func checkUIAddr(addr string, users map[string]broker.User, allowAnonymous bool)
 	return nil
 }
 
-// startView makes the run's classroom view when it is wanted (see uiWanted), or returns
+// startView makes the view of a run of n devices when it is wanted (see uiWanted), or returns
 // nil: every method of view is a no-op on nil. Its address is checked here, before the
 // broker starts; it is served once the broker is up (serve, serveExternal).
-func startView(f *runFlags, s *scenario.Scenario, users map[string]broker.User, reg prometheus.Registerer) (*view, error) {
-	if !uiWanted(f, s.Broker == scenario.Embedded) {
+func startView(f *runFlags, s *scenario.Scenario, n int, users map[string]broker.User, reg prometheus.Registerer, stderr io.Writer) (*view, error) {
+	if s.Broker == scenario.Embedded && largeUI(f, n) {
+		fmt.Fprintf(stderr, "fleetsim: %d devices: no classroom view for a large fleet (--ui %s serves it)\n", n, f.ui)
+	}
+	if !uiWanted(f, s.Broker == scenario.Embedded, n) {
 		return nil, nil
 	}
 	if err := checkUIAddr(f.ui, users, f.allowAnonymous); err != nil {

@@ -262,7 +262,7 @@ func runCommand(ctx, hard context.Context, args []string, stdout, stderr io.Writ
 			return err
 		}
 	}
-	ui, err := startView(f, s, users, reg) // nil without a classroom view
+	ui, err := startView(f, s, shardDevices, users, reg, stderr) // nil without a classroom view
 	if err != nil {
 		return err
 	}

@@ -47,3 +47,31 @@ func TestTuneRuntime(t *testing.T) {
 		t.Errorf("GOMAXPROCS became %d despite the environment", got)
 	}
 }
+
+// TestTuneLeavesLargeFleetsWithoutView checks that the classroom view, on by default for
+// the embedded broker, is off by default for a large fleet (its observer grew every
+// waiting device's stack to 4 KiB) and still served when --ui asks for it.
+func TestTuneLeavesLargeFleetsWithoutView(t *testing.T) {
+	for _, c := range []struct {
+		ui       string
+		set      bool
+		embedded bool
+		n        int
+		want     bool
+	}{
+		{defaultUI, false, true, largeFleet - 1, true},
+		{defaultUI, false, true, largeFleet, false},
+		{defaultUI, true, true, 1_000_000, true}, // asked for
+		{"127.0.0.1:9999", true, false, 10, true},
+		{defaultUI, false, false, 10, false},
+		{"off", true, true, 10, false},
+	} {
+		f := &runFlags{ui: c.ui, uiSet: c.set}
+		if got := uiWanted(f, c.embedded, c.n); got != c.want {
+			t.Errorf("--ui %s (given: %v), embedded %v, %d devices: view %v, want %v", c.ui, c.set, c.embedded, c.n, got, c.want)
+		}
+		if large := largeUI(f, c.n); large != (c.embedded && !c.want && c.ui != "off") {
+			t.Errorf("--ui %s (given: %v), %d devices: says it left the view off for a large fleet: %v", c.ui, c.set, c.n, large)
+		}
+	}
+}
