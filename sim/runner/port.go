@@ -51,18 +51,19 @@ type engine struct {
 // A large fleet is a million of them, so a port holds only what is its own; what the
 // devices of a run or of a kind share is behind eng and km.
 type port struct {
-	dev     sim.Device
-	eng     *engine
-	km      *kindMeasure // the kind's name, metrics and measurement
-	home    int
-	id      string
-	conn    connection
-	limit   *rate.Limiter
-	inbox   chan sim.Message
-	rng     *rand.Rand
-	stats   deviceStats
-	rcv     atomic.Uint32 // receiver id in stream keys (a shared subscription's group's, see Subscribe)
-	discard bool          // the device is a sim.Discarder: count and measure, never queue
+	dev      sim.Device
+	eng      *engine
+	km       *kindMeasure // the kind's name, metrics and measurement
+	home     int
+	id       string
+	conn     connection
+	limit    *rate.Limiter // the group's shared template until ownLimit (see limited)
+	inbox    chan sim.Message
+	rng      *rand.Rand
+	stats    deviceStats
+	rcv      atomic.Uint32 // receiver id in stream keys (a shared subscription's group's, see Subscribe)
+	discard  bool          // the device is a sim.Discarder: count and measure, never queue
+	ownLimit bool          // limit is the device's own, no longer the group's template (see limited)
 
 	first       *outStream            // the stream of the first topic it published a measured message on
 	streams     map[string]*outStream // the streams of its other topics (most devices have none)
@@ -74,7 +75,9 @@ type port struct {
 	err  error
 }
 
-// newPort returns the port of a device of kind km, home and id, sharing eng.
+// newPort returns the port of a device of kind km, home and id, sharing eng. limit is the
+// device's group's rate limit, a template shared by the group's devices: a device gets a
+// limiter of its own only when it publishes often enough to meet it (see limited).
 func newPort(eng *engine, km *kindMeasure, home int, id string, limit *rate.Limiter, rng *rand.Rand) *port {
 	p := &port{
 		eng: eng, km: km, home: home, id: id, limit: limit, rng: rng,
@@ -245,8 +248,8 @@ func (p *port) send(r *pubReq) error {
 		return err // a stopped device sends nothing more, rate limit or not
 	}
 	start := time.Now() // when it left the rate limiter
-	if !p.limit.AllowN(start, 1) {
-		if err := p.limit.Wait(r.ctx); err != nil {
+	if lim := p.limited(r.prevDone); lim != nil && !lim.AllowN(start, 1) {
+		if err := lim.Wait(r.ctx); err != nil {
 			return err
 		}
 		start = time.Now()
@@ -286,6 +289,27 @@ func (p *port) send(r *pubReq) error {
 	}
 	p.published(r.qos, len(r.payload), time.Since(sendAt))
 	return nil
+}
+
+// limited returns the device's own rate limiter, making it when the device first publishes
+// soon enough after its previous publish (which returned at prevDone, nanotime; 0: never)
+// to meet it, or nil while it has not. A token bucket of burst b and rate r that loses one
+// token a publish is full again (b+1)/r after one: while every publish comes at least that
+// long after the one before, the bucket is full at each and a limiter would always allow
+// it. So a device that publishes once a minute never holds one (80 bytes, a tenth of a
+// waiting device's heap), and one that publishes faster gets a full one, as it would have
+// had all along, from the first publish that could be held back.
+func (p *port) limited(prevDone int64) *rate.Limiter {
+	if p.ownLimit {
+		return p.limit
+	}
+	tmpl := p.limit
+	refill := time.Duration(float64(tmpl.Burst()+1) / float64(tmpl.Limit()) * float64(time.Second))
+	if prevDone == 0 || time.Duration(nanotime()-prevDone) >= refill {
+		return nil
+	}
+	p.limit, p.ownLimit = rate.NewLimiter(tmpl.Limit(), tmpl.Burst()), true
+	return p.limit
 }
 
 // stamped returns the payload to send for a publish on topic intended at sent: a copy

@@ -203,6 +203,10 @@ func build(cfg Config, clock sim.Clock, eng *engine) ([]*port, error) {
 	s := cfg.Scenario
 	kindMetrics := map[string]*metrics.Kind{}
 	devices := make([]*port, 0, s.DeviceCount())
+	limits := make([]*rate.Limiter, len(s.Groups)) // each group's rate limit: a template for its ports (port.limited)
+	for gi, g := range s.Groups {
+		limits[gi] = rate.NewLimiter(rate.Limit(g.MaxRate), max(1, int(math.Ceil(g.MaxRate))))
+	}
 	for home := 1; home <= s.Homes; home++ {
 		if !cfg.Shard.Owns(home) {
 			continue
@@ -231,8 +235,7 @@ func build(cfg Config, clock sim.Clock, eng *engine) ([]*port, error) {
 				if err != nil {
 					return nil, fmt.Errorf("%s:%d: home %d %s: %w", s.File, g.Line, home, dc.ID, err)
 				}
-				p := newPort(eng, kmeas, home, dc.ID,
-					rate.NewLimiter(rate.Limit(g.MaxRate), max(1, int(math.Ceil(g.MaxRate)))),
+				p := newPort(eng, kmeas, home, dc.ID, limits[gi],
 					mrand.New(mrand.NewPCG(s.Seed, deviceSeed(home, dc.ID))))
 				p.dev = dev
 				if eng.observer != nil {
