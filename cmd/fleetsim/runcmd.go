@@ -243,7 +243,7 @@ func runCommand(ctx, hard context.Context, args []string, stdout, stderr io.Writ
 	if err := checkCapacity(s, shardConns, s.Broker == scenario.Embedded); err != nil {
 		return err
 	}
-	if did := tuneRuntime(shardDevices, getenv); did != "" {
+	if did := tuneRuntime(shardDevices, runner.Config{Scenario: s, Client: f.client, Protocol: f.protocol}.MQTTClient(), getenv); did != "" {
 		fmt.Fprintln(stderr, "fleetsim: "+did)
 	}
 

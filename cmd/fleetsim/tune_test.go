@@ -5,6 +5,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+
+	"github.com/fleetsim/fleetsim/sim/scenario"
 )
 
 func TestTuneRuntime(t *testing.T) {
@@ -13,7 +15,7 @@ func TestTuneRuntime(t *testing.T) {
 	t.Cleanup(func() { runtime.GOMAXPROCS(procs); debug.SetGCPercent(gogc) })
 	noEnv := func(string) string { return "" }
 
-	if did := tuneRuntime(largeFleet-1, noEnv); did != "" {
+	if did := tuneRuntime(largeFleet-1, scenario.ClientPaho, noEnv); did != "" {
 		t.Errorf("a small fleet was tuned: %s", did)
 	}
 	if got := debug.SetGCPercent(100); got != 100 {
@@ -21,7 +23,7 @@ func TestTuneRuntime(t *testing.T) {
 	}
 
 	runtime.GOMAXPROCS(2)
-	did := tuneRuntime(1_000_000, noEnv)
+	did := tuneRuntime(1_000_000, scenario.ClientPaho, noEnv)
 	if got := debug.SetGCPercent(100); got != largeFleetGOGC {
 		t.Errorf("GOGC %d for a large fleet, want %d", got, largeFleetGOGC)
 	}
@@ -32,12 +34,20 @@ func TestTuneRuntime(t *testing.T) {
 		t.Errorf("it says %q", did)
 	}
 
+	// The lean client's garbage leaves room for a lower GOGC.
+	if did := tuneRuntime(1_000_000, scenario.ClientLean, noEnv); !strings.Contains(did, "GOGC 10") {
+		t.Errorf("with the lean client it says %q, want GOGC 10", did)
+	}
+	if got := debug.SetGCPercent(100); got != largeFleetLeanGOGC {
+		t.Errorf("GOGC %d for a large fleet on the lean client, want %d", got, largeFleetLeanGOGC)
+	}
+
 	// What the environment sets is the user's choice.
 	runtime.GOMAXPROCS(2)
 	set := func(k string) string {
 		return map[string]string{"GOGC": "100", "GOMAXPROCS": "2", "GODEBUG": "adaptivestackstart=0"}[k]
 	}
-	if did := tuneRuntime(1_000_000, set); did != "" {
+	if did := tuneRuntime(1_000_000, scenario.ClientLean, set); did != "" {
 		t.Errorf("tuned despite the environment: %s", did)
 	}
 	if got := debug.SetGCPercent(100); got != 100 {

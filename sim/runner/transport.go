@@ -20,6 +20,9 @@ type mqttConn interface {
 	Close()
 }
 
+// MQTTClient is the MQTT client the run's connections use (see client).
+func (c Config) MQTTClient() string { return c.client() }
+
 // client is the MQTT client the run's connections use: Config.Client, else the scenario's,
 // else lean for MQTT 5 and paho for 3.1.1.
 func (c Config) client() string {
