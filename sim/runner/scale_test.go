@@ -34,10 +34,12 @@ func TestWaitingLoadDevicesStaySmall(t *testing.T) {
 	const homes, perHome = 200, 100
 	kinds := devices.Kinds()
 	params := kinds["load"].NewParams()
-	// Each device sends once in its first second, then sleeps on the alarm until its next
-	// send, some 17 minutes away; by the time the probe looks, the workers that sent for
-	// them have been idle long enough to end.
-	params.(*devices.LoadParams).Phases = []devices.LoadPhase{{For: 500 * time.Millisecond, Rate: 2}, {For: time.Hour, Rate: 0.001}}
+	// Each device sends once at its start (1/s for half a second: one send, never two back
+	// to back, which a device behind its schedule would make on its own goroutine, growing
+	// its stack), then sleeps on the alarm until its next send, some 17 minutes away; by
+	// the time the probe looks, the workers that sent for them have been idle long enough
+	// to end.
+	params.(*devices.LoadParams).Phases = []devices.LoadPhase{{For: 500 * time.Millisecond, Rate: 1}, {For: time.Hour, Rate: 0.001}}
 	s := &scenario.Scenario{File: "scale.yaml", Name: "scale", Duration: 4 * time.Second, Seed: 1, Homes: homes,
 		TopicPrefix: "home/{home}", Connections: scenario.Connections{Mode: scenario.Pool, PoolSize: 2},
 		Groups: []scenario.Group{{Kind: "load", Name: "load", Count: perHome, MaxRate: 10, Topic: scenario.DefaultTopic, Params: params}}}
