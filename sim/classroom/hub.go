@@ -44,6 +44,7 @@ const FleetPrefix = "fleetsim-"
 // it to broker.Options.Observer and runner.Config.Observer.
 type Hub struct {
 	in    chan event
+	devs  chan deviceEvent // from the devices' goroutines (runner.Observer)
 	join  chan *Viewer
 	leave chan *Viewer
 
@@ -81,7 +82,7 @@ func NewHub(o Options) *Hub {
 		o.AnimateLimit = DefaultAnimateLimit
 	}
 	return &Hub{
-		in: make(chan event, queueSize), join: make(chan *Viewer), leave: make(chan *Viewer),
+		in: make(chan event, queueSize), devs: make(chan deviceEvent, queueSize), join: make(chan *Viewer), leave: make(chan *Viewer),
 		animateLimit: o.AnimateLimit, blind: o.Blind, infer: o.InferDeliveries, done: make(chan struct{}),
 	}
 }
@@ -203,14 +204,39 @@ func (h *Hub) DeviceAdded(cfg sim.DeviceConfig) {
 	h.put(event{kind: "device", dev: cfg})
 }
 
+// deviceEvent is what a device's goroutine hands the Hub. It is small: an event (350
+// bytes) built and passed on a device's goroutine took its stack past the 2 KiB a waiting
+// device keeps (runner's workers say why that matters), doubling it.
+type deviceEvent struct {
+	home                  int
+	id, state, subscribed string // state for a state change, else the filter subscribed to
+}
+
+// event is the Hub's event for d.
+func (d deviceEvent) event() event {
+	if d.state != "" {
+		return event{kind: "state", home: d.home, id: d.id, state: d.state}
+	}
+	return event{kind: "devsub", home: d.home, id: d.id, filters: []string{d.subscribed}}
+}
+
+// putDevice queues d, or drops and counts it, as put.
+func (h *Hub) putDevice(d deviceEvent) {
+	select {
+	case h.devs <- d:
+	default:
+		h.queueDropped.Add(1)
+	}
+}
+
 // DeviceState implements runner.Observer.
 func (h *Hub) DeviceState(home int, id, state string) {
-	h.put(event{kind: "state", home: home, id: id, state: state})
+	h.putDevice(deviceEvent{home: home, id: id, state: state})
 }
 
 // DeviceSubscribed implements runner.Observer.
 func (h *Hub) DeviceSubscribed(home int, id, filter string) {
-	h.put(event{kind: "devsub", home: home, id: id, filters: []string{filter}})
+	h.putDevice(deviceEvent{home: home, id: id, subscribed: filter})
 }
 
 // shortPayload is the start of payload as text, for the log: at most maxPayload bytes,

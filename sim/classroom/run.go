@@ -144,6 +144,10 @@ func (h *Hub) Run(ctx context.Context) {
 			if b := h.apply(st, e); b != nil && len(viewers) > 0 {
 				send(b)
 			}
+		case d := <-h.devs:
+			if b := h.apply(st, d.event()); b != nil && len(viewers) > 0 {
+				send(b)
+			}
 		case <-tick.C:
 			h.idleBudget.Store(idlePerSecond)
 			if b := h.second(st); b != nil && len(viewers) > 0 {

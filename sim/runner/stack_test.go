@@ -18,6 +18,7 @@ import (
 
 	"github.com/fleetsim/fleetsim/sim"
 	"github.com/fleetsim/fleetsim/sim/alarm"
+	"github.com/fleetsim/fleetsim/sim/classroom"
 	"github.com/fleetsim/fleetsim/sim/metrics"
 )
 
@@ -41,15 +42,18 @@ func TestIdleDeviceStackStaysSmall(t *testing.T) {
 	step := func(stage string) func(p *port, ctx context.Context) {
 		return func(p *port, ctx context.Context) {
 			switch stage {
-			case "state":
+			case "state", "observed state":
 				p.SetState("sending")
 			case "publish":
 				_ = p.PublishAt(ctx, time.Now(), "t/1", sim.Reserve(64), 0, false)
 			}
 		}
 	}
-	for _, stage := range []string{"nothing", "state", "publish"} {
+	for _, stage := range []string{"nothing", "state", "publish", "observed state"} {
 		t.Run(stage, func(t *testing.T) {
+			if stage == "observed state" { // the classroom view is told on the device's goroutine
+				eng.observer = startHub(t)
+			}
 			ctx, cancel := context.WithCancel(context.Background())
 			eng.devCtx = ctx
 			var ready, done sync.WaitGroup
@@ -88,6 +92,16 @@ func TestIdleDeviceStackStaysSmall(t *testing.T) {
 			eng.alarm = alarms
 		})
 	}
+}
+
+// startHub runs a classroom view's Hub until the test ends.
+func startHub(t *testing.T) *classroom.Hub {
+	ctx, cancel := context.WithCancel(context.Background())
+	hub := classroom.NewHub(classroom.Options{})
+	done := make(chan struct{})
+	go func() { defer close(done); hub.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return hub
 }
 
 func stackInuse() int64 {
