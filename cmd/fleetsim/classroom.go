@@ -43,10 +43,9 @@ func uiWanted(f *runFlags, embedded bool, n int) bool {
 }
 
 // largeUI reports whether the view is left off by default because the fleet of n devices is
-// large (tune.go's largeFleet). The view hears of every device's every state change on the
-// device's own goroutine, and of every message from the broker: at 100,000 devices and more
-// that grew every waiting device's stack from 2 KiB to 4 KiB (2 GB more at a million), and
-// nobody watches a million devices on one page. --ui ADDR still serves it.
+// large (tune.go's largeFleet). The view hears of every device's every state change and of
+// every message from the broker, it keeps at most a few thousand devices, and nobody
+// watches a million devices on one page. --ui ADDR still serves it.
 func largeUI(f *runFlags, n int) bool {
 	return !f.uiSet && f.ui != "off" && f.ui != "" && n >= largeFleet
 }
