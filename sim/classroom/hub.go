@@ -43,8 +43,7 @@ const FleetPrefix = "fleetsim-"
 // Hub is the one fan-out of events to viewers. Make it with NewHub, start Run, and hand
 // it to broker.Options.Observer and runner.Config.Observer.
 type Hub struct {
-	in    chan event
-	devs  chan deviceEvent // from the devices' goroutines (runner.Observer)
+	in    chan *event // by pointer: an event built on a device's goroutine (DeviceState) took its stack past 2 KiB
 	join  chan *Viewer
 	leave chan *Viewer
 
@@ -82,7 +81,7 @@ func NewHub(o Options) *Hub {
 		o.AnimateLimit = DefaultAnimateLimit
 	}
 	return &Hub{
-		in: make(chan event, queueSize), devs: make(chan deviceEvent, queueSize), join: make(chan *Viewer), leave: make(chan *Viewer),
+		in: make(chan *event, queueSize), join: make(chan *Viewer), leave: make(chan *Viewer),
 		animateLimit: o.AnimateLimit, blind: o.Blind, infer: o.InferDeliveries, done: make(chan struct{}),
 	}
 }
@@ -120,7 +119,7 @@ type event struct {
 }
 
 // put queues e, or drops and counts it when the queue is full: it never waits.
-func (h *Hub) put(e event) {
+func (h *Hub) put(e *event) {
 	select {
 	case h.in <- e:
 	default:
@@ -139,20 +138,20 @@ func (h *Hub) Watching() bool { return h.viewers.Load() > 0 || h.idleBudget.Load
 
 // ClientConnected implements broker.Observer.
 func (h *Hub) ClientConnected(id, username string) {
-	h.put(event{kind: "connect", client: id, user: username})
+	h.put(&event{kind: "connect", client: id, user: username})
 }
 
 // ClientDisconnected implements broker.Observer.
-func (h *Hub) ClientDisconnected(id string) { h.put(event{kind: "disconnect", client: id}) }
+func (h *Hub) ClientDisconnected(id string) { h.put(&event{kind: "disconnect", client: id}) }
 
 // Subscribed implements broker.Observer.
 func (h *Hub) Subscribed(id string, filters []string) {
-	h.put(event{kind: "subscribe", client: id, filters: filters})
+	h.put(&event{kind: "subscribe", client: id, filters: filters})
 }
 
 // Unsubscribed implements broker.Observer.
 func (h *Hub) Unsubscribed(id string, filters []string) {
-	h.put(event{kind: "unsubscribe", client: id, filters: filters})
+	h.put(&event{kind: "unsubscribe", client: id, filters: filters})
 }
 
 // Published implements broker.Observer: it copies what it keeps of payload.
@@ -167,7 +166,7 @@ func (h *Hub) Published(id, topic string, qos byte, retained bool, payload []byt
 	if n := h.published.Add(1); n%every != 0 {
 		return
 	}
-	h.put(event{kind: "publish", client: id, topic: topic, qos: qos, retain: retained,
+	h.put(&event{kind: "publish", client: id, topic: topic, qos: qos, retain: retained,
 		size: len(payload), payload: shortPayload(payload), at: time.Now(), weight: int(every)})
 }
 
@@ -183,7 +182,7 @@ func (h *Hub) Delivered(id, origin, topic string, qos byte, retained bool, paylo
 	if n := h.delivered.Add(1); n%every != 0 {
 		return
 	}
-	e := event{kind: "delivery", client: id, origin: origin, topic: topic, qos: qos, retain: retained,
+	e := &event{kind: "delivery", client: id, origin: origin, topic: topic, qos: qos, retain: retained,
 		at: time.Now(), weight: int(every)}
 	if retained {
 		e.kind, e.size, e.payload = "retained", len(payload), shortPayload(payload)
@@ -194,49 +193,24 @@ func (h *Hub) Delivered(id, origin, topic string, qos byte, retained bool, paylo
 // Dropped implements broker.Observer.
 func (h *Hub) Dropped(id, topic string) {
 	if h.viewers.Load() > 0 {
-		h.put(event{kind: "dropped", client: id, topic: topic, at: time.Now()})
+		h.put(&event{kind: "dropped", client: id, topic: topic, at: time.Now()})
 	}
 }
 
 // DeviceAdded implements runner.Observer.
 func (h *Hub) DeviceAdded(cfg sim.DeviceConfig) {
 	cfg.Shared, cfg.Clock = nil, sim.Clock{} // keep only what says who it is
-	h.put(event{kind: "device", dev: cfg})
-}
-
-// deviceEvent is what a device's goroutine hands the Hub. It is small: an event (350
-// bytes) built and passed on a device's goroutine took its stack past the 2 KiB a waiting
-// device keeps (runner's workers say why that matters), doubling it.
-type deviceEvent struct {
-	home                  int
-	id, state, subscribed string // state for a state change, else the filter subscribed to
-}
-
-// event is the Hub's event for d.
-func (d deviceEvent) event() event {
-	if d.state != "" {
-		return event{kind: "state", home: d.home, id: d.id, state: d.state}
-	}
-	return event{kind: "devsub", home: d.home, id: d.id, filters: []string{d.subscribed}}
-}
-
-// putDevice queues d, or drops and counts it, as put.
-func (h *Hub) putDevice(d deviceEvent) {
-	select {
-	case h.devs <- d:
-	default:
-		h.queueDropped.Add(1)
-	}
+	h.put(&event{kind: "device", dev: cfg})
 }
 
 // DeviceState implements runner.Observer.
 func (h *Hub) DeviceState(home int, id, state string) {
-	h.putDevice(deviceEvent{home: home, id: id, state: state})
+	h.put(&event{kind: "state", home: home, id: id, state: state})
 }
 
 // DeviceSubscribed implements runner.Observer.
 func (h *Hub) DeviceSubscribed(home int, id, filter string) {
-	h.putDevice(deviceEvent{home: home, id: id, subscribed: filter})
+	h.put(&event{kind: "devsub", home: home, id: id, filters: []string{filter}})
 }
 
 // shortPayload is the start of payload as text, for the log: at most maxPayload bytes,

@@ -141,11 +141,7 @@ func (h *Hub) Run(ctx context.Context) {
 				h.viewers.Store(int32(len(viewers)))
 			}
 		case e := <-h.in:
-			if b := h.apply(st, e); b != nil && len(viewers) > 0 {
-				send(b)
-			}
-		case d := <-h.devs:
-			if b := h.apply(st, d.event()); b != nil && len(viewers) > 0 {
+			if b := h.apply(st, *e); b != nil && len(viewers) > 0 {
 				send(b)
 			}
 		case <-tick.C:

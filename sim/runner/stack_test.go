@@ -82,7 +82,11 @@ func TestIdleDeviceStackStaysSmall(t *testing.T) {
 			alarms.Close(ctx.Err())
 			done.Wait()
 			t.Logf("%s: %d bytes of stack per waiting device", stage, per)
-			if per > 2600 {
+			// A device whose stack grew holds 4,096. Growing every device (a frame too
+			// big on the device's goroutine, as the view's event was) lands near 4,096;
+			// publishing measured 2,040-2,640 over 40 runs (some devices are woken
+			// while the worker still runs), so the bound is half of them grown.
+			if per > 3072 {
 				t.Errorf("%s: a waiting device holds %d bytes of stack, want the 2048 minimum", stage, per)
 			}
 			alarms, err = alarm.New(n) // the next stage's
