@@ -128,30 +128,15 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer v.Close()
-	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
-	ping := time.NewTicker(15 * time.Second)
-	defer ping.Stop()
-	write := func(b []byte) error {
-		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
-		if n := v.Lost(); n > 0 {
-			if _, err := fmt.Fprintf(w, "data: {\"type\":\"lost\",\"n\":%d}\n\n", n); err != nil {
-				return err
-			}
-		}
-		if b == nil {
-			_, err := w.Write([]byte(": ping\n\n"))
-			return err
-		}
-		_, err := fmt.Fprintf(w, "data: %s\n\n", b)
-		return err
-	}
-	if write(nil) != nil || rc.Flush() != nil {
+	st := &sseStream{w: w, rc: http.NewResponseController(w), v: v}
+	if st.write(nil) != nil || st.rc.Flush() != nil {
 		return
 	}
-	lastFlush := time.Now()
+	ping := time.NewTicker(15 * time.Second)
+	defer ping.Stop()
 	for {
 		var b []byte
 		select {
@@ -164,31 +149,58 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 			}
 			b = m
 		}
-		if write(b) != nil {
-			return
-		}
-		// At most one flush every flushEvery: the messages of a busy moment go out
-		// together, and a viewer's goroutine wakes a few times a second, not per message.
-		if wait := flushEvery - time.Since(lastFlush); wait > 0 && b != nil {
-			t := time.NewTimer(wait)
-			select {
-			case <-r.Context().Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-		}
-		lastFlush = time.Now()
-		for len(v.C) > 0 && b != nil { // what else is waiting goes out in the same flush
-			m, ok := <-v.C
-			if !ok || write(m) != nil {
-				return
-			}
-		}
-		if rc.Flush() != nil {
+		if st.write(b) != nil || !st.batch(r.Context(), b != nil) || st.rc.Flush() != nil {
 			return
 		}
 	}
+}
+
+// sseStream writes one viewer's Server-Sent Events.
+type sseStream struct {
+	w         http.ResponseWriter
+	rc        *http.ResponseController
+	v         *Viewer
+	lastFlush time.Time
+}
+
+// write writes message b, or a ping for nil, telling first what the viewer lost.
+func (st *sseStream) write(b []byte) error {
+	_ = st.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if n := st.v.Lost(); n > 0 {
+		if _, err := fmt.Fprintf(st.w, "data: {\"type\":\"lost\",\"n\":%d}\n\n", n); err != nil {
+			return err
+		}
+	}
+	if b == nil {
+		_, err := st.w.Write([]byte(": ping\n\n"))
+		return err
+	}
+	_, err := fmt.Fprintf(st.w, "data: %s\n\n", b)
+	return err
+}
+
+// batch readies a flush: after a message, at most one flush every flushEvery, with what
+// else is waiting written too, so that the messages of a busy moment go out together and
+// a viewer's goroutine wakes a few times a second, not per message. It reports false
+// when the viewer is gone.
+func (st *sseStream) batch(ctx context.Context, message bool) bool {
+	if wait := flushEvery - time.Since(st.lastFlush); wait > 0 && message {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+	}
+	st.lastFlush = time.Now()
+	for len(st.v.C) > 0 && message {
+		m, ok := <-st.v.C
+		if !ok || st.write(m) != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // control checks a control request: a JSON POST from the page's own origin (a form on
