@@ -126,10 +126,8 @@ func TestHubDeliveriesWithTheirFilters(t *testing.T) {
 // never holds up the Hub or the other viewers.
 func TestStalledViewerDropsAndIsCounted(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := NewHub(Options{AnimateLimit: 1 << 30})
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go h.Run(ctx)
+		h := start(t, Options{AnimateLimit: 1 << 30})
+		ctx := t.Context()
 		stalled := h.Watch(ctx)
 		reader := h.Watch(ctx)
 		<-reader.C // snapshots
@@ -159,8 +157,6 @@ func TestStalledViewerDropsAndIsCounted(t *testing.T) {
 		if s := h.Stats(); s.Viewers != 0 {
 			t.Errorf("viewers after close = %d", s.Viewers)
 		}
-		cancel()
-		synctest.Wait() // every goroutine ended, or synctest.Test fails
 	})
 }
 
@@ -178,10 +174,8 @@ func TestQueueFullDropsWithoutBlocking(t *testing.T) {
 // Above the animation limit the Hub sends rates per edge once a second instead.
 func TestAggregatesAboveTheLimit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := NewHub(Options{AnimateLimit: 10})
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go h.Run(ctx)
+		h := start(t, Options{AnimateLimit: 10})
+		ctx := t.Context()
 		smartHome(h)
 		synctest.Wait()
 		v := h.Watch(ctx)
@@ -232,10 +226,8 @@ func TestAggregatesAboveTheLimit(t *testing.T) {
 // viewer's snapshot, nothing that costs a load run.
 func TestIdleHubTakesFewPublishes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := NewHub(Options{})
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go h.Run(ctx)
+		h := start(t, Options{})
+		ctx := t.Context()
 		synctest.Wait()
 		taken := 0
 		for i := range 1000 {
@@ -260,10 +252,8 @@ func TestIdleHubTakesFewPublishes(t *testing.T) {
 // client (or the devices behind it); a dropped one is told.
 func TestRetainedAndDropped(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := NewHub(Options{})
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go h.Run(ctx)
+		h := start(t, Options{})
+		ctx := t.Context()
 		smartHome(h)
 		synctest.Wait()
 		v := h.Watch(ctx)
@@ -329,10 +319,8 @@ func TestSharedDeliveryNamesItsFilter(t *testing.T) {
 // sampling skips it, that costs no allocation.
 func TestDeliveredAllocatesNothingItSkips(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := NewHub(Options{})
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go h.Run(ctx)
+		h := start(t, Options{})
+		ctx := t.Context()
 		synctest.Wait()
 		payload := []byte(`{"celsius":21.5}`)
 		deliver := func() {
