@@ -47,7 +47,7 @@ type runFlags struct {
 	allowAnonymous                        bool
 	caFile, certFile, keyFile             string
 	insecure, quiet, verbose              bool
-	progress, grace                       time.Duration
+	progress, grace, wakeBatch            time.Duration
 	reconnectBase, reconnectCap           time.Duration
 	report                                string
 	thresholds                            stringList
@@ -170,6 +170,7 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, string, error) {
 	fs.StringVar(&f.ui, "ui", defaultUI, "address of the classroom view (a web page of the devices, the broker and every message; README, \"The classroom view\"); \"off\" to disable. A busy default is skipped with a warning")
 	fs.StringVar(&f.client, "client", "", "MQTT client for the connections: paho (the reference) or lean (fleetsim's own, made for load); overrides the scenario's connections.client (default paho)")
 	fs.StringVar(&f.protocol, "protocol", "", "MQTT version the connections speak: 3.1.1 or 5 (lean client only); overrides the scenario's connections.protocol (default 3.1.1)")
+	fs.DurationVar(&f.wakeBatch, "wake-batch", runner.DefaultWakeBatch, "wake the devices due to send within each slot of this `duration` together, at its start: sends go out up to this much early (measured from when they left), and a fleet sending thousands of messages a second uses less than half the CPU; 0 wakes each device at its own time")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return nil, "", err
@@ -189,6 +190,9 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, string, error) {
 	}
 	if f.progress < 0 {
 		return nil, "", usagef("run: --progress must not be negative")
+	}
+	if f.wakeBatch < 0 {
+		return nil, "", usagef("run: --wake-batch must not be negative")
 	}
 	if f.grace <= 0 {
 		return nil, "", usagef("run: --grace must be positive")
@@ -316,7 +320,7 @@ func runCommand(ctx, hard context.Context, args []string, stdout, stderr io.Writ
 	cfg := runner.Config{Scenario: s, Kinds: devices.Kinds(), Conn: connOpts, Metrics: m, Console: stdout,
 		Grace: f.grace, Hard: hard, Thresholds: thresholds, AllowGeneratorLimit: f.allowGeneratorLimit,
 		BrokerDropped: brokerDropped, Shard: shard, StartAt: startAt, ClockSkew: skew, Observer: ui.runObserver(),
-		Client: f.client, Protocol: f.protocol}
+		Client: f.client, Protocol: f.protocol, WakeBatch: cmp.Or(f.wakeBatch, -1)}
 	if !startAt.IsZero() || shard.Count > 1 {
 		cfg.RunID = runner.RunID(s.Name, s.Seed, startAt) // the same in every shard
 	}

@@ -26,10 +26,21 @@
 // (the fractional worker runs until preempted), so keeping mark phases short (GOGC,
 // GOMEMLIMIT, fewer pointers) still matters.
 //
+// The third reason is cost at moderate rates: an Alarm can wake together the sleepers due
+// close together. A process that wakes for every send goes idle between them, and each
+// wake-up then costs more than the send: the timer, a thread woken with a futex, an
+// epoll_wait, and the same again for each acknowledgement it waits for. Against mosquitto
+// at 3,000 msg/s (QoS 1, 64 publishers on connections of their own) that was ~150 µs of
+// CPU a message, against ~32 µs at 30,000 msg/s. With a quantum, the Alarm cuts its clock
+// into slots of that length and wakes every sleeper due within a slot at the slot's start,
+// in one go: woken up to one quantum early, never late on that account. Their sends then
+// go out together, the broker's answers come back together, and the process wakes once
+// for all of them.
+//
 // The contract: Add(when, w) makes the Alarm call w.Wake exactly once, with nil at (or
-// just after) when, or with Close's error if the Alarm is closed first. Add runs on the
-// sleeper's goroutine and keeps to a small frame so that goroutine's stack stays at Go's
-// 2 KiB minimum.
+// just after) the start of when's slot (when itself with no quantum), or with Close's
+// error if the Alarm is closed first. Add runs on the sleeper's goroutine and keeps to a
+// small frame so that goroutine's stack stays at Go's 2 KiB minimum.
 package alarm
 
 import (
@@ -71,10 +82,11 @@ type entry struct {
 type Alarm struct {
 	// base and off convert a time.Time to the clock the waker runs on: off + when.Sub(base),
 	// so Go's monotonic reading is used where the time has one.
-	base time.Time
-	off  int64
-	w    waker
-	done chan struct{} // closed when the goroutine ends
+	base    time.Time
+	off     int64
+	quantum int64 // the slot length, nanoseconds; 0: every sleeper wakes at its own time
+	w       waker
+	done    chan struct{} // closed when the goroutine ends
 
 	mu    sync.Mutex
 	heap  []entry // binary min-heap on when
@@ -85,25 +97,28 @@ type Alarm struct {
 }
 
 // New starts an Alarm and its one goroutine (ended by Close). sizeHint preallocates the
-// heap for that many sleepers.
-func New(sizeHint int) (*Alarm, error) {
-	return start(sizeHint, newOSWaker)
+// heap for that many sleepers. A quantum above 0 wakes together the sleepers due within
+// each slot of that length, at the slot's start (see the package doc); 0 wakes each at
+// its own time.
+func New(sizeHint int, quantum time.Duration) (*Alarm, error) {
+	return start(sizeHint, quantum, newOSWaker)
 }
 
 // start builds an Alarm on the waker newWaker returns, with the clock offset it gives.
-func start(sizeHint int, newWaker func(base time.Time) (waker, int64, error)) (*Alarm, error) {
+func start(sizeHint int, quantum time.Duration, newWaker func(base time.Time) (waker, int64, error)) (*Alarm, error) {
 	base := time.Now()
 	w, off, err := newWaker(base)
 	if err != nil {
 		return nil, err
 	}
 	a := &Alarm{
-		base:  base,
-		off:   off,
-		w:     w,
-		done:  make(chan struct{}),
-		heap:  make([]entry, 0, max(sizeHint, 0)),
-		armed: never,
+		base:    base,
+		off:     off,
+		quantum: max(int64(quantum), 0),
+		w:       w,
+		done:    make(chan struct{}),
+		heap:    make([]entry, 0, max(sizeHint, 0)),
+		armed:   never,
 	}
 	go a.run()
 	return a, nil
@@ -117,8 +132,9 @@ type Waker interface {
 	Wake(err error)
 }
 
-// Add asks for w to be woken with nil at (or just after) when. After Close, Add returns
-// Close's error at once and w is not woken.
+// Add asks for w to be woken with nil at (or just after) the start of when's slot: when
+// itself with no quantum. After Close, Add returns Close's error at once and w is not
+// woken.
 func (a *Alarm) Add(when time.Time, w Waker) error {
 	if w == nil {
 		return errNoWaker
@@ -131,9 +147,9 @@ func (a *Alarm) Add(when time.Time, w Waker) error {
 		return err
 	}
 	a.push(entry{when: t, w: w})
-	if t < a.armed {
-		a.armed = t
-		a.w.set(t)
+	if at := a.slot(t); at < a.armed {
+		a.armed = at
+		a.w.set(at)
 	}
 	a.mu.Unlock()
 	return nil
@@ -193,16 +209,16 @@ func (a *Alarm) fire() {
 			return
 		}
 		n := 0
-		for n < batch && len(a.heap) > 0 && a.heap[0].when <= now {
+		for n < batch && len(a.heap) > 0 && a.slot(a.heap[0].when) <= now {
 			a.due[n] = a.pop()
 			n++
 		}
-		more := len(a.heap) > 0 && a.heap[0].when <= now
+		more := len(a.heap) > 0 && a.slot(a.heap[0].when) <= now
 		if !more {
 			// The timer has fired, so whatever it was armed for is spent.
 			next := int64(never)
 			if len(a.heap) > 0 {
-				next = a.heap[0].when
+				next = a.slot(a.heap[0].when)
 			}
 			if next != never || a.armed != never {
 				a.w.set(next)
@@ -218,6 +234,24 @@ func (a *Alarm) fire() {
 			return
 		}
 	}
+}
+
+// Woken reports whether a sleeper due at t would be woken at once: its slot has begun. A
+// sleeper can then skip Add, as it would be woken straight away. Not inlined: a sleeper's
+// frame stays as small as it was without it (see the contract above).
+//
+//go:noinline
+func (a *Alarm) Woken(t time.Time) bool {
+	return a.quantum > 0 && a.slot(a.clock(t)) <= a.clock(time.Now())
+}
+
+// slot is when, on the waker's clock, the Alarm wakes a sleeper due at t: the start of
+// t's slot, or t itself with no quantum.
+func (a *Alarm) slot(t int64) int64 {
+	if a.quantum == 0 || t <= 0 {
+		return t
+	}
+	return t - t%a.quantum
 }
 
 // clock converts t to the waker's clock, saturating far from now.

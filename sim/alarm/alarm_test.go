@@ -21,8 +21,8 @@ var impls = []struct {
 	name  string
 	start func(sizeHint int) (*Alarm, error)
 }{
-	{"os", New},
-	{"timer", func(n int) (*Alarm, error) { return start(n, newTimerWaker) }},
+	{"os", func(n int) (*Alarm, error) { return New(n, 0) }},
+	{"timer", func(n int) (*Alarm, error) { return start(n, 0, newTimerWaker) }},
 }
 
 // forEach runs f as a subtest per waker, each checked for leaked goroutines.
@@ -265,7 +265,7 @@ func TestConcurrentAddClose(t *testing.T) {
 // must wake at exactly its time.
 func TestTimerWakerExactUnderSynctest(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		a, err := start(0, newTimerWaker)
+		a, err := start(0, 0, newTimerWaker)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -290,6 +290,101 @@ func TestTimerWakerExactUnderSynctest(t *testing.T) {
 			})
 		}
 		wg.Wait()
+	})
+}
+
+// TestQuantumWakesASlotTogether runs a batching Alarm on fake time: every sleeper wakes
+// at exactly the start of its slot, so the sleepers due within one slot wake together, up
+// to one quantum early and never late; Woken says so once the slot has begun.
+func TestQuantumWakesASlotTogether(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const q = 10 * time.Millisecond
+		a, err := start(0, q, newTimerWaker)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close(nil)
+		t0 := time.Now() // the Alarm's clock starts here: slots are [t0+k·q, t0+(k+1)·q)
+		rng := rand.New(rand.NewPCG(7, 8))
+		var wg sync.WaitGroup
+		for range 200 {
+			when := t0.Add(time.Duration(rng.IntN(1000)) * time.Millisecond)
+			slot := t0.Add(when.Sub(t0).Truncate(q))
+			wg.Go(func() {
+				c := make(chan error, 1)
+				if err := a.Add(when, chanWaker(c)); err != nil {
+					t.Error(err)
+					return
+				}
+				if err := <-c; err != nil {
+					t.Error(err)
+				}
+				if now := time.Now(); !now.Equal(slot) {
+					t.Errorf("due at %v: woke at %v, want its slot's start %v", when.Sub(t0), now.Sub(t0), slot.Sub(t0))
+				}
+				if !a.Woken(when) {
+					t.Errorf("due at %v: Woken is false at %v, in its slot", when.Sub(t0), time.Now().Sub(t0))
+				}
+				if a.Woken(slot.Add(q)) {
+					t.Errorf("Woken is true for the next slot %v at %v", slot.Add(q).Sub(t0), time.Now().Sub(t0))
+				}
+			})
+		}
+		wg.Wait()
+	})
+}
+
+// TestQuantumNeverMoreThanOneEarly runs a batching Alarm on each real waker: no sleeper
+// wakes more than one quantum before its time.
+func TestQuantumNeverMoreThanOneEarly(t *testing.T) {
+	const q = 20 * time.Millisecond
+	for name, a := range map[string]func() (*Alarm, error){
+		"os":    func() (*Alarm, error) { return New(0, q) },
+		"timer": func() (*Alarm, error) { return start(0, q, newTimerWaker) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			defer goleak.VerifyNone(t)
+			a, err := a()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close(nil)
+			start := time.Now()
+			var wg sync.WaitGroup
+			for i := range 200 {
+				when := start.Add(time.Duration(i) * time.Millisecond)
+				wg.Go(func() {
+					c := make(chan error, 1)
+					if err := a.Add(when, chanWaker(c)); err != nil {
+						t.Error(err)
+						return
+					}
+					select {
+					case err := <-c:
+						if err != nil {
+							t.Error(err)
+						}
+					case <-time.After(patience):
+						t.Error("not woken")
+						return
+					}
+					if early := when.Sub(time.Now()); early > q {
+						t.Errorf("woken %v early, more than the quantum %v", early, q)
+					}
+				})
+			}
+			wg.Wait()
+		})
+	}
+}
+
+// TestNoQuantumNeverWoken: without a quantum nothing is woken before its time, so Woken is
+// always false and a sleeper always goes through Add.
+func TestNoQuantumNeverWoken(t *testing.T) {
+	forEach(t, func(t *testing.T, a *Alarm) {
+		if a.Woken(time.Now().Add(-time.Hour)) {
+			t.Error("Woken is true without a quantum")
+		}
 	})
 }
 

@@ -139,7 +139,19 @@ type stepResult struct {
 	gc                       uint32
 	reads, writes            int64   // the generator's read and write system calls
 	inWindow                 float64 // msgs/s the sink received while the publishers sent (0: not sampled)
+	win                      window  // the same span: what it cost
 	err                      error
+}
+
+// cpuPerMsg is the generator's CPU a message the sink received while the publishers sent,
+// in µs: the cost of a message, without the run's fixed costs (connecting, the drain).
+func (r stepResult) cpuPerMsg() float64 {
+	return r.win.cpu.Seconds() / max(r.inWindow*r.win.span.Seconds(), 1) * 1e6
+}
+
+// brokerBusy is the share of a core mosquitto used while the publishers sent.
+func (r stepResult) brokerBusy() float64 {
+	return r.win.broker.Seconds() / max(r.win.span.Seconds(), 1e-9)
 }
 
 // verdict says whether the step was sustained, and if not why.
@@ -178,10 +190,10 @@ func (r stepResult) String() string {
 		verdict = "FAIL: " + why
 	}
 	perMsg := func(n int64) float64 { return float64(n) / float64(max(r.delivered, 1)) }
-	return fmt.Sprintf("%8.0f msg/s: %.0f/s received while sending, %d delivered, p50 %v p99 %v, lag p99 %v, ack p99 %v, cpu %.2fs (%.2f cpu-s/Mmsg), broker %.2f cpu-s/Mmsg, %d GC, %.2f reads and %.2f writes per message: %s",
+	return fmt.Sprintf("%8.0f msg/s: %.0f/s received while sending, %d delivered, p50 %v p99 %v, lag p99 %v, ack p99 %v, cpu %.2fs (%.2f cpu-s/Mmsg; %.1f µs a message while sending), broker %.2f cpu-s/Mmsg (%.0f%% of a core while sending), %d GC, %.2f reads and %.2f writes per message: %s",
 		r.rate, r.inWindow, r.delivered, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.lagP99.Round(time.Microsecond),
-		r.ackP99.Round(time.Microsecond), r.cpu.Seconds(), cpuPerM(r.cpu, r.delivered), cpuPerM(r.brokerCPU, r.delivered), r.gc,
-		perMsg(r.reads), perMsg(r.writes), verdict)
+		r.ackP99.Round(time.Microsecond), r.cpu.Seconds(), cpuPerM(r.cpu, r.delivered), r.cpuPerMsg(), cpuPerM(r.brokerCPU, r.delivered),
+		100*r.brokerBusy(), r.gc, perMsg(r.reads), perMsg(r.writes), verdict)
 }
 
 // search finds the highest rate that step sustains: it doubles from sh.start until a rate
@@ -275,12 +287,13 @@ func fleetsimStep(b *testing.B, m *testbroker.Mosquitto, sh shape, rate float64,
 	broker0 := brokerCPU(m)
 	reads0, writes0 := syscalls()
 	ctx, cancel := context.WithCancel(context.Background())
-	window := make(chan float64, 1)
-	go func() { window <- sinkRate(ctx, met, sh, d) }()
+	sampled := make(chan window, 1)
+	go func() { sampled <- sendWindow(ctx, met, m, sh, d) }()
 	sum, err := runner.Run(ctx, runner.Config{Scenario: s, Kinds: devices.Kinds(), Metrics: met,
 		Grace: 3 * time.Second, Conn: mqttconn.Options{Broker: m.URL(), ConnectTimeout: 10 * time.Second}, Client: sh.client})
 	cancel()
-	r := stepResult{rate: rate, expected: expected, err: err, brokerCPU: brokerCPU(m) - broker0, inWindow: <-window}
+	win := <-sampled
+	r := stepResult{rate: rate, expected: expected, err: err, brokerCPU: brokerCPU(m) - broker0, inWindow: win.rate, win: win}
 	reads, writes := syscalls()
 	r.reads, r.writes = reads-reads0, writes-writes0
 	if sum == nil {
@@ -300,39 +313,53 @@ func fleetsimStep(b *testing.B, m *testbroker.Mosquitto, sh shape, rate float64,
 	return r
 }
 
-// sinkRate returns the rate (msgs/s) at which the sink of a run of loadScenario(sh, rate, d)
-// received while the publishers were sending: from the end of the pause to the end of d,
-// reckoned from when the run started its devices. What arrives after (a backlog drained in
-// the grace period) does not count: it is the throughput delivered under the offered load.
-// 0 if ctx ends first.
-func sinkRate(ctx context.Context, met *metrics.Metrics, sh shape, d time.Duration) float64 {
+// window is what happened from the end of a step's pause to the end of its sending: the
+// rate (msgs/s) at which the sink received, and the CPU the generator's process and
+// mosquitto used meanwhile.
+type window struct {
+	rate        float64
+	span        time.Duration
+	cpu, broker time.Duration
+}
+
+// sendWindow samples the window of a run of loadScenario(sh, rate, d) against m, reckoned
+// from when the run started its devices. What arrives after (a backlog drained in the
+// grace period) does not count: it is the throughput delivered under the offered load.
+// The zero window if ctx ends first.
+func sendWindow(ctx context.Context, met *metrics.Metrics, m *testbroker.Mosquitto, sh shape, d time.Duration) window {
 	started := met.Devices.WithLabelValues("load")
 	received := met.Received.WithLabelValues("sink", strconv.Itoa(int(sh.qos)))
 	for testutil.ToFloat64(started) < float64(sh.pubs) {
 		select {
 		case <-ctx.Done():
-			return 0
+			return window{}
 		case <-time.After(time.Millisecond):
 		}
 	}
 	t0 := time.Now()
-	count := func(at time.Time) (float64, time.Time, bool) {
+	type sample struct {
+		n           float64
+		at          time.Time
+		cpu, broker time.Duration
+	}
+	take := func(at time.Time) (sample, bool) {
 		select {
 		case <-ctx.Done():
-			return 0, at, false
+			return sample{}, false
 		case <-time.After(time.Until(at)):
 		}
-		return testutil.ToFloat64(received), time.Now(), true
+		return sample{n: testutil.ToFloat64(received), at: time.Now(), cpu: processCPU(), broker: brokerCPU(m)}, true
 	}
-	n0, from, ok := count(t0.Add(pause))
+	from, ok := take(t0.Add(pause))
 	if !ok {
-		return 0
+		return window{}
 	}
-	n1, to, ok := count(t0.Add(pause + d))
+	to, ok := take(t0.Add(pause + d))
 	if !ok {
-		return 0
+		return window{}
 	}
-	return (n1 - n0) / to.Sub(from).Seconds()
+	span := to.at.Sub(from.at)
+	return window{rate: (to.n - from.n) / span.Seconds(), span: span, cpu: to.cpu - from.cpu, broker: to.broker - from.broker}
 }
 
 func BenchmarkThroughputQoS0(b *testing.B) { benchThroughput(b, shapeQoS0) }
@@ -433,6 +460,46 @@ func reportThroughput(b *testing.B, best, ref stepResult) {
 	b.ReportMetric(cpuPerM(ref.cpu, ref.delivered), "cpu-s/Mmsg@ref")
 	b.ReportMetric(cpuPerM(ref.brokerCPU, ref.delivered), "broker-cpu-s/Mmsg@ref")
 	b.ReportMetric(float64(best.p99.Microseconds()), "p99-µs")
+	b.ReportMetric(100*best.brokerBusy(), "broker-%core")
+}
+
+// BenchmarkPacingLeanQoS1 is what pacing costs (issue 14): fleetsim on the lean client
+// holds the highest zero-loss rate (found by the same search as the throughput benchmarks,
+// or -fleetsim.rate), then half and a tenth of it, and reports the generator's CPU a message
+// at each, while the publishers send (µs/msg@100%, @50%, @10%), and the ratio of the last
+// two to the first. At lower rates fewer sends fall due together, so each costs more: its
+// own wake-up, hand-over and system calls; the bar is twice the cost at the top.
+func BenchmarkPacingLeanQoS1(b *testing.B) {
+	sh, sz := shapeQoS1.over(scenario.ClientLean).withFlags(), sizes()
+	m := benchBroker(b)
+	for b.Loop() {
+		top := *benchRate
+		if top == 0 {
+			best := search(b, sh, sz.bisect, func(rate float64) stepResult { return fleetsimStep(b, m, sh, rate, sz.step) })
+			if best.delivered == 0 {
+				b.Fatalf("no rate from %.0f msg/s up was sustained", sh.start)
+			}
+			top = best.rate
+		}
+		b.ReportMetric(0, "ns/op")
+		b.ReportMetric(top, "msgs/s")
+		var atTop float64
+		for _, pct := range []int{100, 50, 10} {
+			r := fleetsimStep(b, m, sh, top*float64(pct)/100, sz.step)
+			b.Logf("%d%%: %v", pct, r)
+			if ok, why := r.verdict(); !ok {
+				b.Errorf("%d%% of %.0f msg/s was not sustained: %s", pct, top, why)
+			}
+			cost := r.cpuPerMsg()
+			b.ReportMetric(cost, fmt.Sprintf("µs/msg@%d%%", pct))
+			if pct == 100 {
+				atTop = cost
+				b.ReportMetric(100*r.brokerBusy(), "broker-%core")
+				continue
+			}
+			b.ReportMetric(cost/max(atTop, 1e-9), fmt.Sprintf("ratio@%d%%", pct))
+		}
+	}
 }
 
 // BenchmarkConnections opens per-device connections, as many as sizes().conns (or, with

@@ -24,9 +24,10 @@ type Generator struct {
 	MaxRSS         int64 // the process's peak resident set size, bytes; 0 where unknown
 	Devices        int   // the fleet's size, for the memory a device costs
 	GOMAXPROCS     int
-	GOGC           int   // the collector's target percentage; -1 when off
-	MemoryLimit    int64 // the runtime's soft memory limit, bytes; 0 when none
-	StartingStack  int64 // the stack goroutines started with when the devices did, bytes
+	GOGC           int           // the collector's target percentage; -1 when off
+	MemoryLimit    int64         // the runtime's soft memory limit, bytes; 0 when none
+	StartingStack  int64         // the stack goroutines started with when the devices did, bytes
+	WakeBatch      time.Duration // Config.WakeBatch: devices due within one such slot were woken together; 0: each at its time
 	startCPU       time.Duration
 	startGC        uint32
 	startGCPauseNs uint64

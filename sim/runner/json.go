@@ -125,6 +125,7 @@ type jsonGenerator struct {
 	GOGC               int      `json:"gogc"`
 	MemoryLimitBytes   int64    `json:"memory_limit_bytes"`
 	StartingStackBytes int64    `json:"starting_stack_bytes"`
+	WakeBatchSeconds   float64  `json:"wake_batch_seconds"`
 }
 
 type jsonConnections struct {
@@ -195,7 +196,7 @@ func (s *Summary) report() jsonReport {
 			GCCycles: m.Generator.GCCycles, GCPauseSeconds: m.Generator.GCPause.Seconds(), MaxInFlight: m.Generator.MaxInFlight, BrokerDropped: m.Generator.BrokerDropped,
 			Bottleneck: m.Generator.Bottleneck, Reasons: nonNil(m.Generator.BottleneckWhy),
 			MaxRSSBytes: m.Generator.MaxRSS, GOMAXPROCS: m.Generator.GOMAXPROCS, GOGC: m.Generator.GOGC, MemoryLimitBytes: m.Generator.MemoryLimit,
-			StartingStackBytes: m.Generator.StartingStack},
+			StartingStackBytes: m.Generator.StartingStack, WakeBatchSeconds: m.Generator.WakeBatch.Seconds()},
 		Connections: jsonConnections{Opened: s.Connections.Connections, Connects: s.Connections.Connects, Lost: s.Connections.Lost,
 			PeakConnectsPerSecond: s.Connections.PeakPerSecond, Episodes: s.Connections.Episodes,
 			FullReconnectSeconds: s.Connections.Longest.Seconds(), StillDown: s.Connections.StillDown},

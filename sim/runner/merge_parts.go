@@ -240,6 +240,7 @@ func mergeGenerator(g *Generator, r Report) {
 	g.GOGC = max(g.GOGC, o.GOGC)
 	g.MemoryLimit = max(g.MemoryLimit, o.MemoryLimit)
 	g.StartingStack = max(g.StartingStack, o.StartingStack)
+	g.WakeBatch = max(g.WakeBatch, o.WakeBatch)
 }
 
 // mergeLinks adds up the links of each profile (the same name and figures).

@@ -35,14 +35,16 @@ type connection interface {
 
 // engine is what every port of a run shares.
 type engine struct {
-	meas     *measurement
-	console  *console
-	flight   context.Context // bounds publishes in flight; outlives the devices' ctx by the grace period
-	inFlight atomic.Int64    // publishes in flight
-	workers  *workers        // run the publishes
-	alarm    *alarm.Alarm    // wakes sleeping devices
-	devCtx   context.Context // the devices' ctx: a sleep on it rides the alarm
-	observer Observer        // nil: none (Config.Observer)
+	meas      *measurement
+	console   *console
+	flight    context.Context // bounds publishes in flight; outlives the devices' ctx by the grace period
+	inFlight  atomic.Int64    // publishes in flight
+	workers   *workers        // run the publishes
+	alarm     *alarm.Alarm    // wakes sleeping devices
+	devCtx    context.Context // the devices' ctx: a sleep on it rides the alarm
+	stopAt    time.Time       // when devCtx ends, if the run has a duration
+	wakeBatch time.Duration   // the alarm's slot (Config.WakeBatch)
+	observer  Observer        // nil: none (Config.Observer)
 }
 
 // port is one device: the device itself and its sim.IO, which is its share of a
@@ -186,10 +188,19 @@ func (p *port) PublishAt(ctx context.Context, due time.Time, topic string, paylo
 var pubReqs = sync.Pool{New: func() any { return new(pubReq) }}
 
 // SleepUntil implements sim.IO. A sleep on the run's own context is one entry in the
-// alarm's heap, which wakes the port (Wake); any other context gets a timer of its own.
+// alarm's heap, which wakes the port (Wake), up to the alarm's slot early (Config.WakeBatch;
+// PublishAt measures an early send from when it went out); any other context gets a timer
+// of its own. A sleep until the run's end or later is never woken early: a send due after
+// the run is not made.
 func (p *port) SleepUntil(ctx context.Context, t time.Time) error {
 	if ctx != p.eng.devCtx || p.eng.alarm == nil {
 		return sim.TimerSleep(ctx, t)
+	}
+	if stop := p.eng.stopAt; !stop.IsZero() && !t.Before(stop) {
+		t = t.Add(p.eng.wakeBatch) // its slot then starts after t
+	}
+	if p.eng.alarm.Woken(t) {
+		return nil // its slot has begun
 	}
 	p.done.Add(1)
 	if err := p.eng.alarm.Add(t, p); err != nil {
@@ -256,7 +267,13 @@ func (p *port) send(r *pubReq) error {
 	}
 	sent := start
 	if !r.due.IsZero() {
+		// Measured from when it was due, or from when it went out if that was earlier (a
+		// device woken early with others, see SleepUntil): never from a time it was not yet
+		// sent, which would flatter the broker.
 		sent = r.due
+		if start.Before(sent) {
+			sent = start
+		}
 		p.recordLag(r.due, r.prevDone, start)
 	}
 	out, st, buf := p.stamped(r.topic, r.payload, sent)
@@ -268,14 +285,7 @@ func (p *port) send(r *pubReq) error {
 		if buf != nil {
 			stampBufs.Put(buf) // empty: the client may hold out
 		}
-		if st != nil && (errors.Is(err, mqttconn.ErrNotSent) || refused(err)) {
-			// Nothing went out (or the broker refused it), so nothing can arrive: the seq
-			// is not spent, and the failure is counted as one, not also as a loss.
-			st.last.Add(^uint64(0))
-		}
-		p.stats.failed.Add(1)
-		p.km.metrics.PublishFailures[r.qos].Inc()
-		return fmt.Errorf("publish %s: %w", r.topic, err)
+		return p.failedPublish(r, st, err)
 	}
 	if buf != nil {
 		if r.qos == 0 && cap(out) <= maxSpare {
@@ -289,6 +299,19 @@ func (p *port) send(r *pubReq) error {
 	}
 	p.published(r.qos, len(r.payload), time.Since(sendAt))
 	return nil
+}
+
+// failedPublish counts a publish that failed with err and returns err with its topic. When
+// nothing went out (or the broker refused it), nothing can arrive: the seq is given back,
+// so that the failure counts as one and not also as a loss. Only the device's goroutine
+// stamps its streams, and it is still in this publish, so the seq is still the last.
+func (p *port) failedPublish(r *pubReq, st *outStream, err error) error {
+	if st != nil && (errors.Is(err, mqttconn.ErrNotSent) || refused(err)) {
+		st.last.Add(^uint64(0))
+	}
+	p.stats.failed.Add(1)
+	p.km.metrics.PublishFailures[r.qos].Inc()
+	return fmt.Errorf("publish %s: %w", r.topic, err)
 }
 
 // limited returns the device's own rate limiter, making it when the device first publishes

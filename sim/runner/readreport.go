@@ -110,7 +110,7 @@ func (j *jsonReport) measured(m *Measured) {
 	m.Generator = Generator{CPU: seconds(g.CPUSeconds), Cores: g.Cores, Utilisation: g.Utilisation, GCCycles: g.GCCycles,
 		GCPause: seconds(g.GCPauseSeconds), MaxInFlight: g.MaxInFlight, BrokerDropped: g.BrokerDropped, Bottleneck: g.Bottleneck,
 		BottleneckWhy: g.Reasons, MaxRSS: g.MaxRSSBytes, GOMAXPROCS: g.GOMAXPROCS, GOGC: g.GOGC, MemoryLimit: g.MemoryLimitBytes,
-		StartingStack: g.StartingStackBytes}
+		StartingStack: g.StartingStackBytes, WakeBatch: seconds(g.WakeBatchSeconds)}
 	if len(m.Generator.BottleneckWhy) == 0 {
 		m.Generator.BottleneckWhy = nil
 	}

@@ -84,6 +84,12 @@ func (c Config) withDefaults() Config {
 	if c.ProgressEvery <= 0 {
 		c.ProgressEvery = 10 * time.Second
 	}
+	switch {
+	case c.WakeBatch == 0:
+		c.WakeBatch = DefaultWakeBatch
+	case c.WakeBatch < 0:
+		c.WakeBatch = 0
+	}
 	return c
 }
 
@@ -123,7 +129,7 @@ func (r *run) build(ctx context.Context) error {
 	} else {
 		r.devCtx, r.stopDevices = context.WithCancel(ctx)
 	}
-	alarms, err := alarm.New(s.DeviceCount())
+	alarms, err := alarm.New(s.DeviceCount(), r.cfg.WakeBatch)
 	if err != nil {
 		return err
 	}
@@ -137,6 +143,10 @@ func (r *run) build(ctx context.Context) error {
 		meas.skew += int64(c.Offset) // stamp and read in shard 1's time
 	}
 	r.eng = &engine{meas: meas, console: con, flight: r.flight, workers: newWorkers(), alarm: alarms, devCtx: r.devCtx, observer: r.cfg.Observer}
+	r.eng.wakeBatch = r.cfg.WakeBatch
+	if s.Duration > 0 {
+		r.eng.stopAt = r.started.Add(s.Duration)
+	}
 	r.failures = &failures{con: con}
 	r.gen = startGenerator()
 	if r.cfg.BrokerDropped != nil {
@@ -160,6 +170,7 @@ func (r *run) build(ctx context.Context) error {
 // progress line and the sampler of publishes in flight, which end with devCtx.
 func (r *run) start() {
 	r.gen.StartingStack = startingStack()
+	r.gen.WakeBatch = r.cfg.WakeBatch
 	var wg sync.WaitGroup
 	for i, d := range r.devices {
 		r.cfg.Metrics.Devices.WithLabelValues(d.km.kind).Inc()

@@ -78,6 +78,13 @@ type Config struct {
 	// Protocol, if set, is the MQTT version the connections speak (scenario.Protocol311 or
 	// Protocol5, which needs the lean client), overriding the scenario's.
 	Protocol string
+	// WakeBatch is the slot within which devices due to send are woken together, at the
+	// slot's start (sim/alarm): a send goes out up to WakeBatch early, never late on that
+	// account, and is measured from when it went out. A fleet sending a few thousand
+	// messages a second then wakes once for several of them instead of once for each,
+	// which costs less than half the CPU a message. Default DefaultWakeBatch; negative:
+	// every device wakes at its own time.
+	WakeBatch time.Duration
 }
 
 // ErrThresholds is returned (wrapped) by Run when a threshold was crossed.
@@ -89,6 +96,12 @@ var ErrGeneratorLimit = errors.New("the generator was the limit")
 
 // DefaultGrace is the default Config.Grace.
 const DefaultGrace = 5 * time.Second
+
+// DefaultWakeBatch is the default Config.WakeBatch. Against mosquitto (QoS 1, 64
+// publishers on connections of their own) it cut the CPU a message from ~160 to ~65 µs
+// at 3,000 msg/s and from ~50 to ~28 µs at 15,000, where 1 ms did about half as well;
+// at 30,000 msg/s, where sends coalesce anyway, from ~33 to ~27 µs.
+const DefaultWakeBatch = 2 * time.Millisecond
 
 // quietFor is how long deliveries must stay still, once nothing is in flight, for the
 // drain at the end of a run to stop before its grace period is over.

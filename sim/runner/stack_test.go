@@ -28,7 +28,7 @@ import (
 func TestIdleDeviceStackStaysSmall(t *testing.T) {
 	const n = 10000
 	m := metrics.New(prometheus.NewRegistry(), "t")
-	alarms, err := alarm.New(n)
+	alarms, err := alarm.New(n, DefaultWakeBatch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestIdleDeviceStackStaysSmall(t *testing.T) {
 			if per > 3072 {
 				t.Errorf("%s: a waiting device holds %d bytes of stack, want the 2048 minimum", stage, per)
 			}
-			alarms, err = alarm.New(n) // the next stage's
+			alarms, err = alarm.New(n, DefaultWakeBatch) // the next stage's
 			if err != nil {
 				t.Fatal(err)
 			}

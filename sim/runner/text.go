@@ -133,8 +133,8 @@ func (m *Measured) print(w io.Writer) {
 		fmt.Fprintf(w, "not measured: %d sent and %d received plain-text payloads; %d forged headers ignored\n", m.UnmeasuredOut, m.UnmeasuredIn, m.Forged)
 	}
 	g := m.Generator
-	fmt.Fprintf(w, "generator: %.1f CPU-seconds (%.0f%% of %d core(s)), %d GC cycles (%v paused), at most %d publishes in flight\n",
-		g.CPU.Seconds(), 100*g.Utilisation, g.Cores, g.GCCycles, g.GCPause.Round(time.Microsecond), g.MaxInFlight)
+	fmt.Fprintf(w, "generator: %.1f CPU-seconds (%.0f%% of %d core(s)), %d GC cycles (%v paused), at most %d publishes in flight, %s\n",
+		g.CPU.Seconds(), 100*g.Utilisation, g.Cores, g.GCCycles, g.GCPause.Round(time.Microsecond), g.MaxInFlight, wakeText(g.WakeBatch))
 	if g.MaxRSS > 0 {
 		fmt.Fprintf(w, "memory: peak RSS %.1f MB", float64(g.MaxRSS)/1e6)
 		if g.Devices >= perDeviceFrom {
@@ -205,4 +205,12 @@ func rateText(r float64) string {
 func printKind(w io.Writer, name string, k KindSummary) {
 	fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n",
 		name, k.Devices, k.Out, k.OutBytes, k.In, k.InBytes, k.Changes, k.Rejected, k.Dropped, k.Failed)
+}
+
+// wakeText says how devices were woken to send (Config.WakeBatch).
+func wakeText(batch time.Duration) string {
+	if batch <= 0 {
+		return "each device woken at its own time"
+	}
+	return fmt.Sprintf("devices due within %v woken together", batch)
 }
