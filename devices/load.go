@@ -152,7 +152,14 @@ type load struct {
 	qos       byte
 }
 
-var _ sim.Scheduled = (*load)(nil)
+var (
+	_ sim.Scheduled = (*load)(nil)
+	_ sim.Pipeliner = (*load)(nil)
+)
+
+// PipelinesPublishes implements sim.Pipeliner: a load device never looks at its
+// publishes' outcomes (the engine counts them).
+func (*load) PipelinesPublishes() {}
 
 // DueBefore implements sim.Scheduled: the sends the device's schedule called for before t.
 func (d *load) DueBefore(t time.Time) uint64 {

@@ -34,6 +34,17 @@ type Discarder interface {
 	DiscardsInbox()
 }
 
+// Pipeliner is implemented by a device that never looks at its publishes' outcomes, such
+// as a load generator: the engine then may return from its PublishAt once the publish is
+// on its way rather than complete, so that several of its QoS 1 and 2 publishes are in
+// flight at once and a slow acknowledgement does not cap its rate at one a round trip.
+// The engine still counts each publish's outcome when it comes; PublishAt's error is then
+// only the hand-over's.
+type Pipeliner interface {
+	Device
+	PipelinesPublishes()
+}
+
 // Scheduled is implemented by a device that sends on a schedule of its own (the open model,
 // DESIGN.md §4), such as a load generator. DueBefore says how many sends its schedule called
 // for before t, so that the engine counts the sends that were due and never made (a

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -295,5 +297,230 @@ func TestCloseWhileDownEndsEverything(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("a publish waiting for the connection outlived Close")
+	}
+}
+
+// outcomes is an Outcome per publish, keeping what each was told and how often.
+type outcomes struct {
+	mu   sync.Mutex
+	told map[int][]error
+	all  chan struct{}
+}
+
+type told struct {
+	o *outcomes
+	i int
+}
+
+func (t told) Outcome(err error) {
+	t.o.mu.Lock()
+	t.o.told[t.i] = append(t.o.told[t.i], err)
+	t.o.mu.Unlock()
+	t.o.all <- struct{}{}
+}
+
+// wait waits until n outcomes were told, for at most d, and returns them by publish.
+func (o *outcomes) wait(t *testing.T, n int, d time.Duration) map[int][]error {
+	t.Helper()
+	deadline := time.After(d)
+	for range n {
+		select {
+		case <-o.all:
+		case <-deadline:
+			t.Fatalf("fewer than %d outcomes within %v", n, d)
+		}
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.told
+}
+
+// TestPublishAsyncPipelinesOneCaller has one caller hand over a burst of QoS 1 and 2
+// publishes without waiting: many are in flight at once, each is told its outcome once,
+// and they arrive once each, in order.
+func TestPublishAsyncPipelinesOneCaller(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	b := embedded(t)
+	defer b.Close()
+	for _, qos := range []byte{1, 2} {
+		t.Run(fmt.Sprintf("QoS %d", qos), func(t *testing.T) {
+			id := fmt.Sprintf("async-q%d", qos)
+			sub := dial(t, Config{Options: mqttconn.Options{Broker: b.URL()}}, "sub-"+id)
+			defer sub.Close()
+			pub := dial(t, Config{Options: mqttconn.Options{Broker: b.URL()}, Window: 64}, "pub-"+id)
+			defer pub.Close()
+			in := newInbox()
+			if _, err := sub.Subscribe(context.Background(), "a/#", qos, in); err != nil {
+				t.Fatal(err)
+			}
+			const n = 1000
+			o := &outcomes{told: map[int][]error{}, all: make(chan struct{}, n)}
+			most := 0
+			for i := range n {
+				if err := pub.PublishAsync(context.Background(), "a/1", []byte(fmt.Sprint(i)), qos, false, told{o, i}); err != nil {
+					t.Fatal(err)
+				}
+				pub.mu.Lock()
+				most = max(most, len(pub.flights))
+				pub.mu.Unlock()
+			}
+			got := o.wait(t, n, 10*time.Second)
+			for i := range n {
+				if errs := got[i]; len(errs) != 1 || errs[0] != nil {
+					t.Fatalf("publish %d was told %v, want nil once", i, errs)
+				}
+			}
+			if most < 2 {
+				t.Errorf("at most %d publish in flight at once, want several", most)
+			}
+			msgs := in.wait(t, n, 10*time.Second)
+			for i, m := range msgs {
+				if string(m.Payload) != fmt.Sprint(i) {
+					t.Fatalf("message %d is %q", i, m.Payload)
+				}
+			}
+			t.Logf("QoS %d: up to %d of %d publishes in flight at once", qos, most, n)
+		})
+	}
+}
+
+// silentBroker accepts MQTT connections, answers each CONNECT with a CONNACK and then
+// never answers anything: publishes stay in flight. Its connections come out on conns.
+func silentBroker(t *testing.T) (url string, conns <-chan net.Conn, ln net.Listener) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan net.Conn, 16)
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if _, err := nc.Read(make([]byte, 1024)); err != nil { // the CONNECT, in one piece on loopback
+				nc.Close()
+				continue
+			}
+			nc.Write([]byte{0x20, 0x02, 0x00, 0x00}) // CONNACK, accepted
+			go io.Copy(io.Discard, nc)               // ends when the test closes nc
+			ch <- nc
+		}
+	}()
+	return "tcp://" + ln.Addr().String(), ch, ln
+}
+
+// TestPublishAsyncToldAtLossAndClose: with a clean session, flights on a connection that
+// drops are told the loss, once each; a publish that cannot be handed over returns
+// ErrNotSent and is never told; Close tells what is still in flight.
+func TestPublishAsyncToldAtLossAndClose(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	url, conns, ln := silentBroker(t)
+	defer ln.Close()
+	down := make(chan struct{}, 4)
+	c := dial(t, Config{Options: mqttconn.Options{Broker: url, ConnectTimeout: 2 * time.Second,
+		ReconnectBase: 20 * time.Millisecond, ReconnectCap: 50 * time.Millisecond,
+		OnChange: func(up bool, _ error) {
+			if !up {
+				down <- struct{}{}
+			}
+		}}}, "async-loss")
+	defer c.Close()
+	first := <-conns
+	o := &outcomes{told: map[int][]error{}, all: make(chan struct{}, 16)}
+	for i := range 3 {
+		if err := c.PublishAsync(context.Background(), "t", []byte("x"), 1, false, told{o, i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first.Close() // the connection drops with three publishes in flight
+	for i, errs := range o.wait(t, 3, 5*time.Second) {
+		if len(errs) != 1 || !errors.Is(errs[0], errLost) {
+			t.Errorf("publish %d in flight at the drop was told %v, want the loss once", i, errs)
+		}
+	}
+	second := <-conns // reconnected
+	for i := 10; i < 12; i++ {
+		if err := c.PublishAsync(context.Background(), "t", []byte("x"), 2, false, told{o, i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ln.Close()
+	second.Close()
+	<-down
+	<-down
+	// Down now, for good: a publish waits the connect timeout for the connection, then
+	// returns ErrNotSent, and is never told.
+	if err := c.PublishAsync(context.Background(), "t", []byte("x"), 1, false, told{o, 99}); !errors.Is(err, mqttconn.ErrNotSent) {
+		t.Errorf("handing over while down: %v, want ErrNotSent", err)
+	}
+	for i, errs := range o.wait(t, 2, 5*time.Second) {
+		if i >= 10 && (len(errs) != 1 || !errors.Is(errs[0], errLost)) {
+			t.Errorf("publish %d was told %v, want the loss once", i, errs)
+		}
+	}
+	c.Close()
+	select {
+	case <-o.all:
+		t.Errorf("told more than once, or a publish never handed over was told: %v", o.told)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// TestPublishAsyncAbandon: Abandon tells the publishes in flight its error at once; their
+// flights stay until the connection ends them, and are not told again.
+func TestPublishAsyncAbandon(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	url, conns, ln := silentBroker(t)
+	defer ln.Close()
+	c := dial(t, Config{Options: mqttconn.Options{Broker: url}}, "async-abandon")
+	nc := <-conns
+	defer nc.Close()
+	o := &outcomes{told: map[int][]error{}, all: make(chan struct{}, 16)}
+	for i := range 3 {
+		if err := c.PublishAsync(context.Background(), "t", []byte("x"), 1, false, told{o, i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Abandon(context.Canceled)
+	for i, errs := range o.wait(t, 3, 5*time.Second) {
+		if len(errs) != 1 || !errors.Is(errs[0], context.Canceled) {
+			t.Errorf("publish %d was told %v at Abandon, want context.Canceled once", i, errs)
+		}
+	}
+	c.mu.Lock()
+	left := len(c.flights)
+	c.mu.Unlock()
+	if left != 3 {
+		t.Errorf("%d flights left in the session, want the 3 abandoned", left)
+	}
+	c.Close()
+	select {
+	case <-o.all:
+		t.Errorf("an abandoned publish was told again at Close: %v", o.told)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+// TestPublishAsyncToldAtClose: Close tells the publishes still in flight, once each.
+func TestPublishAsyncToldAtClose(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	url, conns, ln := silentBroker(t)
+	defer ln.Close()
+	c := dial(t, Config{Options: mqttconn.Options{Broker: url}, Window: 8}, "async-close")
+	nc := <-conns
+	defer nc.Close()
+	o := &outcomes{told: map[int][]error{}, all: make(chan struct{}, 16)}
+	for i := range 5 {
+		if err := c.PublishAsync(context.Background(), "t", []byte("x"), 1, false, told{o, i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close()
+	for i, errs := range o.wait(t, 5, 5*time.Second) {
+		if len(errs) != 1 || !errors.Is(errs[0], errClosed) {
+			t.Errorf("publish %d in flight at Close was told %v, want errClosed once", i, errs)
+		}
 	}
 }

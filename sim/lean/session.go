@@ -24,9 +24,34 @@ type flight struct {
 	seq   uint64 // the order it was first sent in
 	start int64  // nanotime when Publish sent it, for the timeout
 	// waiting says a Publish waits on done for the outcome; whoever ends the wait (the
-	// outcome, the timeout, or the Publish giving up) clears it, under c.mu.
+	// outcome, the timeout, or the Publish giving up) clears it, under c.mu. A flight of
+	// PublishAsync has then instead, told once and cleared the same way.
 	waiting bool
 	done    chan error
+	then    Outcome
+}
+
+// Outcome is told how a publish handed over by PublishAsync ended: nil once the broker
+// completed it, or the error that ended it, as Publish would have returned it. It is told
+// once, on whichever goroutine ended the publish (the connection's reader, the ticker's
+// timeout, a drop or Close) with the connection's lock held: it must be quick and must
+// not call the connection.
+type Outcome interface {
+	Outcome(err error)
+}
+
+// tell gives the flight's outcome to whoever waits for it, if anyone still does: a
+// Publish on done, or PublishAsync's Outcome. c.mu is held.
+func (f *flight) tell(err error) {
+	switch {
+	case f.then != nil:
+		then := f.then
+		f.then = nil
+		then.Outcome(err)
+	case f.waiting:
+		f.waiting = false
+		f.done <- err
+	}
 }
 
 // flights are recycled with their buffer and channel once their Publish took a successful
@@ -73,7 +98,7 @@ func (c *Conn) PublishWith(ctx context.Context, topic string, payload []byte, qo
 			return err
 		}
 	}
-	f, err := c.send(ctx, &pk)
+	f, err := c.send(ctx, &pk, nil)
 	if err != nil {
 		<-c.slots
 		return err
@@ -88,6 +113,60 @@ func (c *Conn) PublishWith(ctx context.Context, topic string, payload []byte, qo
 		return c.abandon(f, ctx.Err())
 	case <-c.life.Done():
 		return c.abandon(f, errClosed)
+	}
+}
+
+// PublishAsync is Publish without the wait for the broker: it returns once the publish
+// is handed to the connection, having waited for room in the window if need be, and then
+// tells then its outcome, once. A QoS 1 or 2 publish is handed over when it is written, or,
+// with a persistent session while the connection is down, kept for the next one; a QoS 0
+// publish as Publish sends it, and then is told at once. A publish that could not be handed
+// over returns its error (mqttconn.ErrNotSent: nothing went out) and then is not told.
+//
+// Many publishes of one caller may so be in flight at once, up to the window. They are
+// sent in the order they were handed over, and each is told its own outcome. The payload
+// is copied, as Publish does.
+func (c *Conn) PublishAsync(ctx context.Context, topic string, payload []byte, qos byte, retained bool, then Outcome) error {
+	if qos > 2 {
+		return fmt.Errorf("publish %s: QoS %d is not 0, 1 or 2", topic, qos)
+	}
+	pk := packets.Packet{
+		FixedHeader:     packets.FixedHeader{Type: packets.Publish, Qos: qos, Retain: retained},
+		TopicName:       topic,
+		Payload:         payload,
+		ProtocolVersion: c.cfg.Protocol,
+	}
+	if qos == 0 {
+		if err := c.publish0(ctx, &pk); err != nil {
+			return err
+		}
+		then.Outcome(nil)
+		return nil
+	}
+	select {
+	case c.slots <- struct{}{}:
+	default:
+		if err := c.waitRoom(ctx); err != nil {
+			return err
+		}
+	}
+	if _, err := c.send(ctx, &pk, then); err != nil {
+		<-c.slots
+		return err
+	}
+	return nil
+}
+
+// Abandon tells every publish handed over by PublishAsync and still in flight err now, as a
+// Publish whose context ended returns it: the flights stay in the session (the broker may
+// still complete them), and their outcomes, when they come, go nowhere.
+func (c *Conn) Abandon(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range c.flights {
+		if f.then != nil {
+			f.tell(err)
+		}
 	}
 }
 
@@ -124,10 +203,11 @@ func (c *Conn) publish0(ctx context.Context, pk *packets.Packet) error {
 	}
 }
 
-// send registers a QoS 1/2 publish as in flight with a packet id of its own and writes it.
-// With a clean session it waits for the connection first, and again if it drops under it:
-// nothing is kept for a connection that does not exist yet.
-func (c *Conn) send(ctx context.Context, pk *packets.Packet) (*flight, error) {
+// send registers a QoS 1/2 publish as in flight with a packet id of its own and writes it;
+// its outcome goes to then, or with then nil to the flight's done channel for a Publish
+// waiting on it. With a clean session it waits for the connection first, and again if it
+// drops under it: nothing is kept for a connection that does not exist yet.
+func (c *Conn) send(ctx context.Context, pk *packets.Packet, then Outcome) (*flight, error) {
 	for {
 		if _, err := c.waitUp(ctx); err != nil {
 			return nil, err
@@ -152,7 +232,8 @@ func (c *Conn) send(ctx context.Context, pk *packets.Packet) (*flight, error) {
 			return nil, notSent(err)
 		}
 		c.seq++
-		f.qos, f.rel, f.seq, f.start, f.waiting = pk.FixedHeader.Qos, false, c.seq, nanotime(), true
+		f.qos, f.rel, f.seq, f.start = pk.FixedHeader.Qos, false, c.seq, nanotime()
+		f.waiting, f.then = then == nil, then
 		c.flights[pk.PacketID] = f
 		if w != nil {
 			w.publish(pk, f.pkt.Bytes()) // a dead wire: the supervisor deals with the flight
@@ -187,15 +268,18 @@ func (c *Conn) complete(id uint16, qos byte, err error) {
 	c.finish(id, f, err)
 }
 
-// finish removes the flight id from the session and gives its Publish err. c.mu is held.
+// finish removes the flight id from the session and tells its outcome, err. c.mu is held.
+// A flight of PublishAsync is then held by nobody, and is recycled.
 func (c *Conn) finish(id uint16, f *flight, err error) {
 	delete(c.flights, id)
 	c.releaseID(id)
 	<-c.slots
-	if f.waiting {
-		f.waiting = false
-		f.done <- err
+	if f.then != nil {
+		f.tell(err)
+		flights.Put(f)
+		return
 	}
+	f.tell(err)
 }
 
 // dropFlights ends every flight and SUBACK wait with err. c.mu is held.
@@ -531,9 +615,10 @@ func (c *Conn) tick() {
 	timeout := int64(c.cfg.ConnectTimeout)
 	c.mu.Lock()
 	for _, f := range c.flights {
-		if f.waiting && now-f.start > timeout {
-			f.waiting = false // abandoned: a late outcome goes nowhere
-			f.done <- fmt.Errorf("%w within %v", mqttconn.ErrNoAnswer, c.cfg.ConnectTimeout)
+		if (f.waiting || f.then != nil) && now-f.start > timeout {
+			// Told, and so abandoned: the flight stays in the session (the broker may
+			// still complete it), and a late outcome goes nowhere.
+			f.tell(fmt.Errorf("%w within %v", mqttconn.ErrNoAnswer, c.cfg.ConnectTimeout))
 		}
 	}
 	c.mu.Unlock()

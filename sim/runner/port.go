@@ -15,6 +15,7 @@ import (
 
 	"github.com/fleetsim/fleetsim/sim"
 	"github.com/fleetsim/fleetsim/sim/alarm"
+	"github.com/fleetsim/fleetsim/sim/lean"
 	"github.com/fleetsim/fleetsim/sim/measure"
 	"github.com/fleetsim/fleetsim/sim/mqttconn"
 	"github.com/fleetsim/fleetsim/sim/topic"
@@ -53,19 +54,20 @@ type engine struct {
 // A large fleet is a million of them, so a port holds only what is its own; what the
 // devices of a run or of a kind share is behind eng and km.
 type port struct {
-	dev      sim.Device
-	eng      *engine
-	km       *kindMeasure // the kind's name, metrics and measurement
-	home     int
-	id       string
-	conn     connection
-	limit    *rate.Limiter // the group's shared template until ownLimit (see limited)
-	inbox    chan sim.Message
-	rng      *rand.Rand
-	stats    deviceStats
-	rcv      atomic.Uint32 // receiver id in stream keys (a shared subscription's group's, see Subscribe)
-	discard  bool          // the device is a sim.Discarder: count and measure, never queue
-	ownLimit bool          // limit is the device's own, no longer the group's template (see limited)
+	dev       sim.Device
+	eng       *engine
+	km        *kindMeasure // the kind's name, metrics and measurement
+	home      int
+	id        string
+	conn      connection
+	limit     *rate.Limiter // the group's shared template until ownLimit (see limited)
+	inbox     chan sim.Message
+	rng       *rand.Rand
+	stats     deviceStats
+	rcv       atomic.Uint32 // receiver id in stream keys (a shared subscription's group's, see Subscribe)
+	discard   bool          // the device is a sim.Discarder: count and measure, never queue
+	pipelines bool          // the device is a sim.Pipeliner: see sendPipelined
+	ownLimit  bool          // limit is the device's own, no longer the group's template (see limited)
 
 	first       *outStream            // the stream of the first topic it published a measured message on
 	streams     map[string]*outStream // the streams of its other topics (most devices have none)
@@ -278,6 +280,9 @@ func (p *port) send(r *pubReq) error {
 	}
 	out, st, buf := p.stamped(r.topic, r.payload, sent)
 	p.eng.inFlight.Add(1)
+	if pipe := p.pipeline(r.qos); pipe != nil {
+		return p.sendPipelined(pipe, r, out, st, buf)
+	}
 	sendAt := time.Now()
 	err := p.conn.Publish(p.eng.flight, r.topic, out, r.qos, r.retained)
 	p.eng.inFlight.Add(-1)
@@ -312,6 +317,81 @@ func (p *port) failedPublish(r *pubReq, st *outStream, err error) error {
 	p.stats.failed.Add(1)
 	p.km.metrics.PublishFailures[r.qos].Inc()
 	return fmt.Errorf("publish %s: %w", r.topic, err)
+}
+
+// pipeliner is a connection that takes a publish without waiting for its outcome, which
+// it tells later (*lean.Conn).
+type pipeliner interface {
+	PublishAsync(ctx context.Context, topic string, payload []byte, qos byte, retained bool, then lean.Outcome) error
+	Protocol() byte
+}
+
+// pipeline returns the connection a publish at qos may be pipelined on, or nil: the
+// device's publishes must be a sim.Pipeliner's, at QoS 1 or 2 (QoS 0 has no outcome to
+// wait for), on the lean client, shaped or not, under MQTT 3.1.1. Not under MQTT 5: there
+// the broker may refuse a publish, and the refused seq, which nobody will receive, can be
+// given back (failedPublish) only while it is the stream's last.
+func (p *port) pipeline(qos byte) pipeliner {
+	if !p.pipelines || qos == 0 {
+		return nil
+	}
+	c := p.conn
+	if lc, ok := c.(*linkedConn); ok {
+		c = lc.connection
+	}
+	if pc, ok := c.(pipeliner); ok && pc.Protocol() == lean.MQTT311 {
+		return pc
+	}
+	return nil
+}
+
+// sendPipelined hands a stamped publish (see send) to pipe and returns once it is on its
+// way; its outcome is counted when it comes (pending). The wait for room in the
+// connection's window, or for a shaped link to take the bytes, is the device's: it is held
+// by its connection (recordLag).
+func (p *port) sendPipelined(pipe pipeliner, r *pubReq, out []byte, st *outStream, buf *[]byte) error {
+	pd := pendings.Get().(*pending)
+	*pd = pending{p: p, qos: r.qos, n: len(r.payload), sentAt: nanotime()}
+	err := pipe.PublishAsync(p.eng.flight, r.topic, out, r.qos, r.retained, pd)
+	if buf != nil {
+		if cap(out) <= maxSpare {
+			*buf = out // the lean client copied it
+		}
+		stampBufs.Put(buf)
+	}
+	if err != nil {
+		*pd = pending{}
+		pendings.Put(pd)
+		p.eng.inFlight.Add(-1)
+		return p.failedPublish(r, st, err)
+	}
+	return nil
+}
+
+// pending is a pipelined publish on its way: what counting its outcome needs.
+type pending struct {
+	p      *port
+	qos    byte
+	n      int   // payload bytes
+	sentAt int64 // nanotime when it was handed over
+}
+
+var pendings = sync.Pool{New: func() any { return new(pending) }}
+
+// Outcome implements lean.Outcome: it counts how the publish ended, on the connection's
+// goroutine. A failure that comes now was on its way, so its seq stays spent: if it never
+// arrives, it is lost too, as a Publish that failed after sending is.
+func (pd *pending) Outcome(err error) {
+	p := pd.p
+	p.eng.inFlight.Add(-1)
+	if err != nil {
+		p.stats.failed.Add(1)
+		p.km.metrics.PublishFailures[pd.qos].Inc()
+	} else {
+		p.published(pd.qos, pd.n, time.Duration(nanotime()-pd.sentAt))
+	}
+	*pd = pending{}
+	pendings.Put(pd)
 }
 
 // limited returns the device's own rate limiter, making it when the device first publishes

@@ -213,6 +213,18 @@ func (r *run) stop() {
 	r.watchersDone.Wait()
 	drain(r.flight, r.devices, &r.eng.inFlight)
 	r.cutFlight()
+	abandonFlights(r.conns, r.flight.Err())
+}
+
+// abandonFlights ends the wait for the pipelined publishes still in flight on conns (see
+// port.sendPipelined) with err: they fail now, as a Publish cut short by the end of the
+// grace period does, before the run's accounting is settled.
+func abandonFlights(conns []mqttConn, err error) {
+	for _, c := range conns {
+		if a, ok := c.(interface{ Abandon(error) }); ok {
+			a.Abandon(err)
+		}
+	}
 }
 
 // result settles the run's accounting into its summary and judges it.

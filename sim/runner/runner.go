@@ -255,6 +255,7 @@ func build(cfg Config, clock sim.Clock, eng *engine) ([]*port, error) {
 					eng.observer.DeviceAdded(dc)
 				}
 				_, p.discard = dev.(sim.Discarder)
+				_, p.pipelines = dev.(sim.Pipeliner)
 				devices = append(devices, p)
 			}
 		}
