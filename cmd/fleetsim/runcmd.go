@@ -168,7 +168,7 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, string, error) {
 	fs.StringVar(&f.sharding.shard, "shard", "", "run only shard `I/N` of the fleet, by home (default $FLEETSIM_SHARD, or $JOB_COMPLETION_INDEX+1 of $FLEETSIM_SHARDS); merge the reports with fleetsim merge")
 	fs.StringVar(&f.sharding.startAt, "start-at", "", "start the schedules at this RFC 3339 `time` (the devices start a second ahead, once connected), so the shards of a run start together (default $FLEETSIM_START_AT)")
 	fs.StringVar(&f.ui, "ui", defaultUI, "address of the classroom view (a web page of the devices, the broker and every message; README, \"The classroom view\"); \"off\" to disable. A busy default is skipped with a warning")
-	fs.StringVar(&f.client, "client", "", "MQTT client for the connections: paho (the reference) or lean (fleetsim's own, made for load); overrides the scenario's connections.client (default paho)")
+	fs.StringVar(&f.client, "client", "", "MQTT client for the connections: paho (the reference) or lean (fleetsim's own, made for load); overrides the scenario's connections.client (default lean)")
 	fs.StringVar(&f.protocol, "protocol", "", "MQTT version the connections speak: 3.1.1 or 5 (lean client only); overrides the scenario's connections.protocol (default 3.1.1)")
 	fs.DurationVar(&f.wakeBatch, "wake-batch", runner.DefaultWakeBatch, "wake the devices due to send within each slot of this `duration` together, at its start: sends go out up to this much early (measured from when they left), and a fleet sending thousands of messages a second uses less than half the CPU; 0 wakes each device at its own time")
 	pos, err := parseFlags(fs, args)

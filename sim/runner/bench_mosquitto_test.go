@@ -99,7 +99,7 @@ type shape struct {
 	start   float64
 	ref     float64 // the reference rate, msgs/s, at which CPU per message is compared
 	max     float64 // the search's ceiling
-	client  string  // the MQTT client: paho ("") or lean
+	client  string  // the MQTT client: paho or lean
 }
 
 // over is sh with its connections on client.
@@ -109,8 +109,8 @@ func (sh shape) over(client string) shape {
 }
 
 var (
-	shapeQoS0 = shape{qos: 0, pubs: 4, conns: 0, payload: 64, start: 10_000, ref: 60_000, max: 400_000}
-	shapeQoS1 = shape{qos: 1, pubs: 64, conns: 0, payload: 64, start: 5_000, ref: 30_000, max: 400_000}
+	shapeQoS0 = shape{qos: 0, pubs: 4, conns: 0, payload: 64, start: 10_000, ref: 60_000, max: 400_000, client: scenario.ClientPaho}
+	shapeQoS1 = shape{qos: 1, pubs: 64, conns: 0, payload: 64, start: 5_000, ref: 30_000, max: 400_000, client: scenario.ClientPaho}
 )
 
 // pause is how long publishers wait at the start of a step, so that the subscriber is
@@ -519,7 +519,7 @@ func BenchmarkConnections(b *testing.B) {
 	}
 	m := testbroker.StartMosquitto(b, testbroker.Config{})
 	for b.Loop() {
-		benchConnections(b, m, n, "")
+		benchConnections(b, m, n, scenario.ClientPaho)
 	}
 }
 

@@ -15,7 +15,7 @@ const (
 
 // MQTT clients (transports) a run's connections may use.
 const (
-	ClientPaho = "paho" // eclipse/paho.mqtt.golang: the reference, and the default
+	ClientPaho = "paho" // eclipse/paho.mqtt.golang: the reference
 	ClientLean = "lean" // fleetsim's own, made for load (sim/lean)
 )
 

@@ -74,10 +74,10 @@ type Connections struct {
 	// turn, for more connections than one address's ephemeral ports allow (~28k).
 	SourceAddresses []netip.Addr
 	// Client is the MQTT client the connections use: ClientPaho, ClientLean, or empty
-	// for the default (paho), which a run's configuration may override.
+	// for the default (lean), which a run's configuration may override.
 	Client string
-	// Protocol is the MQTT version the connections speak: Protocol311, Protocol5 (which
-	// makes the lean client the default), or empty for the default (3.1.1).
+	// Protocol is the MQTT version the connections speak: Protocol311, Protocol5 (lean
+	// client only), or empty for the default (3.1.1).
 	Protocol string
 }
 
