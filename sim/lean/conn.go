@@ -105,6 +105,7 @@ type Conn struct {
 	nextID  uint16                 // the next packet id never used yet
 	freeIDs []uint16               // packet ids used and released
 	subs    map[string]byte        // highest QoS asked per filter, for resubscribing
+	subIDs  subIDs                 // MQTT 5: the filters' subscription identifiers
 	subacks map[uint16]chan []byte // SUBACK waiters by packet id; nil: nobody waits
 
 	ticker     *time.Timer // keepalive and timeouts (tick), every tickEvery

@@ -449,3 +449,44 @@ func TestRefusalsNameTheirReason(t *testing.T) {
 		t.Error("the refusals dropped the connection")
 	}
 }
+
+// TestOverlappingSubscriptionsGetTheirOwnCopies has one device's plain subscription and
+// another's shared one overlap on one MQTT 5 connection: by the subscription identifiers
+// each copy the broker sends goes to the subscription it is for, so each device gets every
+// message once. (mosquitto sends a copy per subscription; under 3.1.1 both devices would
+// get both.)
+func TestOverlappingSubscriptionsGetTheirOwnCopies(t *testing.T) {
+	const n = 100
+	for _, b := range brokers5 {
+		t.Run(b.name, func(t *testing.T) {
+			url := b.start(t)
+			c := dial(t, Config{Options: mqttconn.Options{Broker: url}, Protocol: MQTT5}, "overlap")
+			defer c.Close()
+			plain, shared := newInbox(), newInbox()
+			if _, err := c.Subscribe(context.Background(), "ov/#", 1, plain); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Subscribe(context.Background(), "$share/g/ov/#", 1, shared); err != nil {
+				t.Fatal(err)
+			}
+			pub := dial(t, Config{Options: mqttconn.Options{Broker: url}, Protocol: MQTT5}, "overlap-pub")
+			defer pub.Close()
+			for i := range n {
+				if err := pub.Publish(context.Background(), "ov/t", fmt.Appendf(nil, "%d", i), 1, false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			plain.wait(t, n, 10*time.Second)
+			shared.wait(t, n, 10*time.Second)
+			time.Sleep(200 * time.Millisecond) // anything more would be a copy for the other
+			for name, in := range map[string]*inbox{"plain": plain, "shared": shared} {
+				in.mu.Lock()
+				got := len(in.msgs)
+				in.mu.Unlock()
+				if got != n {
+					t.Errorf("the %s subscriber got %d messages, want each of %d once", name, got, n)
+				}
+			}
+		})
+	}
+}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/fleetsim/fleetsim/sim"
 	"github.com/fleetsim/fleetsim/sim/mqttconn"
 )
 
@@ -313,7 +312,7 @@ func (c *Conn) handle(w *wire, pk *packets.Packet) error {
 		}
 		qos := pk.FixedHeader.Qos
 		if qos < 2 || c.qos2.Deliver(id, pk.FixedHeader.Dup) {
-			c.dispatch.Dispatch(sim.Message{Topic: pk.TopicName, Payload: pk.Payload, QoS: qos, Retained: pk.FixedHeader.Retain})
+			c.route(pk)
 		}
 		switch qos {
 		case 1:
@@ -432,7 +431,7 @@ func (c *Conn) subscribeOnce(ctx context.Context, expired <-chan time.Time, filt
 	}
 	id := c.takeID()
 	c.subacks[id] = ch
-	w.control(c.subscribePacket(id, map[string]byte{filter: qos}))
+	w.control(c.subscribePacket(w, id, map[string]byte{filter: qos}))
 	c.mu.Unlock()
 	select {
 	case codes := <-ch:
@@ -449,9 +448,10 @@ func (c *Conn) subscribeOnce(ctx context.Context, expired <-chan time.Time, filt
 	}
 }
 
-// subscribePacket is a SUBSCRIBE of filters (at their QoS) with packet id, filters in a
-// fixed order.
-func (c *Conn) subscribePacket(id uint16, filters map[string]byte) *packets.Packet {
+// subscribePacket is a SUBSCRIBE for w of filters (at their QoS) with packet id, filters in
+// a fixed order. A SUBSCRIBE of one filter on a wire that may use subscription identifiers
+// carries the filter's (see subIDs); a SUBSCRIBE carries one at most. c.mu is held.
+func (c *Conn) subscribePacket(w *wire, id uint16, filters map[string]byte) *packets.Packet {
 	pk := &packets.Packet{
 		FixedHeader:     packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, // [MQTT-3.8.1-1]
 		PacketID:        id,
@@ -460,7 +460,30 @@ func (c *Conn) subscribePacket(id uint16, filters map[string]byte) *packets.Pack
 	for _, f := range slices.Sorted(maps.Keys(filters)) {
 		pk.Filters = append(pk.Filters, packets.Subscription{Filter: f, Qos: filters[f]})
 	}
+	if w.subIDs && len(pk.Filters) == 1 {
+		pk.Properties.SubscriptionIdentifier = []int{c.subIDs.id(pk.Filters[0].Filter)}
+	}
 	return pk
+}
+
+// resubscribe sends the connection's subscriptions again on w, after a reconnect: in one
+// SUBSCRIBE, or one a filter when each carries its subscription identifier. Nobody waits
+// for the SUBACKs: best effort, as mqttconn's resubscribe. c.mu is held.
+func (c *Conn) resubscribe(w *wire) {
+	if len(c.subs) == 0 {
+		return
+	}
+	if !w.subIDs {
+		id := c.takeID()
+		c.subacks[id] = nil
+		w.control(c.subscribePacket(w, id, c.subs))
+		return
+	}
+	for _, f := range slices.Sorted(maps.Keys(c.subs)) {
+		id := c.takeID()
+		c.subacks[id] = nil
+		w.control(c.subscribePacket(w, id, map[string]byte{f: c.subs[f]}))
+	}
 }
 
 // attach makes w the connection's network connection: it starts its goroutines, sends
@@ -476,11 +499,7 @@ func (c *Conn) attach(w *wire, present bool) {
 	c.recovering, c.upSince = false, time.Now() // w's loss is for a new goroutine
 	w.start()
 	c.resend(w)
-	if len(c.subs) > 0 {
-		id := c.takeID()
-		c.subacks[id] = nil // nobody waits: best effort, as mqttconn's resubscribe
-		w.control(c.subscribePacket(id, c.subs))
-	}
+	c.resubscribe(w)
 	c.mu.Unlock()
 	c.setUp(true, nil)
 }

@@ -23,6 +23,7 @@ type wire struct {
 	nc         net.Conn
 	rd         reader
 	receiveMax uint16            // MQTT 5: the most QoS 1/2 publishes the broker takes in flight; 0: no limit said
+	subIDs     bool              // MQTT 5: the broker takes subscription identifiers (see subIDs)
 	aliasIn    map[uint16]string // MQTT 5: the broker's topic aliases (the reader's alone)
 
 	mu      sync.Mutex
@@ -323,6 +324,7 @@ func (c *Conn) connect(ctx context.Context) (w *wire, present bool, err error) {
 	}
 	w = newWire(c, nc, rd)
 	w.receiveMax = ack.Properties.ReceiveMaximum
+	w.subIDs = subIDsOffered(c.cfg.Protocol, &ack)
 	w.aliases.max = ack.Properties.TopicAliasMaximum
 	return w, ack.SessionPresent, nil
 }
@@ -453,7 +455,14 @@ func decodePacket(pk *packets.Packet, body []byte) error {
 		if err := pk.PublishDecode(body); err != nil {
 			return err
 		}
-		if code := pk.PublishValidate(aliasMax(pk.ProtocolVersion)); code != packets.CodeSuccess {
+		// PublishValidate checks a client's PUBLISH, which must not carry subscription
+		// identifiers; a broker's carries those of the subscriptions it is for (MQTT 5
+		// §3.3.4), so they are left out of the check.
+		ids := pk.Properties.SubscriptionIdentifier
+		pk.Properties.SubscriptionIdentifier = nil
+		code := pk.PublishValidate(aliasMax(pk.ProtocolVersion))
+		pk.Properties.SubscriptionIdentifier = ids
+		if code != packets.CodeSuccess {
 			return code
 		}
 		return nil

@@ -31,6 +31,8 @@ type Receiver interface {
 // plain subscription and a shared one on the same connection both match, the message goes
 // to every plain subscriber and to one shared member, each device at most once per copy
 // the broker sends (mochi-mqtt sends one copy, mosquitto one per matching subscription).
+// Under MQTT 5 the broker names the subscriptions a copy is for, and DispatchFor routes it
+// by them.
 type Dispatcher struct {
 	mu     sync.RWMutex
 	routes []route       // plain subscriptions
@@ -98,14 +100,44 @@ func (d *Dispatcher) Dispatch(m sim.Message) int {
 		if !topic.Match(s.share, m.Topic) {
 			continue
 		}
-		// The group's turn passes even when its pick already has the message from a
-		// plain route: the group did get it, through that member.
-		to := s.members[(s.next.Add(1)-1)%uint64(len(s.members))]
-		if slices.Contains(served, to) {
-			continue
-		}
-		served = append(served, to)
-		to.Deliver(m)
+		served = s.deliver(m, served)
 	}
 	return len(served)
+}
+
+// DispatchFor is Dispatch for a copy of a message the broker sent for the subscriptions
+// named in subs, by the filters as subscribed (MQTT 5 Subscription Identifiers, resolved
+// by the client): it goes only to those subscriptions' receivers, once each, and for a
+// shared one to one member in turn. So when a device's plain subscription and another's
+// shared one overlap on one connection, each gets its own copy and not the other's.
+func (d *Dispatcher) DispatchFor(m sim.Message, subs []string) int {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	var servedBuf [16]Receiver
+	served := servedBuf[:0]
+	for _, rt := range d.routes {
+		if !slices.Contains(subs, rt.filter) || slices.Contains(served, rt.to) {
+			continue
+		}
+		served = append(served, rt.to)
+		rt.to.Deliver(m)
+	}
+	for _, s := range d.shares {
+		if slices.Contains(subs, s.share) {
+			served = s.deliver(m, served)
+		}
+	}
+	return len(served)
+}
+
+// deliver gives m to the group's member whose turn it is, unless that member was served
+// already, and returns served with it. The group's turn passes either way: the group did
+// get the message, through that member.
+func (s *shareRoute) deliver(m sim.Message, served []Receiver) []Receiver {
+	to := s.members[(s.next.Add(1)-1)%uint64(len(s.members))]
+	if slices.Contains(served, to) {
+		return served
+	}
+	to.Deliver(m)
+	return append(served, to)
 }

@@ -97,6 +97,24 @@ func TestDispatcherSharedSubscriptionsRotateSeparately(t *testing.T) {
 	}
 }
 
+// TestDispatchForRoutesByTheSubscriptionsNamed: a copy sent for named subscriptions (MQTT
+// 5 subscription identifiers) goes to their receivers only, a shared one's in turn.
+func TestDispatchForRoutesByTheSubscriptionsNamed(t *testing.T) {
+	var d Dispatcher
+	var log []string
+	plain, m1, m2, other := &recorder{"plain", &log}, &recorder{"m1", &log}, &recorder{"m2", &log}, &recorder{"other", &log}
+	d.Add("t/#", plain)
+	d.Add("$share/g/t/#", m1)
+	d.Add("$share/g/t/#", m2)
+	d.Add("t/+", other)
+	for _, subs := range [][]string{{"t/#"}, {"$share/g/t/#"}, {"$share/g/t/#"}, {"t/#", "t/+"}, {"nobody/#"}} {
+		d.DispatchFor(sim.Message{Topic: "t/x"}, subs)
+	}
+	if want := []string{"plain", "m1", "m2", "plain", "other"}; !slices.Equal(log, want) {
+		t.Errorf("deliveries %v, want %v", log, want)
+	}
+}
+
 func TestDispatcherDeliversOncePerDevice(t *testing.T) {
 	var d Dispatcher
 	var log []string
