@@ -508,6 +508,14 @@ func BenchmarkPacingLeanQoS1(b *testing.B) {
 // a load device sending one small message every 5 s; the last is a sink that takes them
 // all. It reports the connect rate, the memory each connection costs fleetsim (Go heap and
 // stacks after a GC, and resident memory) and mosquitto, and checks that nothing was lost.
+//
+// Two connect rates: conns/s is n over the time from runner.Run's call to the run's start
+// (Summary.Started), so it includes the run's set-up before and after dialing; dial-conns/s
+// is n over the time from the first connection seen up to the last (the connections gauge,
+// polled every 2 ms), dialing alone. broker-cpu% is mosquitto's CPU over that second
+// span, in percent of one core: mosquitto uses one, so near 100 it is the limit.
+// cpu-µs/conn is fleetsim's CPU time over that span (the kernel's part of connecting
+// included) a connection.
 func BenchmarkConnections(b *testing.B) {
 	n := sizes().conns
 	if n == 0 {
@@ -556,8 +564,13 @@ func benchConnections(b *testing.B, m *testbroker.Mosquitto, n int, client strin
 	goMem0, rss0 := goMemory(), rss()
 	broker0, _ := m.Usage()
 
-	// Memory is sampled while every connection is up and every device runs.
-	type sample struct{ goMem, rss, broker int64 }
+	// Memory is sampled while every connection is up and every device runs; the dialing
+	// alone is timed, and mosquitto's CPU taken, from the first connection up to the last.
+	type sample struct {
+		goMem, rss, broker int64
+		dialing            time.Duration
+		brokerCPU, ownCPU  time.Duration // mosquitto's and this process's, while dialing
+	}
 	sampled := make(chan sample, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -566,7 +579,21 @@ func benchConnections(b *testing.B, m *testbroker.Mosquitto, n int, client strin
 		running := func() float64 {
 			return testutil.ToFloat64(met.Devices.WithLabelValues("load")) + testutil.ToFloat64(met.Devices.WithLabelValues("sink"))
 		}
-		for testutil.ToFloat64(met.Connections) < float64(n) || running() < float64(n) {
+		var smp sample
+		var first time.Time
+		var firstCPU, firstOwn time.Duration
+		for up := 0.0; up < float64(n); up = testutil.ToFloat64(met.Connections) {
+			if up > 0 && first.IsZero() {
+				first, firstCPU, firstOwn = time.Now(), brokerCPU(m), ownCPU()
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+		smp.dialing, smp.brokerCPU, smp.ownCPU = time.Since(first), brokerCPU(m)-firstCPU, ownCPU()-firstOwn
+		for running() < float64(n) {
 			select {
 			case <-ctx.Done():
 				return
@@ -575,7 +602,8 @@ func benchConnections(b *testing.B, m *testbroker.Mosquitto, n int, client strin
 		}
 		time.Sleep(time.Second) // every device past its start
 		u, _ := m.Usage()
-		sampled <- sample{goMem: goMemory(), rss: rss(), broker: u.RSS}
+		smp.goMem, smp.rss, smp.broker = goMemory(), rss(), u.RSS
+		sampled <- smp
 	}()
 	t0 := time.Now()
 	sum, err := runner.Run(ctx, runner.Config{Scenario: s, Kinds: devices.Kinds(), Metrics: met, Grace: 5 * time.Second,
@@ -594,14 +622,20 @@ func benchConnections(b *testing.B, m *testbroker.Mosquitto, n int, client strin
 		delivered += k.Totals.Delivered
 		lost += k.Totals.Lost
 	}
-	b.Logf("%d connections in %v; delivered %d, lost %d; memory per connection: Go %d B, RSS %d B, mosquitto %d B",
-		n, connect.Round(time.Millisecond), delivered, lost, (mem.goMem-goMem0)/int64(n), (mem.rss-rss0)/int64(n), (mem.broker-broker0.RSS)/int64(n))
+	brokerShare := 100 * mem.brokerCPU.Seconds() / mem.dialing.Seconds()
+	b.Logf("%d connections in %v (dialing alone %v, mosquitto %.0f%% of a core, fleetsim %.0f%%); delivered %d, lost %d; memory per connection: Go %d B, RSS %d B, mosquitto %d B",
+		n, connect.Round(time.Millisecond), mem.dialing.Round(time.Millisecond), brokerShare,
+		100*mem.ownCPU.Seconds()/mem.dialing.Seconds(), delivered, lost,
+		(mem.goMem-goMem0)/int64(n), (mem.rss-rss0)/int64(n), (mem.broker-broker0.RSS)/int64(n))
 	if lost > 0 || delivered == 0 {
 		b.Errorf("delivered %d, lost %d: want everything through", delivered, lost)
 	}
 	b.ReportMetric(0, "ns/op")
 	b.ReportMetric(float64(n), "conns")
 	b.ReportMetric(float64(n)/connect.Seconds(), "conns/s")
+	b.ReportMetric(float64(n)/mem.dialing.Seconds(), "dial-conns/s")
+	b.ReportMetric(brokerShare, "broker-cpu%")
+	b.ReportMetric(float64(mem.ownCPU.Microseconds())/float64(n), "cpu-µs/conn")
 	b.ReportMetric(float64(mem.goMem-goMem0)/float64(n), "B/conn")
 	b.ReportMetric(float64(mem.rss-rss0)/float64(n), "rss-B/conn")
 	b.ReportMetric(float64(mem.broker-broker0.RSS)/float64(n), "broker-B/conn")
@@ -625,6 +659,15 @@ func syscalls() (reads, writes int64) {
 		}
 	}
 	return reads, writes
+}
+
+// ownCPU is this process's CPU time so far, user and system (0 if unknown).
+func ownCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // goMemory is the Go heap in use plus goroutine stacks, after a collection.
