@@ -315,7 +315,7 @@ func OpenNet(ctx context.Context, opts Options, u *url.URL) (net.Conn, error) {
 	}
 	dial := opts.NetDial
 	if dial == nil {
-		dial = (&net.Dialer{}).DialContext
+		dial = plainDialer.DialContext // on Linux, ports picked cheaply at scale: see there
 	}
 	return dialVia(ctx, dial, u, opts.TLS, timeout)
 }
