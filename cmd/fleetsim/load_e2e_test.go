@@ -184,7 +184,9 @@ devices:
 	}
 	env := []string{"GOMAXPROCS=1"}
 	out := filepath.Join(t.TempDir(), "report.json")
-	p := start(t, env, "run", f, "--broker", m.URL(), "--metrics-addr", "off", "--quiet", "--report", out)
+	// On paho, one publish in flight a device: the lean client, which pipelines a load
+	// device's publishes, kept 80,000 a second on one core against mosquitto.
+	p := start(t, env, "run", f, "--client", "paho", "--broker", m.URL(), "--metrics-addr", "off", "--quiet", "--report", out)
 	if code := p.wait(t, 60*time.Second); code != 98 {
 		t.Fatalf("exit code %d, want 98 (the generator was the limit)", code)
 	}
