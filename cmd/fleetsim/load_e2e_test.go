@@ -216,7 +216,7 @@ devices:
 
 	// Opting out: the same run passes on its (no) thresholds, and still says so.
 	out = filepath.Join(t.TempDir(), "report.json")
-	p = start(t, env, "run", f, "--broker", m.URL(), "--metrics-addr", "off", "--quiet", "--report", out, "--allow-generator-limit")
+	p = start(t, env, "run", f, "--client", "paho", "--broker", m.URL(), "--metrics-addr", "off", "--quiet", "--report", out, "--allow-generator-limit")
 	if code := p.wait(t, 60*time.Second); code != 0 {
 		t.Fatalf("with --allow-generator-limit: exit code %d, want 0", code)
 	}
