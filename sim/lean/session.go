@@ -77,29 +77,16 @@ func (c *Conn) Publish(ctx context.Context, topic string, payload []byte, qos by
 // PublishWith is Publish with MQTT 5 properties (nil: none), which a 3.1.1 connection does
 // not send. props is read, never kept beyond the publish's flight, nor changed.
 func (c *Conn) PublishWith(ctx context.Context, topic string, payload []byte, qos byte, retained bool, props *Props) error {
-	if qos > 2 {
-		return fmt.Errorf("publish %s: QoS %d is not 0, 1 or 2", topic, qos)
-	}
-	pk := packets.Packet{
-		FixedHeader:     packets.FixedHeader{Type: packets.Publish, Qos: qos, Retain: retained},
-		TopicName:       topic,
-		Payload:         payload,
-		ProtocolVersion: c.cfg.Protocol,
+	pk, err := c.publishPacket(topic, payload, qos, retained)
+	if err != nil {
+		return err
 	}
 	setProps(&pk, props)
 	if qos == 0 {
 		return c.publish0(ctx, &pk)
 	}
-	select {
-	case c.slots <- struct{}{}:
-	default:
-		if err := c.waitRoom(ctx); err != nil {
-			return err
-		}
-	}
-	f, err := c.send(ctx, &pk, nil)
+	f, err := c.sendInWindow(ctx, &pk, nil)
 	if err != nil {
-		<-c.slots
 		return err
 	}
 	select {
@@ -126,14 +113,9 @@ func (c *Conn) PublishWith(ctx context.Context, topic string, payload []byte, qo
 // sent in the order they were handed over, and each is told its own outcome. The payload
 // is copied, as Publish does.
 func (c *Conn) PublishAsync(ctx context.Context, topic string, payload []byte, qos byte, retained bool, then Outcome) error {
-	if qos > 2 {
-		return fmt.Errorf("publish %s: QoS %d is not 0, 1 or 2", topic, qos)
-	}
-	pk := packets.Packet{
-		FixedHeader:     packets.FixedHeader{Type: packets.Publish, Qos: qos, Retain: retained},
-		TopicName:       topic,
-		Payload:         payload,
-		ProtocolVersion: c.cfg.Protocol,
+	pk, err := c.publishPacket(topic, payload, qos, retained)
+	if err != nil {
+		return err
 	}
 	if qos == 0 {
 		if err := c.publish0(ctx, &pk); err != nil {
@@ -142,18 +124,39 @@ func (c *Conn) PublishAsync(ctx context.Context, topic string, payload []byte, q
 		then.Outcome(nil)
 		return nil
 	}
+	_, err = c.sendInWindow(ctx, &pk, then)
+	return err
+}
+
+// publishPacket is the PUBLISH of a message, or an error for a QoS above 2.
+func (c *Conn) publishPacket(topic string, payload []byte, qos byte, retained bool) (packets.Packet, error) {
+	if qos > 2 {
+		return packets.Packet{}, fmt.Errorf("publish %s: QoS %d is not 0, 1 or 2", topic, qos)
+	}
+	return packets.Packet{
+		FixedHeader:     packets.FixedHeader{Type: packets.Publish, Qos: qos, Retain: retained},
+		TopicName:       topic,
+		Payload:         payload,
+		ProtocolVersion: c.cfg.Protocol,
+	}, nil
+}
+
+// sendInWindow waits for room in the window, then sends a QoS 1 or 2 publish (send); the
+// room is given back if it could not be sent.
+func (c *Conn) sendInWindow(ctx context.Context, pk *packets.Packet, then Outcome) (*flight, error) {
 	select {
 	case c.slots <- struct{}{}:
 	default:
 		if err := c.waitRoom(ctx); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	if _, err := c.send(ctx, &pk, then); err != nil {
+	f, err := c.send(ctx, pk, then)
+	if err != nil {
 		<-c.slots
-		return err
+		return nil, err
 	}
-	return nil
+	return f, nil
 }
 
 // Abandon tells every publish handed over by PublishAsync and still in flight err now, as a
